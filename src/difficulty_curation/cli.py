@@ -1,0 +1,268 @@
+"""`curate`: the command-line face of difficulty-curation. Every command is a thin shell over a public function."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.errors import CurationError
+
+app = typer.Typer(
+    name="curate",
+    help=(
+        "Curate post-training data by difficulty (DC-SFT): score each row with k sampled answers from a "
+        "model, then keep what the model sometimes solves.\n\n"
+        "Example: curate score train.parquet --model my-org/my-vlm --out scored/ && "
+        "curate filter scored/ --bucket medium --out medium/"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def score(
+    source: Annotated[
+        str, typer.Argument(help="save_to_disk folder, parquet/jsonl/json/csv file or folder, or Hub id.")
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Local model folder or Hub id of the scoring model.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the scored dataset [default: <source>-scored].")] = None,
+    split: Annotated[str | None, typer.Option(help="Score only this split.")] = None,
+    num_rollouts: Annotated[
+        int, typer.Option("--num-rollouts", "-k", help="Answers sampled per row.")
+    ] = RolloutConfig.num_rollouts,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = RolloutConfig.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = RolloutConfig.top_p,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = RolloutConfig.top_k,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = RolloutConfig.max_new_tokens,
+    seed: Annotated[
+        int, typer.Option(help="Sampling seed; same seed, model and data give the same scores.")
+    ] = RolloutConfig.seed,
+    verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
+    correct_threshold: Annotated[
+        float, typer.Option(help="A rollout is correct when its score is at least this.")
+    ] = ScoringConfig.correct_threshold,
+    prompt_column: Annotated[
+        str, typer.Option(help="Column with the question text (or chat messages).")
+    ] = ScoringConfig.prompt_column,
+    answer_column: Annotated[
+        str, typer.Option(help="Column with the ground-truth answer.")
+    ] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
+    system_prompt: Annotated[str | None, typer.Option(help="System message put before every prompt.")] = None,
+    keep_rollouts: Annotated[
+        bool, typer.Option("--keep-rollouts", help="Also store the sampled answers and their scores.")
+    ] = False,
+    backend: Annotated[str, typer.Option(help="auto, transformers or vllm.")] = ScoringConfig.backend,
+    revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Downscale larger images to this many pixels.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per generate call.")] = 64,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Score every row's difficulty with NUM_ROLLOUTS sampled answers and save the dataset with new columns.
+
+    Adds difficulty (fraction of wrong answers), num_correct, num_rollouts and difficulty_error.
+
+    Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
+    """
+    from difficulty_curation.scoring import score_dataset, score_difficulty
+    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.stats import summarize
+
+    with _errors():
+        scorer = score_difficulty(
+            model,
+            num_rollouts=num_rollouts,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            verifier=verifier,
+            correct_threshold=correct_threshold,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            image_column=None if image_column.lower() == "none" else image_column,
+            system_prompt=system_prompt,
+            keep_rollouts=keep_rollouts,
+            backend=backend,
+            revision=revision,
+            max_pixels=max_pixels,
+        )
+        dataset = load_source(source, split=split)
+        scored = score_dataset(dataset, scorer, batch_size=batch_size, progress=not quiet)
+        destination = save_dataset(scored, out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored"))
+        _print_summary(summarize(scored), json_output, saved_to=destination)
+
+
+@app.command("filter")
+def filter_command(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, file or Hub id).")],
+    out: Annotated[Path, typer.Option(help="Folder for the kept rows.")],
+    bucket: Annotated[list[str] | None, typer.Option(help="Keep this bucket (easy, medium, hard); repeatable.")] = None,
+    min_difficulty: Annotated[float | None, typer.Option("--min", help="Keep rows with difficulty >= this.")] = None,
+    max_difficulty: Annotated[float | None, typer.Option("--max", help="Keep rows with difficulty <= this.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Keep rows by difficulty bucket and/or range. Rows that failed to score are dropped and counted.
+
+    Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
+    """
+    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.stats import summarize
+    from difficulty_curation.transforms import filter_difficulty
+
+    with _errors():
+        dataset = load_source(scored, split=split)
+        kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty)
+        destination = save_dataset(kept, out)
+        _print_summary(summarize(kept), json_output, saved_to=destination)
+
+
+@app.command()
+def stratify(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, file or Hub id).")],
+    out: Annotated[Path, typer.Option(help="Folder for a DatasetDict with one split per bucket.")],
+    bins: Annotated[str | None, typer.Option(help="Custom edges, e.g. '0,0.25,0.75,1'.")] = None,
+    quantiles: Annotated[int | None, typer.Option(help="Number of equal-size bins from the data.")] = None,
+    split: Annotated[str, typer.Option(help="Split to stratify.")] = "train",
+    json_output: JsonOption = False,
+) -> None:
+    """Split a scored dataset into disjoint difficulty buckets (paper: easy, medium, hard).
+
+    Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
+    """
+    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.transforms import stratify as stratify_dataset
+    from difficulty_curation.transforms import unscored_count
+
+    with _errors():
+        dataset = load_source(scored, split=split)
+        edges = [float(edge) for edge in bins.split(",")] if bins else None
+        buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles)
+        destination = save_dataset(buckets, out)
+        counts = {name: len(part) for name, part in buckets.items()}
+        failed = unscored_count(dataset)
+        if json_output:
+            typer.echo(json.dumps({"buckets": counts, "failed": failed, "saved_to": str(destination)}))
+        else:
+            _table("Buckets", ["bucket", "rows"], [[name, str(count)] for name, count in counts.items()])
+            typer.echo(f"{failed} rows without a difficulty were left out. Saved to {destination}")
+
+
+@app.command()
+def stats(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, file or Hub id).")],
+    plot: Annotated[Path | None, typer.Option(help="Also save the histogram as a PNG here.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Bucket counts, the difficulty histogram, and rows that failed to score with their reasons.
+
+    Example: curate stats scored/ --plot difficulty.png
+    """
+    from difficulty_curation.sources import load_source
+    from difficulty_curation.stats import plot_histogram, summarize
+
+    with _errors():
+        summary = summarize(load_source(scored, split=split))
+        if plot is not None:
+            plot_histogram(summary, plot)
+        _print_summary(summary, json_output, plot=plot)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int | None, typer.Option(help="Score only the first ROWS digits.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also save the scored digits here.")] = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Score the bundled handwritten digits with the bundled tiny VLM (built and cached on first use).
+
+    Example: curate demo --rows 200
+    """
+    from difficulty_curation.demo import run_demo
+    from difficulty_curation.sources import save_dataset
+    from difficulty_curation.stats import summarize
+
+    with _errors():
+        scored = run_demo(num_rows=rows, progress=not quiet)
+        destination = save_dataset(scored, out) if out else None
+        _print_summary(summarize(scored), json_output, saved_to=destination)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Show our errors as one clear line and exit 2, instead of a traceback."""
+    try:
+        yield
+    except CurationError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _print_summary(summary: object, json_output: bool, **extra: object) -> None:
+    from difficulty_curation.stats import DifficultySummary
+
+    assert isinstance(summary, DifficultySummary)
+    extra = {key: str(value) for key, value in extra.items() if value is not None}
+    if json_output:
+        typer.echo(json.dumps({**summary.to_dict(), **extra}))
+        return
+    scored = max(summary.num_scored, 1)
+    _table(
+        "Difficulty buckets",
+        ["bucket", "rows", "share"],
+        [[name, str(count), f"{count / scored:.1%}"] for name, count in summary.buckets.items()]
+        + [["failed", str(summary.num_failed), ""], ["total", str(summary.num_rows), ""]],
+    )
+    peak = max((count for _, count in summary.histogram), default=1)
+    _table(
+        "Histogram",
+        ["difficulty", "rows", ""],
+        [[f"{value:.3f}", str(count), "#" * max(1, round(30 * count / peak))] for value, count in summary.histogram],
+    )
+    if summary.failure_reasons:
+        _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
+        for index, reason in summary.failed_rows:
+            typer.echo(f"  row {index}: {reason}")
+    for key, value in extra.items():
+        typer.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name in header:
+        table.add_column(name, justify="right" if name in ("rows", "share") else "left")
+    for row in rows:
+        table.add_row(*row)
+    Console(file=sys.stdout, soft_wrap=True).print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,108 @@
+"""Frozen configuration objects: the one source of defaults for the whole pipeline.
+
+`ScoringConfig` travels from `score_difficulty` through the engines to the dataset's
+provenance record and the dataset card, so a scored dataset always says how it was scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from difficulty_curation.errors import ConfigError
+
+BACKENDS = ("auto", "transformers", "vllm")
+
+#: The paper's buckets, as inclusive ranges of `difficulty` (the fraction of wrong rollouts).
+PAPER_BUCKETS = ("easy", "medium", "hard")
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """How rollouts are sampled. Defaults follow DC-SFT (Lu et al., 2026): k=8, T=0.9, top_p=1.0."""
+
+    num_rollouts: int = 8
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: int = 50
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("num_rollouts", self.num_rollouts, minimum=1)
+        _check_number("temperature", self.temperature, minimum=0.0)
+        _check_number("top_p", self.top_p, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        _check_int("top_k", self.top_k, minimum=0)
+        _check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Everything that determines a row's difficulty: model, sampling, verifier and columns."""
+
+    model: str
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    revision: str | None = None
+    backend: str = "auto"
+    verifier: str = "exact"
+    correct_threshold: float = 0.5
+    prompt_column: str = "problem"
+    answer_column: str = "solution"
+    image_column: str | None = "image"
+    system_prompt: str | None = None
+    keep_rollouts: bool = False
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"model must be a local path or a Hub id, got {self.model!r}.")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend={self.backend!r} is not known; choose one of: {', '.join(BACKENDS)}.")
+        _check_number("correct_threshold", self.correct_threshold, minimum=0.0, maximum=1.0)
+        for option in ("prompt_column", "answer_column"):
+            value = getattr(self, option)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{option} must be a column name, got {value!r}.")
+        if self.image_column is not None and (not isinstance(self.image_column, str) or not self.image_column):
+            raise ConfigError(f"image_column must be a column name or None, got {self.image_column!r}.")
+        if self.max_pixels is not None:
+            _check_int("max_pixels", self.max_pixels, minimum=1)
+
+    @property
+    def required_columns(self) -> dict[str, str]:
+        """Option name -> column name, for every column the scorer reads."""
+        columns = {"prompt_column": self.prompt_column, "answer_column": self.answer_column}
+        if self.image_column is not None:
+            columns["image_column"] = self.image_column
+        return columns
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-ready record of the configuration (used for provenance and cards)."""
+        record = dataclasses.asdict(self)
+        record.update(record.pop("rollout"))
+        return record
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float,
+    maximum: float = math.inf,
+    exclusive_minimum: bool = False,
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > minimum if exclusive_minimum else value >= minimum) and value <= maximum
+    if not ok:
+        low = f"> {minimum}" if exclusive_minimum else f">= {minimum}"
+        high = "" if maximum == math.inf else f" and <= {maximum}"
+        raise ConfigError(f"{name} must be a number {low}{high}, got {value!r}.")

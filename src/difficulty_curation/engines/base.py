@@ -1,0 +1,74 @@
+"""The engine protocol and backend selection."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.prompts import PromptRequest
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """Anything that samples `num_rollouts` completions for each request, in request order."""
+
+    def generate(self, requests: Sequence[PromptRequest], num_rollouts: int) -> list[list[str]]:
+        """Return one list of `num_rollouts` completion strings per request."""
+        ...
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' picks vLLM when it is installed and a CUDA GPU is present, else transformers."""
+    if backend != "auto":
+        return backend
+    if importlib.util.find_spec("vllm") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "vllm"
+    return "transformers"
+
+
+def load_engine(config: ScoringConfig) -> RolloutEngine:
+    """Load the engine for `config.backend` (the model is loaded here, once)."""
+    backend = resolve_backend(config.backend)
+    if backend == "vllm":
+        from difficulty_curation.engines.vllm import VLLMEngine
+
+        return VLLMEngine(config)
+    from difficulty_curation.engines.transformers import TransformersEngine
+
+    return TransformersEngine(config)
+
+
+def derive_seed(seed: int, *keys: str) -> int:
+    """A 63-bit seed from the run's seed and content hashes: same inputs, same seed, in any process."""
+    digest = hashlib.sha256(str(seed).encode())
+    for key in keys:
+        digest.update(key.encode())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+def render_chat(processor: object, messages: list[dict]) -> str:
+    """The prompt text for `messages` under the model's chat template, ending with the assistant turn.
+
+    Text-only conversations are flattened to plain-string contents, which every chat template accepts.
+    """
+    has_images = any(
+        isinstance(part, dict) and part.get("type") == "image"
+        for message in messages
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+    )
+    if not has_images:
+        messages = [{**m, "content": _flatten_text(m["content"])} for m in messages]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)  # type: ignore[attr-defined]
+
+
+def _flatten_text(content: str | list[dict]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content if part.get("type") == "text")

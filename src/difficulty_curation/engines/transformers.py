@@ -1,0 +1,123 @@
+"""The transformers backend: batched, left-padded `generate(num_return_sequences=k)`, one prefill per prompt."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.engines.base import derive_seed, render_chat
+from difficulty_curation.errors import ModelLoadError, RowError
+from difficulty_curation.prompts import PromptRequest
+
+logger = logging.getLogger(__name__)
+
+
+class TransformersEngine:
+    """Samples rollouts with a Hugging Face model loaded once (`AutoModelForImageTextToText` or causal LM)."""
+
+    def __init__(self, config: ScoringConfig, *, device: str | None = None) -> None:
+        import torch
+
+        self.config = config
+        self.rollout = config.rollout
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor, self.model = load_model_and_processor(config.model, config.revision, self.device)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        text_config = self.model.config.get_text_config()
+        self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        #: The model's commit hash when it came from the Hub cache (None for plain local folders).
+        self.model_revision: str | None = getattr(self.model.config, "_commit_hash", None) or config.revision
+
+    def generate(self, requests: Sequence[PromptRequest], num_rollouts: int) -> list[list[str] | RowError]:
+        """One `generate` call per modality group; a row the model cannot take becomes a `RowError`."""
+        results: list[list[str] | RowError | None] = [None] * len(requests)
+        texts: dict[int, str] = {}
+        for index, request in enumerate(requests):
+            try:
+                texts[index] = render_chat(self.processor, request.messages)
+            except Exception as error:  # a template that rejects this row's messages
+                results[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
+        with_images = [i for i in texts if requests[i].images]
+        text_only = [i for i in texts if not requests[i].images]
+        for group in (with_images, text_only):
+            if group:
+                for index, outcome in zip(group, self._generate_group(requests, texts, group, num_rollouts)):
+                    results[index] = outcome
+        return results  # type: ignore[return-value]
+
+    def _generate_group(
+        self, requests: Sequence[PromptRequest], texts: dict[int, str], group: list[int], num_rollouts: int
+    ) -> list[list[str] | RowError]:
+        import torch
+
+        inputs = self._encode([texts[i] for i in group], [requests[i].images for i in group])
+        outcomes: list[list[str] | RowError] = [[] for _ in group]
+        too_long = self._too_long(inputs["attention_mask"].sum(dim=1).tolist())
+        for position, length in too_long.items():
+            outcomes[position] = RowError(
+                self.config.prompt_column,
+                f"prompt is {length} tokens; with max_new_tokens={self.rollout.max_new_tokens} "
+                f"it exceeds the model's context of {self.context_length}",
+            )
+        keep = [p for p in range(len(group)) if p not in too_long]
+        if not keep:
+            return outcomes
+        if too_long:
+            inputs = self._encode([texts[group[p]] for p in keep], [requests[group[p]].images for p in keep])
+        torch.manual_seed(derive_seed(self.rollout.seed, *(requests[group[p]].content_hash for p in keep)))
+        sampling = self.rollout.temperature > 0
+        with torch.no_grad():
+            output = self.model.generate(
+                **inputs.to(self.device),
+                do_sample=sampling,
+                temperature=self.rollout.temperature if sampling else None,
+                top_p=self.rollout.top_p if sampling else None,
+                top_k=self.rollout.top_k if sampling else None,
+                max_new_tokens=self.rollout.max_new_tokens,
+                num_return_sequences=num_rollouts,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        completions = self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        for order, position in enumerate(keep):
+            outcomes[position] = completions[order * num_rollouts : (order + 1) * num_rollouts]
+        return outcomes
+
+    def _encode(self, texts: list[str], images: list[list[Any]]) -> Any:
+        if any(images):
+            return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+
+    def _too_long(self, lengths: list[int]) -> dict[int, int]:
+        if self.context_length is None:
+            return {}
+        limit = self.context_length - self.rollout.max_new_tokens
+        return {position: length for position, length in enumerate(lengths) if length > limit}
+
+
+def load_model_and_processor(model: str, revision: str | None, device: str) -> tuple[Any, Any]:
+    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        processor = AutoProcessor.from_pretrained(model, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"could not load a processor for model {model!r}: {error}. Pass a local folder made by "
+            "save_pretrained (config.json, tokenizer, processor files) or a Hub id."
+        ) from None
+    try:
+        try:
+            loaded = AutoModelForImageTextToText.from_pretrained(model, revision=revision, dtype=dtype)
+        except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
+            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
+    logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
+    return processor, loaded.to(device).eval()

@@ -1,0 +1,47 @@
+"""The few exception classes of difficulty-curation, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CurationError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(CurationError, ValueError):
+    """An option has a bad value (unknown verifier or backend, num_rollouts < 1, ...)."""
+
+
+class ColumnNotFoundError(CurationError, KeyError):
+    """A column named in the options is not in the dataset."""
+
+    def __init__(self, option: str, column: str, available: Iterable[str]) -> None:
+        self.option = option
+        self.column = column
+        self.available = sorted(available)
+        super().__init__(
+            f"{option}={column!r} is not a column of the dataset; "
+            f"available columns: {', '.join(self.available) or '(none)'}. "
+            f"Pass {option}=<one of these>" + (" or None for text-only rows." if option == "image_column" else ".")
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class RowError(CurationError):
+    """One row cannot be scored (missing image, empty prompt, ...). Recorded, never raised past the scorer."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        self.column = column
+        self.reason = reason
+        super().__init__(f"{column}: {reason}")
+
+
+class ModelLoadError(CurationError):
+    """The scoring model or its processor could not be loaded."""
+
+
+class BackendUnavailableError(CurationError, ImportError):
+    """A backend's optional dependency is not installed."""

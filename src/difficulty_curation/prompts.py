@@ -1,0 +1,165 @@
+"""Dataset row -> chat request. The only module that knows which columns hold what."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.errors import RowError
+
+
+@dataclass
+class PromptRequest:
+    """One row, ready for an engine: chat messages with image placeholders, and the images."""
+
+    messages: list[dict[str, Any]]
+    images: list[Image.Image] = field(default_factory=list)
+    #: A hash of everything the engine sees; seeds sampling and keys caches.
+    content_hash: str = ""
+
+
+def build_request(row: Mapping[str, Any], config: ScoringConfig) -> PromptRequest:
+    """Turn one dataset row into a `PromptRequest`, or raise `RowError` naming the bad column."""
+    images = _row_images(row, config)
+    messages = _row_messages(row.get(config.prompt_column), config, num_images=len(images))
+    return PromptRequest(messages=messages, images=images, content_hash=_content_hash(messages, images))
+
+
+def row_reference(row: Mapping[str, Any], config: ScoringConfig) -> Any:
+    """The row's ground-truth answer, or `RowError` if it is missing or empty."""
+    reference = row.get(config.answer_column)
+    if reference is None:
+        raise RowError(config.answer_column, "answer is missing (None)")
+    if isinstance(reference, str) and not reference.strip():
+        raise RowError(config.answer_column, "answer is an empty string")
+    if isinstance(reference, (list, tuple)) and len(reference) == 0:
+        raise RowError(config.answer_column, "answer is an empty list")
+    return reference
+
+
+def load_image(value: Any, *, column: str, max_pixels: int | None = None) -> Image.Image:
+    """Decode one image cell (PIL image, `{"bytes", "path"}` dict, path or bytes) to an RGB image.
+
+    Images larger than `max_pixels` are resized, keeping their aspect ratio.
+    """
+    try:
+        image = _open_image(value)
+        image.load()
+    except RowError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise RowError(column, f"image cannot be decoded ({type(error).__name__}: {error})") from None
+    if image.width == 0 or image.height == 0:
+        raise RowError(column, f"image has zero size ({image.width}x{image.height})")
+    if image.mode != "RGB":
+        try:
+            image = image.convert("RGB")
+        except (ValueError, OSError) as error:
+            raise RowError(column, f"image mode {image.mode!r} cannot be converted to RGB ({error})") from None
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        scale = math.sqrt(max_pixels / (image.width * image.height))
+        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return image
+
+
+def _open_image(value: Any) -> Image.Image:
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, Mapping):
+        if value.get("bytes"):
+            return Image.open(io.BytesIO(value["bytes"]))
+        if value.get("path"):
+            return Image.open(value["path"])
+        raise ValueError("image cell has neither bytes nor a path")
+    if isinstance(value, (bytes, bytearray)):
+        return Image.open(io.BytesIO(value))
+    if isinstance(value, str):
+        return Image.open(value)
+    raise ValueError(f"unsupported image value of type {type(value).__name__}")
+
+
+def _row_images(row: Mapping[str, Any], config: ScoringConfig) -> list[Image.Image]:
+    if config.image_column is None:
+        return []
+    value = row.get(config.image_column)
+    if value is None:
+        raise RowError(config.image_column, "image is missing (None)")
+    cells = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not cells:
+        raise RowError(config.image_column, "image list is empty")
+    images = []
+    for position, cell in enumerate(cells):
+        if cell is None:
+            raise RowError(config.image_column, f"image {position} of the list is missing (None)")
+        images.append(load_image(cell, column=config.image_column, max_pixels=config.max_pixels))
+    return images
+
+
+def _row_messages(prompt: Any, config: ScoringConfig, *, num_images: int) -> list[dict[str, Any]]:
+    column = config.prompt_column
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise RowError(column, "prompt is empty")
+        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+    elif _is_conversation(prompt):
+        messages = [dict(message) for message in prompt]
+        if not any(_message_text(message).strip() for message in messages):
+            raise RowError(column, "prompt messages have no text")
+        placeholders = sum(_count_images(message) for message in messages)
+        if placeholders == 0 and num_images:
+            first_user = next((m for m in messages if m["role"] == "user"), messages[0])
+            first_user["content"] = [{"type": "image"} for _ in range(num_images)] + _as_parts(first_user["content"])
+        elif placeholders != num_images:
+            raise RowError(column, f"prompt has {placeholders} image placeholders but the row has {num_images} images")
+    elif prompt is None:
+        raise RowError(column, "prompt is missing (None)")
+    else:
+        raise RowError(column, f"prompt must be a string or a list of chat messages, got {type(prompt).__name__}")
+    if config.system_prompt:
+        messages = [{"role": "system", "content": [{"type": "text", "text": config.system_prompt}]}, *messages]
+    return messages
+
+
+def _is_conversation(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) > 0
+        and all(isinstance(m, Mapping) and "role" in m and "content" in m for m in value)
+    )
+
+
+def _as_parts(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return " ".join(part.get("text") or "" for part in content if isinstance(part, Mapping))
+
+
+def _count_images(message: Mapping[str, Any]) -> int:
+    content = message["content"]
+    if isinstance(content, str):
+        return 0
+    return sum(1 for part in content if isinstance(part, Mapping) and part.get("type") == "image")
+
+
+def _content_hash(messages: list[dict[str, Any]], images: list[Image.Image]) -> str:
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode())
+    for image in images:
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,313 @@
+"""The `Dataset.map` callable: rows -> prompts -> engine -> verifiers -> difficulty columns."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.engines.base import RolloutEngine, load_engine
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
+from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
+from difficulty_curation.prompts import PromptRequest, build_request, row_reference
+from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict, Features
+
+logger = logging.getLogger(__name__)
+
+#: Columns every scored dataset gets.
+SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error")
+#: Extra columns with `keep_rollouts=True`.
+ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
+
+
+@dataclass
+class BatchReport:
+    """What one call of the scorer did, for progress displays."""
+
+    rows: int
+    failed_rows: int
+    rollouts: int
+    seconds: float
+
+
+class DifficultyScorer:
+    """Callable for `Dataset.map(scorer, batched=True)` that adds the difficulty columns.
+
+    The model is loaded on the first batch and kept for the scorer's lifetime. Pickling keeps only
+    the configuration (and a custom verifier), so the datasets fingerprint is the same in every
+    process for the same model and options, and the model itself is never pickled.
+    """
+
+    def __init__(self, config: ScoringConfig, verifier: Verifier | None = None) -> None:
+        self.config = config
+        self.custom_verifier = verifier
+        self.verify: Verifier = get_verifier(verifier if verifier is not None else config.verifier)
+        self._engine: RolloutEngine | None = None
+        #: Called with a `BatchReport` after every batch (progress bars); never pickled.
+        self.on_batch: Callable[[BatchReport], None] | None = None
+
+    # -- engine ---------------------------------------------------------------------------------
+    @property
+    def engine(self) -> RolloutEngine:
+        """The generation engine, loaded on first use."""
+        if self._engine is None:
+            self._engine = load_engine(self.config)
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: RolloutEngine) -> None:
+        self._engine = engine
+
+    @property
+    def engine_loaded(self) -> bool:
+        """Whether a model has been loaded (False after a datasets cache hit)."""
+        return self._engine is not None
+
+    # -- pickling / fingerprinting ----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "custom_verifier": self.custom_verifier}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["custom_verifier"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        rollout = self.config.rollout
+        return (
+            f"DifficultyScorer(model={self.config.model!r}, backend={self.config.backend!r}, "
+            f"num_rollouts={rollout.num_rollouts}, temperature={rollout.temperature}, "
+            f"verifier={verifier_name(self.custom_verifier or self.config.verifier)!r})"
+        )
+
+    def output_features(self, features: Features) -> Features:
+        """The input features plus the typed difficulty columns (pass as `Dataset.map(features=...)`)."""
+        from datasets import Features, List, Value
+
+        output = Features(features)
+        output.update(
+            {
+                "difficulty": Value("float32"),
+                "num_correct": Value("int32"),
+                "num_rollouts": Value("int32"),
+                "difficulty_error": Value("string"),
+            }
+        )
+        if self.config.keep_rollouts:
+            output["rollouts"] = List(Value("string"))
+            output["rollout_scores"] = List(Value("float32"))
+        return output
+
+    # -- the map() callable -----------------------------------------------------------------------
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Raise `ColumnNotFoundError` if a column the scorer reads is missing."""
+        available = list(columns)
+        for option, column in self.config.required_columns.items():
+            if column not in available:
+                raise ColumnNotFoundError(option, column, available)
+
+    def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+        """Score one batch of rows (a dict of columns, as `Dataset.map(batched=True)` passes it)."""
+        started = time.perf_counter()
+        self.check_columns(batch.keys())
+        num_rows = len(next(iter(batch.values()))) if batch else 0
+        rows = [{name: values[i] for name, values in batch.items()} for i in range(num_rows)]
+        k = self.config.rollout.num_rollouts
+
+        errors: list[str | None] = [None] * num_rows
+        references: list[Any] = [None] * num_rows
+        requests: dict[int, PromptRequest] = {}
+        for index, row in enumerate(rows):
+            try:
+                references[index] = row_reference(row, self.config)
+                requests[index] = build_request(row, self.config)
+            except RowError as error:
+                errors[index] = str(error)
+
+        rollouts: list[list[str] | None] = [None] * num_rows
+        if requests:
+            order = list(requests)
+            for index, outcome in zip(order, self.engine.generate([requests[i] for i in order], k)):
+                if isinstance(outcome, RowError):
+                    errors[index] = str(outcome)
+                else:
+                    rollouts[index] = outcome
+
+        scores: list[list[float] | None] = [None] * num_rows
+        for index, completions in enumerate(rollouts):
+            if completions is not None:
+                try:
+                    scores[index] = self._verify_all(completions, references[index])
+                except RowError as error:
+                    errors[index] = str(error)
+
+        columns = self._columns(rollouts, scores, errors)
+        if self.on_batch is not None:
+            failed = sum(error is not None for error in errors)
+            self.on_batch(BatchReport(num_rows, failed, (num_rows - failed) * k, time.perf_counter() - started))
+        return columns
+
+    def _verify_all(self, completions: list[str], reference: Any) -> list[float]:
+        scores = []
+        for completion in completions:
+            try:
+                score = float(self.verify(completion, reference))
+            except Exception as error:  # a verifier is user code: one row's failure must not end the run
+                name = verifier_name(self.custom_verifier or self.config.verifier)
+                raise RowError(
+                    self.config.answer_column,
+                    f"verifier {name!r} failed on this row ({type(error).__name__}: {error})",
+                ) from None
+            scores.append(min(1.0, max(0.0, score)))
+        return scores
+
+    def _columns(
+        self,
+        rollouts: list[list[str] | None],
+        scores: list[list[float] | None],
+        errors: list[str | None],
+    ) -> dict[str, list[Any]]:
+        # numpy scalars carry float32/int32 through datasets' type inference; None stays null.
+        threshold = self.config.correct_threshold
+        num_correct = [None if s is None else np.int32(sum(v >= threshold for v in s)) for s in scores]
+        num_rollouts = [None if s is None else np.int32(len(s)) for s in scores]
+        difficulty = [
+            None if c is None or n is None else np.float32(1.0 - int(c) / int(n))
+            for c, n in zip(num_correct, num_rollouts)
+        ]
+        columns: dict[str, list[Any]] = {
+            "difficulty": difficulty,
+            "num_correct": num_correct,
+            "num_rollouts": num_rollouts,
+            "difficulty_error": [error or "" for error in errors],
+        }
+        if self.config.keep_rollouts:
+            columns["rollouts"] = [r if s is not None else None for r, s in zip(rollouts, scores)]
+            columns["rollout_scores"] = [None if s is None else [np.float32(v) for v in s] for s in scores]
+        return columns
+
+
+def score_difficulty(
+    model: str,
+    *,
+    num_rollouts: int = RolloutConfig.num_rollouts,
+    temperature: float = RolloutConfig.temperature,
+    top_p: float = RolloutConfig.top_p,
+    top_k: int = RolloutConfig.top_k,
+    max_new_tokens: int = RolloutConfig.max_new_tokens,
+    seed: int = RolloutConfig.seed,
+    verifier: str | Verifier = ScoringConfig.verifier,
+    correct_threshold: float = ScoringConfig.correct_threshold,
+    prompt_column: str = ScoringConfig.prompt_column,
+    answer_column: str = ScoringConfig.answer_column,
+    image_column: str | None = ScoringConfig.image_column,
+    system_prompt: str | None = ScoringConfig.system_prompt,
+    keep_rollouts: bool = ScoringConfig.keep_rollouts,
+    backend: str = ScoringConfig.backend,
+    revision: str | None = ScoringConfig.revision,
+    max_pixels: int | None = ScoringConfig.max_pixels,
+) -> DifficultyScorer:
+    """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
+
+    `difficulty` is the fraction of `num_rollouts` sampled answers judged wrong by `verifier`
+    (0.0 = easy, 1.0 = hard, in between = medium), with `num_correct` and `num_rollouts` beside it.
+    Rows that cannot be scored get `difficulty=None` and a reason in `difficulty_error`.
+
+    Example:
+        >>> scorer = score_difficulty("my-org/my-vlm", num_rollouts=8, verifier="exact")
+        >>> scored = ds.map(scorer, batched=True, batch_size=64)  # doctest: +SKIP
+
+    Options are validated here, before any model is loaded; the model loads on the first batch.
+    """
+    rollout = RolloutConfig(
+        num_rollouts=num_rollouts,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
+    custom_verifier = verifier if callable(verifier) else None
+    if custom_verifier is None:
+        get_verifier(verifier)  # fail now on an unknown name
+    config = ScoringConfig(
+        model=str(model),
+        rollout=rollout,
+        revision=revision,
+        backend=backend,
+        verifier=verifier_name(verifier),
+        correct_threshold=correct_threshold,
+        prompt_column=prompt_column,
+        answer_column=answer_column,
+        image_column=image_column,
+        system_prompt=system_prompt,
+        keep_rollouts=keep_rollouts,
+        max_pixels=max_pixels,
+    )
+    return DifficultyScorer(config, verifier=custom_verifier)
+
+
+def score_dataset(
+    dataset: Dataset | DatasetDict,
+    scorer: DifficultyScorer,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Dataset | DatasetDict:
+    """Run `scorer` over a dataset (every split of a `DatasetDict`) with a progress line.
+
+    Compared with a bare `dataset.map(scorer, batched=True)`, this checks the columns before any
+    model loads, passes typed output features, and reads images undecoded so that a corrupt image
+    becomes a failed row (see `difficulty_error`) instead of an exception inside datasets.
+    The datasets cache applies as usual: an identical call on a cached dataset is not re-scored.
+    """
+    from datasets import DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {
+                split: score_dataset(part, scorer, batch_size=batch_size, progress=progress)
+                for split, part in dataset.items()
+            }
+        )
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    scorer.check_columns(dataset.column_names)
+    image_column = scorer.config.image_column
+    original_feature = dataset.features[image_column] if image_column else None
+    if image_column:
+        dataset = dataset.cast_column(image_column, _undecoded(original_feature))
+    bar = RolloutProgress(len(dataset), enabled=progress)
+    scorer.on_batch = bar.update
+    try:
+        with datasets_progress_bars_disabled():
+            scored = dataset.map(
+                scorer,
+                batched=True,
+                batch_size=batch_size,
+                features=scorer.output_features(dataset.features),
+                desc="Scoring difficulty",
+            )
+    finally:
+        scorer.on_batch = None
+        bar.close()
+    if image_column:
+        scored = scored.cast_column(image_column, original_feature)
+    return scored
+
+
+def _undecoded(feature: Any) -> Any:
+    """The same feature with image decoding switched off (nested in lists too)."""
+    from datasets import Image, List, Sequence
+
+    if isinstance(feature, Image):
+        return Image(decode=False)
+    if isinstance(feature, (List, Sequence)):
+        return type(feature)(_undecoded(feature.feature))
+    return feature

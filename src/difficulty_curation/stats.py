@@ -1,0 +1,113 @@
+"""Summaries of a scored dataset: bucket counts, a difficulty histogram, failed rows and their reasons."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from difficulty_curation.transforms import PAPER_BUCKET_RANGES, bucket_of, difficulty_array
+
+
+@dataclass
+class DifficultySummary:
+    """Counts that describe a scored dataset."""
+
+    num_rows: int
+    num_scored: int
+    num_failed: int
+    buckets: dict[str, int]
+    #: (difficulty value, number of rows) for every distinct difficulty, ascending.
+    histogram: list[tuple[float, int]]
+    #: failure reason -> number of rows, most common first.
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    #: (row index, reason) of the first failed rows.
+    failed_rows: list[tuple[int, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> DifficultySummary:
+    """Bucket counts, histogram and failed rows of a scored dataset (all splits together for a DatasetDict)."""
+    if isinstance(dataset, DatasetDict):
+        parts = [summarize(split, max_failed_rows=max_failed_rows) for split in dataset.values()]
+        return _merge(parts, max_failed_rows)
+    values = difficulty_array(dataset).to_pylist()
+    errors = dataset["difficulty_error"] if "difficulty_error" in dataset.column_names else [""] * len(values)
+    buckets = Counter(bucket_of(v) for v in values if v is not None)
+    scored = [round(float(v), 6) for v in values if v is not None]
+    reasons: Counter[str] = Counter()
+    failed: list[tuple[int, str]] = []
+    for index, (value, error) in enumerate(zip(values, errors)):
+        if value is None:
+            reason = error or "not scored"
+            reasons[_reason_kind(reason)] += 1
+            if len(failed) < max_failed_rows:
+                failed.append((index, reason))
+    return DifficultySummary(
+        num_rows=len(values),
+        num_scored=len(scored),
+        num_failed=len(values) - len(scored),
+        buckets={name: buckets.get(name, 0) for name in PAPER_BUCKET_RANGES},
+        histogram=sorted(Counter(scored).items()),
+        failure_reasons=dict(reasons.most_common()),
+        failed_rows=failed,
+    )
+
+
+def plot_histogram(summary: DifficultySummary, path: str | Path, *, title: str = "Difficulty") -> Path:
+    """Save the difficulty histogram as a PNG (needs matplotlib: `pip install difficulty-curation[plot]`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if summary.histogram:
+        values, counts = zip(*summary.histogram)
+        width = min(np.diff(values)) * 0.8 if len(values) > 1 else 0.05
+        colors = ["#4caf50" if v == 0 else "#e53935" if v == 1 else "#1e88e5" for v in values]
+        axes.bar(values, counts, width=width, color=colors)
+    axes.set_xlabel("difficulty (fraction of rollouts wrong)")
+    axes.set_ylabel("rows")
+    axes.set_xlim(-0.08, 1.08)
+    counts_text = ", ".join(f"{name} {count}" for name, count in summary.buckets.items())
+    axes.set_title(f"{title}: {counts_text}" + (f", failed {summary.num_failed}" if summary.num_failed else ""))
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons by their leading part ('image: image cannot be decoded (...)' -> up to the '(')."""
+    return reason.split(" (", 1)[0]
+
+
+def _merge(parts: list[DifficultySummary], max_failed_rows: int) -> DifficultySummary:
+    histogram: Counter[float] = Counter()
+    buckets: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    failed: list[tuple[int, str]] = []
+    for part in parts:
+        histogram.update(dict(part.histogram))
+        buckets.update(part.buckets)
+        reasons.update(part.failure_reasons)
+        failed.extend(part.failed_rows)
+    return DifficultySummary(
+        num_rows=sum(p.num_rows for p in parts),
+        num_scored=sum(p.num_scored for p in parts),
+        num_failed=sum(p.num_failed for p in parts),
+        buckets={name: buckets.get(name, 0) for name in PAPER_BUCKET_RANGES},
+        histogram=sorted(histogram.items()),
+        failure_reasons=dict(reasons.most_common()),
+        failed_rows=failed[:max_failed_rows],
+    )
