@@ -1,17 +1,34 @@
-"""difficulty-curation: curate post-training data by difficulty (DC-SFT, Lu et al. 2026)."""
+"""difficulty-curation: curate post-training data by difficulty (DC-SFT, Lu et al. 2026).
 
-from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.errors import (
-    ColumnNotFoundError,
-    ConfigError,
-    CurationError,
-    ModelLoadError,
-    RowError,
-)
-from difficulty_curation.scoring import DifficultyScorer, score_difficulty
-from difficulty_curation.verifiers import get_verifier, register_verifier
+The public API. Names load lazily so `import difficulty_curation` stays fast and heavy
+dependencies (torch, datasets, vLLM) are imported only by the step that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "score_difficulty": "difficulty_curation.scoring",
+    "score_dataset": "difficulty_curation.scoring",
+    "DifficultyScorer": "difficulty_curation.scoring",
+    "filter_difficulty": "difficulty_curation.transforms",
+    "stratify": "difficulty_curation.transforms",
+    "summarize": "difficulty_curation.stats",
+    "load_source": "difficulty_curation.sources",
+    "RolloutConfig": "difficulty_curation.config",
+    "ScoringConfig": "difficulty_curation.config",
+    "get_verifier": "difficulty_curation.verifiers",
+    "register_verifier": "difficulty_curation.verifiers",
+    "CurationError": "difficulty_curation.errors",
+    "ConfigError": "difficulty_curation.errors",
+    "ColumnNotFoundError": "difficulty_curation.errors",
+    "ModelLoadError": "difficulty_curation.errors",
+    "RowError": "difficulty_curation.errors",
+}
 
 __all__ = [
     "ColumnNotFoundError",
@@ -23,7 +40,34 @@ __all__ = [
     "RowError",
     "ScoringConfig",
     "__version__",
+    "filter_difficulty",
     "get_verifier",
+    "load_source",
     "register_verifier",
+    "score_dataset",
     "score_difficulty",
+    "stratify",
+    "summarize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'difficulty_curation' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from difficulty_curation.config import RolloutConfig, ScoringConfig
+    from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
+    from difficulty_curation.sources import load_source
+    from difficulty_curation.stats import summarize
+    from difficulty_curation.transforms import filter_difficulty, stratify
+    from difficulty_curation.verifiers import get_verifier, register_verifier

@@ -167,4 +167,4 @@ def _as_list(value: Any) -> list[Any]:
 
 def _as_latex(reference: Any) -> str:
     text = str(reference).strip()
-    return text if "$" in text or "\\" in text else f"${text}$"
+    return text if "$" in text or "\\boxed" in text else f"${text}$"

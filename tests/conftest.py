@@ -1,0 +1,67 @@
+"""Session fixtures: the tiny models and real digit images, built offline once per test session."""
+
+from __future__ import annotations
+
+import io
+import os
+
+# Tests never reach the Hub: everything they load is built here, on local paths.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, Features, Image, Value
+from PIL import Image as PILImage
+
+from difficulty_curation.demo import build_tiny_lm, build_tiny_vlm, cold_start, digits_dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny LLaVA saved with save_pretrained (loaded back via from_pretrained)."""
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
+
+
+@pytest.fixture(scope="session")
+def trained_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LLaVA after a short cold start: right often enough that buckets are mixed."""
+    path = build_tiny_vlm(tmp_path_factory.mktemp("trained-vlm"))
+    return cold_start(path, steps=200)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text-only tiny Llama causal LM."""
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def digits() -> Dataset:
+    """24 real handwritten digits with columns image, problem, solution."""
+    return digits_dataset(split="train", num_rows=24)
+
+
+def png_bytes(image: PILImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def digits_with_bad_rows(digits: Dataset) -> Dataset:
+    """Digits with a missing image, a corrupt image, a missing answer and an empty prompt among good rows."""
+    rows = [
+        {
+            "image": {"bytes": png_bytes(row["image"]), "path": None},
+            "problem": row["problem"],
+            "solution": row["solution"],
+        }
+        for row in digits.select(range(8))
+    ]
+    rows[1]["image"] = None
+    rows[3]["image"] = {"bytes": b"this is not an image", "path": None}
+    rows[5]["solution"] = None
+    rows[6]["problem"] = "   "
+    features = Features({"image": Image(), "problem": Value("string"), "solution": Value("string")})
+    return Dataset.from_list(rows, features=features)

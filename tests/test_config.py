@@ -1,0 +1,45 @@
+import pytest
+
+from difficulty_curation import ConfigError, score_difficulty
+from difficulty_curation.config import RolloutConfig, ScoringConfig
+
+
+def test_defaults_follow_the_paper():
+    rollout = RolloutConfig()
+    assert (rollout.num_rollouts, rollout.temperature, rollout.top_p, rollout.max_new_tokens) == (8, 0.9, 1.0, 128)
+    assert (rollout.top_k, rollout.seed) == (50, 0)
+    scoring = ScoringConfig(model="m")
+    assert (scoring.verifier, scoring.prompt_column, scoring.answer_column, scoring.image_column) == (
+        "exact",
+        "problem",
+        "solution",
+        "image",
+    )
+    assert scoring.backend == "auto" and scoring.keep_rollouts is False and scoring.correct_threshold == 0.5
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_rollouts": 0}, "num_rollouts must be an integer >= 1, got 0"),
+        ({"num_rollouts": -3}, "num_rollouts must be an integer >= 1, got -3"),
+        ({"num_rollouts": 2.5}, "num_rollouts must be an integer"),
+        ({"temperature": -0.1}, "temperature must be a number >= 0.0, got -0.1"),
+        ({"top_p": 0.0}, "top_p must be a number > 0.0"),
+        ({"top_p": 1.5}, "top_p must be a number > 0.0 and <= 1.0, got 1.5"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
+        ({"backend": "tensorrt"}, "backend='tensorrt' is not known; choose one of: auto, transformers, vllm"),
+        ({"verifier": "fuzzy"}, "verifier='fuzzy' is not known; choose one of: choice, exact, iou, math"),
+        ({"correct_threshold": 2}, "correct_threshold must be a number >= 0.0 and <= 1.0, got 2"),
+        ({"prompt_column": ""}, "prompt_column must be a column name"),
+    ],
+)
+def test_bad_options_fail_at_construction_naming_the_value(options, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        score_difficulty("some/model", **options)
+
+
+def test_to_dict_is_flat_and_complete():
+    record = ScoringConfig(model="m", rollout=RolloutConfig(num_rollouts=4)).to_dict()
+    assert record["num_rollouts"] == 4 and record["model"] == "m" and "rollout" not in record
+    assert {"temperature", "top_p", "top_k", "max_new_tokens", "seed", "verifier", "backend"} <= set(record)
