@@ -59,7 +59,7 @@ def test_the_content_hash_depends_on_the_pixels():
         (
             {"image": {"bytes": None, "path": "/no/such.png"}, "problem": "q", "solution": "a"},
             "image",
-            "cannot be decoded",
+            "image file not found (/no/such.png)",
         ),
         ({"image": [], "problem": "q", "solution": "a"}, "image", "image list is empty"),
         ({"image": Image.new("RGB", (2, 2)), "problem": "", "solution": "a"}, "problem", "prompt is empty"),

@@ -138,7 +138,7 @@ def test_bad_rows_get_no_difficulty_and_a_reason_while_the_rest_are_scored(tiny_
     scored = score_dataset(digits_with_bad_rows, score_difficulty(str(tiny_vlm), **FAST), batch_size=4, progress=False)
     errors = scored["difficulty_error"]
     assert errors[1] == "image: image is missing (None)"
-    assert errors[3].startswith("image: image cannot be decoded (UnidentifiedImageError")
+    assert errors[3] == "image: image cannot be decoded (not a recognised image format)"
     assert errors[5] == "solution: answer is missing (None)"
     assert errors[6] == "problem: prompt is empty"
     difficulty, num_rollouts = scored["difficulty"][:], scored["num_rollouts"][:]

@@ -74,19 +74,29 @@ def score(
     ] = False,
     backend: Annotated[str, typer.Option(help="auto, transformers or vllm.")] = ScoringConfig.backend,
     revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Downscale larger images to this many pixels.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per generate call.")] = 64,
+    max_pixels: Annotated[
+        int, typer.Option(help="Downscale larger images to this many pixels (0 = never).")
+    ] = ScoringConfig.max_pixels,
+    batch_size: Annotated[int, typer.Option(help="Rows per generate call (part of the run: keep it to resume).")] = 64,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first row that cannot be scored.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start afresh in OUT even if it holds another run.")
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Score every row's difficulty with NUM_ROLLOUTS sampled answers and save the dataset with new columns.
 
     Adds difficulty (fraction of wrong answers), num_correct, num_rollouts and difficulty_error.
+    Finished batches are saved as they complete: run the same command again to resume after a crash.
 
     Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
     """
-    from difficulty_curation.scoring import score_dataset, score_difficulty
-    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.runs import score_to_dir
+    from difficulty_curation.scoring import score_difficulty
+    from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
 
     with _errors():
@@ -107,12 +117,44 @@ def score(
             keep_rollouts=keep_rollouts,
             backend=backend,
             revision=revision,
-            max_pixels=max_pixels,
+            max_pixels=max_pixels or None,
         )
         dataset = load_source(source, split=split)
-        scored = score_dataset(dataset, scorer, batch_size=batch_size, progress=not quiet)
-        destination = save_dataset(scored, out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored"))
+        destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
+        scored = score_to_dir(
+            dataset,
+            scorer,
+            destination,
+            batch_size=batch_size,
+            source=source,
+            progress=not quiet,
+            fail_fast=fail_fast,
+            overwrite=overwrite,
+        )
         _print_summary(summarize(scored), json_output, saved_to=destination)
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `curate score` output folder.")],
+    verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
+    correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to a new folder instead of updating RUN_DIR.")] = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-verify a scored run with another verifier or threshold from its cached rollouts; nothing is generated.
+
+    Example: curate rescore scored/ --verifier math --out scored-math/
+    """
+    from difficulty_curation.runs import rescore_dir
+    from difficulty_curation.stats import summarize
+
+    with _errors():
+        rescored = rescore_dir(
+            run_dir, verifier=verifier, correct_threshold=correct_threshold, out_dir=out, progress=not quiet
+        )
+        _print_summary(summarize(rescored), json_output, saved_to=out or run_dir)
 
 
 @app.command("filter")

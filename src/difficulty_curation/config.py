@@ -54,7 +54,8 @@ class ScoringConfig:
     image_column: str | None = "image"
     system_prompt: str | None = None
     keep_rollouts: bool = False
-    max_pixels: int | None = None
+    #: Larger images are downscaled to this many pixels before the engine sees them (the paper: 802,816).
+    max_pixels: int | None = 802_816
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():

@@ -39,6 +39,10 @@ class RowError(CurationError):
         super().__init__(f"{column}: {reason}")
 
 
+class RowFailedError(CurationError):
+    """A row could not be scored and the run was asked to stop at the first such row (`fail_fast`)."""
+
+
 class ModelLoadError(CurationError):
     """The scoring model or its processor could not be loaded."""
 

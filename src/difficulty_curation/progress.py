@@ -14,15 +14,24 @@ from tqdm.auto import tqdm
 class RolloutProgress:
     """A single updating progress line for a scoring run; silent when `enabled=False`."""
 
-    def __init__(self, total_rows: int, *, enabled: bool = True, description: str = "Scoring") -> None:
+    def __init__(
+        self, total_rows: int, *, enabled: bool = True, description: str = "Scoring", initial_rows: int = 0
+    ) -> None:
         self.total_rows = total_rows
-        self.rows = 0
+        self.rows = initial_rows
         self.failed_rows = 0
         self.rollouts = 0
         self.started = time.perf_counter()
         self._bar: Any = None
         if enabled:
-            self._bar = tqdm(total=total_rows, desc=description, unit="row", dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(
+                total=total_rows,
+                initial=initial_rows,
+                desc=description,
+                unit="row",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def update(self, report: Any) -> None:
         """Add one batch's `BatchReport` (rows, failed_rows, rollouts)."""

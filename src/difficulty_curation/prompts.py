@@ -55,7 +55,13 @@ def load_image(value: Any, *, column: str, max_pixels: int | None = None) -> Ima
         image.load()
     except RowError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except Image.DecompressionBombError as error:
+        raise RowError(column, f"image is too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        raise RowError(column, "image cannot be decoded (not a recognised image format)") from None
+    except FileNotFoundError as error:
+        raise RowError(column, f"image file not found ({error.filename})") from None
+    except (OSError, ValueError, SyntaxError) as error:
         raise RowError(column, f"image cannot be decoded ({type(error).__name__}: {error})") from None
     if image.width == 0 or image.height == 0:
         raise RowError(column, f"image has zero size ({image.width}x{image.height})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +12,10 @@ import numpy as np
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import RolloutEngine, load_engine
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError, RowFailedError
 from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
 from difficulty_curation.prompts import PromptRequest, build_request, row_reference
+from difficulty_curation.rollout_cache import RolloutCache, rollout_key
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
 if TYPE_CHECKING:
@@ -51,8 +52,13 @@ class DifficultyScorer:
         self.custom_verifier = verifier
         self.verify: Verifier = get_verifier(verifier if verifier is not None else config.verifier)
         self._engine: RolloutEngine | None = None
-        #: Called with a `BatchReport` after every batch (progress bars); never pickled.
+        #: Runtime-only settings, never pickled (they do not change any score):
+        #: called with a `BatchReport` after every batch, for progress displays;
         self.on_batch: Callable[[BatchReport], None] | None = None
+        #: where rollouts are looked up before generating and stored right after;
+        self.rollout_cache: RolloutCache | None = None
+        #: raise `RowFailedError` on the first row that cannot be scored instead of recording it.
+        self.fail_fast = False
 
     # -- engine ---------------------------------------------------------------------------------
     @property
@@ -112,13 +118,15 @@ class DifficultyScorer:
             if column not in available:
                 raise ColumnNotFoundError(option, column, available)
 
-    def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
-        """Score one batch of rows (a dict of columns, as `Dataset.map(batched=True)` passes it)."""
+    def __call__(self, batch: Mapping[str, list[Any]], indices: Sequence[int] | None = None) -> dict[str, list[Any]]:
+        """Score one batch of rows (a dict of columns, as `Dataset.map(batched=True)` passes it).
+
+        `indices` (from `map(..., with_indices=True)`) only serve to name rows in `fail_fast` errors.
+        """
         started = time.perf_counter()
         self.check_columns(batch.keys())
         num_rows = len(next(iter(batch.values()))) if batch else 0
         rows = [{name: values[i] for name, values in batch.items()} for i in range(num_rows)]
-        k = self.config.rollout.num_rollouts
 
         errors: list[str | None] = [None] * num_rows
         references: list[Any] = [None] * num_rows
@@ -131,9 +139,10 @@ class DifficultyScorer:
                 errors[index] = str(error)
 
         rollouts: list[list[str] | None] = [None] * num_rows
+        generated_rows = 0
         if requests:
-            order = list(requests)
-            for index, outcome in zip(order, self.engine.generate([requests[i] for i in order], k)):
+            outcomes, generated_rows = self._sample(requests)
+            for index, outcome in outcomes.items():
                 if isinstance(outcome, RowError):
                     errors[index] = str(outcome)
                 else:
@@ -147,11 +156,40 @@ class DifficultyScorer:
                 except RowError as error:
                     errors[index] = str(error)
 
+        if self.fail_fast:
+            for position, error in enumerate(errors):
+                if error is not None:
+                    row = indices[position] if indices is not None else position
+                    raise RowFailedError(f"row {row}: {error} (fail_fast is on; turn it off to record and go on)")
         columns = self._columns(rollouts, scores, errors)
         if self.on_batch is not None:
             failed = sum(error is not None for error in errors)
-            self.on_batch(BatchReport(num_rows, failed, (num_rows - failed) * k, time.perf_counter() - started))
+            k = self.config.rollout.num_rollouts
+            self.on_batch(BatchReport(num_rows, failed, generated_rows * k, time.perf_counter() - started))
         return columns
+
+    def _sample(self, requests: dict[int, PromptRequest]) -> tuple[dict[int, list[str] | RowError], int]:
+        """Rollouts per row: from the rollout cache where present, else one engine call for the rest.
+
+        Identical rows in a batch are generated once and share their rollouts. New rollouts are
+        written to the cache before anything else happens, so a crash never loses them.
+        Returns the outcomes and how many rows were generated.
+        """
+        keys = {index: rollout_key(self.config, request.content_hash) for index, request in requests.items()}
+        cached = self.rollout_cache.get_many(keys.values()) if self.rollout_cache is not None else {}
+        pending: dict[str, int] = {}
+        for index, key in keys.items():
+            if key not in cached and key not in pending:
+                pending[key] = index
+        generated: dict[str, list[str] | RowError] = {}
+        if pending:
+            outcomes = self.engine.generate(
+                [requests[index] for index in pending.values()], self.config.rollout.num_rollouts
+            )
+            generated = dict(zip(pending, outcomes))
+            if self.rollout_cache is not None:
+                self.rollout_cache.put_many({k: v for k, v in generated.items() if not isinstance(v, RowError)})
+        return {index: cached[key] if key in cached else generated[key] for index, key in keys.items()}, len(pending)
 
     def _verify_all(self, completions: list[str], reference: Any) -> list[float]:
         scores = []
@@ -281,8 +319,7 @@ def score_dataset(
     scorer.check_columns(dataset.column_names)
     image_column = scorer.config.image_column
     original_feature = dataset.features[image_column] if image_column else None
-    if image_column:
-        dataset = dataset.cast_column(image_column, _undecoded(original_feature))
+    dataset = undecoded_images(dataset, image_column)
     bar = RolloutProgress(len(dataset), enabled=progress)
     scorer.on_batch = bar.update
     try:
@@ -300,6 +337,13 @@ def score_dataset(
     if image_column:
         scored = scored.cast_column(image_column, original_feature)
     return scored
+
+
+def undecoded_images(dataset: Dataset, image_column: str | None) -> Dataset:
+    """`dataset` with `image_column` read as raw bytes, so a corrupt image fails its row, not the run."""
+    if image_column is None:
+        return dataset
+    return dataset.cast_column(image_column, _undecoded(dataset.features[image_column]))
 
 
 def _undecoded(feature: Any) -> Any:

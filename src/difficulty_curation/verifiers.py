@@ -68,15 +68,15 @@ def box_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
 
 def iou_score(completion: str, reference: Any) -> float:
     """IoU of the completion's first box with the reference box (best over a list of boxes), in [0, 1]."""
+    single = parse_box(reference)
+    references = [single] if single is not None else [parse_box(ref) for ref in _as_list(reference)]
+    references = [ref for ref in references if ref is not None]
+    if not references:
+        raise ValueError(f"reference {reference!r} is not a box [x1, y1, x2, y2] or a list of boxes")
     predicted = parse_box(extract_answer(completion))
     if predicted is None:
         return 0.0
-    single = parse_box(reference)
-    references = [single] if single is not None else [parse_box(ref) for ref in _as_list(reference)]
-    scores = [box_iou(predicted, ref) for ref in references if ref is not None]
-    if not scores:
-        raise ValueError(f"reference {reference!r} is not a box [x1, y1, x2, y2] or a list of boxes")
-    return min(1.0, max(0.0, max(scores)))
+    return min(1.0, max(0.0, max(box_iou(predicted, ref) for ref in references)))
 
 
 def math_equivalence(completion: str, reference: Any) -> float:

@@ -1,0 +1,92 @@
+"""A durable, verifier-independent store of sampled rollouts.
+
+Keyed by (model id + revision, backend, sampling options, hash of everything the engine sees for
+the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
+re-verifying or re-bucketing never generates again. Each write is one SQLite transaction,
+committed before the scorer moves on, so a crash never loses a finished rollout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.errors import CurationError
+
+
+class RolloutCacheError(CurationError):
+    """The rollout cache file is unreadable or corrupt."""
+
+
+def rollout_key(config: ScoringConfig, content_hash: str) -> str:
+    """The cache key of one row's rollouts: generation settings + content, never the verifier."""
+    rollout = config.rollout
+    identity = {
+        "model": config.model,
+        "revision": config.revision,
+        "backend": config.backend,
+        "num_rollouts": rollout.num_rollouts,
+        "temperature": rollout.temperature,
+        "top_p": rollout.top_p,
+        "top_k": rollout.top_k,
+        "max_new_tokens": rollout.max_new_tokens,
+        "seed": rollout.seed,
+        "content": content_hash,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+class RolloutCache:
+    """Rollouts by key in one SQLite file (WAL, synchronous commits)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = sqlite3.connect(self.path, timeout=60)
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=FULL")
+            self._connection.execute(
+                "CREATE TABLE IF NOT EXISTS rollouts (key TEXT PRIMARY KEY, rollouts TEXT NOT NULL)"
+            )
+            status = self._connection.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise RolloutCacheError(
+                f"rollout cache {str(self.path)!r} is unreadable ({error}); move it away to start a fresh cache."
+            ) from None
+        if status != "ok":
+            raise RolloutCacheError(
+                f"rollout cache {str(self.path)!r} is corrupt ({status}); move it away to start fresh."
+            )
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """The cached rollouts for whichever of `keys` are present."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            placeholders = ",".join("?" * len(chunk))
+            rows = self._connection.execute(f"SELECT key, rollouts FROM rollouts WHERE key IN ({placeholders})", chunk)
+            found.update((key, json.loads(value)) for key, value in rows)
+        return found
+
+    def put_many(self, items: Mapping[str, list[str]]) -> None:
+        """Store rollouts durably (one committed transaction)."""
+        if not items:
+            return
+        with self._connection:
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO rollouts (key, rollouts) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in items.items()],
+            )
+
+    def __len__(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM rollouts").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the database."""
+        self._connection.close()

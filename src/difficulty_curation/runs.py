@@ -1,0 +1,453 @@
+"""Durable scoring runs in a folder: resume after any crash, never redo or lose a finished row.
+
+Layout of a run folder `DIR`::
+
+    DIR/.curate/run.json          what the run is (scoring config, splits and sizes, batch size)
+    DIR/.curate/manifest.json     which batches are finished, with each shard's size and sha256
+    DIR/.curate/shards/*.parquet  the score columns of one finished batch each
+    DIR/.curate/rollouts.sqlite   every generated rollout (see `RolloutCache`), verifier-independent
+    DIR/dataset_dict.json, DIR/<split>/   the finished dataset (`datasets.load_from_disk(DIR)`)
+
+Batches are fixed by the batch size and the input order, and each generate call is seeded from
+its batch's content, so a resumed run produces exactly what an uninterrupted one would. Every file
+is written to a temporary name, synced and renamed into place. Shards are checked against the
+manifest on resume; a damaged shard is dropped and its batch redone from the rollout cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+
+from difficulty_curation import __version__
+from difficulty_curation.errors import ConfigError, CurationError
+from difficulty_curation.progress import RolloutProgress
+from difficulty_curation.rollout_cache import RolloutCache
+from difficulty_curation.scoring import ROLLOUT_COLUMNS, SCORE_COLUMNS, DifficultyScorer, undecoded_images
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = ".curate"
+#: run.json fields that may differ on resume without changing any generated rollout.
+_RUNTIME_FIELDS = {"toolkit_version"}
+
+
+class RunStateError(CurationError):
+    """The run folder cannot be used as it is (other settings, damaged state, not finished)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run folder holds: everything that decides its rows' scores."""
+
+    scoring: dict[str, Any]
+    splits: dict[str, int]
+    batch_size: int
+    source: str | None = None
+    toolkit_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "scoring": self.scoring,
+            "splits": self.splits,
+            "batch_size": self.batch_size,
+            "source": self.source,
+            "toolkit_version": self.toolkit_version,
+        }
+
+
+def score_to_dir(
+    dataset: Dataset | DatasetDict,
+    scorer: DifficultyScorer,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 64,
+    source: str | None = None,
+    progress: bool = True,
+    fail_fast: bool = False,
+    overwrite: bool = False,
+) -> Dataset | DatasetDict:
+    """Score `dataset` into the run folder `out_dir`, resuming whatever an earlier run finished.
+
+    Returns the scored dataset (also saved at `out_dir`, loadable with `datasets.load_from_disk`).
+    Re-running with the same arguments after a crash or Ctrl-C continues where it stopped; other
+    scoring settings against the same folder are refused unless `overwrite=True`.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    splits = _as_dict(dataset)
+    for part in splits.values():
+        scorer.check_columns(part.column_names)
+    spec = RunSpec(
+        scoring=scorer.config.to_dict(),
+        splits={name: len(part) for name, part in splits.items()},
+        batch_size=batch_size,
+        source=source,
+    )
+    run = RunFolder.open(out_dir, spec, overwrite=overwrite)
+    cache = RolloutCache(run.state / "rollouts.sqlite")
+    scorer.rollout_cache, scorer.fail_fast = cache, fail_fast
+    total = sum(spec.splits.values())
+    bar = RolloutProgress(total, enabled=progress, initial_rows=run.finished_rows())
+    scorer.on_batch = bar.update
+    try:
+        for name, part in splits.items():
+            readable = undecoded_images(part, scorer.config.image_column)
+            for batch_index, (start, stop) in enumerate(_batches(len(part), batch_size)):
+                if run.is_finished(name, batch_index):
+                    continue
+                columns = scorer(readable[start:stop], indices=range(start, stop))
+                run.write_shard(name, batch_index, start, stop, _score_table(columns, scorer))
+    finally:
+        scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
+        bar.close()
+        cache.close()
+    return run.assemble(dataset)
+
+
+def rescore_dir(
+    run_dir: str | Path,
+    *,
+    verifier: Any = None,
+    correct_threshold: float | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Dataset | DatasetDict:
+    """Re-verify a finished run with another verifier or threshold, from its rollout cache: no generation.
+
+    Writes to `out_dir` (a new run folder) or, without it, replaces the scores in `run_dir`.
+    """
+    from difficulty_curation.scoring import score_difficulty
+
+    run_dir = Path(run_dir)
+    spec = RunFolder.read_spec(run_dir)
+    finished = RunFolder.load_finished(run_dir)
+    options = dict(spec.scoring)
+    model = options.pop("model")
+    if verifier is not None:
+        options["verifier"] = verifier
+    if correct_threshold is not None:
+        options["correct_threshold"] = correct_threshold
+    new_scorer = score_difficulty(model, **options)
+    original = _drop_scores(finished)
+    target = Path(out_dir) if out_dir is not None else run_dir
+    if target != run_dir:
+        target.mkdir(parents=True, exist_ok=True)
+        (target / STATE_DIR).mkdir(exist_ok=True)
+        shutil.copy2(run_dir / STATE_DIR / "rollouts.sqlite", target / STATE_DIR / "rollouts.sqlite")
+    else:
+        shutil.rmtree(target / STATE_DIR / "shards", ignore_errors=True)
+        (target / STATE_DIR / "manifest.json").unlink(missing_ok=True)
+    new_scorer.engine = _CacheOnlyEngine()
+    return score_to_dir(
+        original, new_scorer, target, batch_size=spec.batch_size, source=spec.source, progress=progress, overwrite=True
+    )
+
+
+class _CacheOnlyEngine:
+    """Stands in for the model during rescoring: every rollout must come from the cache."""
+
+    def generate(self, requests: Any, num_rollouts: int) -> list[list[str]]:
+        raise RunStateError(
+            f"{len(requests)} rows have no cached rollouts, so they cannot be rescored without the model; "
+            "run `curate score` on them first."
+        )
+
+
+class RunFolder:
+    """The state files of one run folder, read and written safely."""
+
+    def __init__(self, root: Path, spec: RunSpec, manifest: dict[str, dict[str, Any]]) -> None:
+        self.root = root
+        self.state = root / STATE_DIR
+        self.spec = spec
+        self.manifest = manifest
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, spec: RunSpec, *, overwrite: bool = False) -> RunFolder:
+        """Start a run in `root` or resume the one there, refusing other settings."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
+        state = root / STATE_DIR
+        is_run = (state / "run.json").exists()
+        if not is_run and root.exists() and any(p.name != STATE_DIR for p in root.iterdir()):
+            raise RunStateError(
+                f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
+            )
+        if is_run and overwrite:
+            shutil.rmtree(state / "shards", ignore_errors=True)
+            (state / "manifest.json").unlink(missing_ok=True)
+        elif is_run:
+            existing = cls.read_spec(root)
+            differences = _differences(existing.to_dict(), spec.to_dict())
+            if differences:
+                raise RunStateError(
+                    f"{str(root)!r} holds a run with other settings ({'; '.join(differences)}). "
+                    "Use another --out folder, pass --overwrite to start afresh, or `curate rescore` "
+                    "to change only the verifier or threshold."
+                )
+        (state / "shards").mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(state / "run.json", spec.to_dict())
+        folder = cls(root, spec, {})
+        folder.manifest = folder._load_manifest()
+        return folder
+
+    @staticmethod
+    def read_spec(root: str | Path) -> RunSpec:
+        """The `RunSpec` of an existing run folder."""
+        path = Path(root) / STATE_DIR / "run.json"
+        if not path.exists():
+            raise RunStateError(f"{str(root)!r} is not a scoring run folder (no {STATE_DIR}/run.json).")
+        try:
+            return RunSpec(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise RunStateError(
+                f"{str(path)!r} is damaged ({error}); pass --overwrite to start the run afresh."
+            ) from None
+
+    @staticmethod
+    def load_finished(root: str | Path) -> Dataset | DatasetDict:
+        """The finished dataset of a run folder, or an error saying how to finish it."""
+        root = Path(root)
+        if not ((root / "dataset_dict.json").exists() or (root / "state.json").exists()):
+            raise RunStateError(f"the run in {str(root)!r} is not finished; run `curate score` again to resume it.")
+        return load_from_disk(str(root))
+
+    # -- progress -------------------------------------------------------------------------------------
+    def is_finished(self, split: str, batch_index: int) -> bool:
+        """Whether that batch's shard is written and intact."""
+        return _shard_name(split, batch_index) in self.manifest
+
+    def finished_rows(self) -> int:
+        """Rows already scored by earlier runs."""
+        return sum(entry["rows"] for entry in self.manifest.values())
+
+    def write_shard(self, split: str, batch_index: int, start: int, stop: int, table: pa.Table) -> None:
+        """Write one batch's scores durably, then record it in the manifest."""
+        name = _shard_name(split, batch_index)
+        path = self.state / "shards" / name
+        with _atomic_path(path) as temporary:
+            pq.write_table(table, temporary)
+        self.manifest[name] = {
+            "split": split,
+            "start": start,
+            "stop": stop,
+            "rows": stop - start,
+            "sha256": _sha256(path),
+        }
+        _write_json_atomic(self.state / "manifest.json", {"shards": self.manifest})
+
+    # -- assembly -------------------------------------------------------------------------------------
+    def assemble(self, dataset: Dataset | DatasetDict) -> Dataset | DatasetDict:
+        """Join every split with its score shards and save the result at the run folder's root."""
+        assembled = {name: self._assemble_split(name, part) for name, part in _as_dict(dataset).items()}
+        result: Dataset | DatasetDict = assembled["train"] if isinstance(dataset, Dataset) else DatasetDict(assembled)
+        staging = Path(tempfile.mkdtemp(prefix="assemble-", dir=self.state))
+        try:
+            _save(result, staging)
+            for entry in sorted(staging.iterdir(), key=lambda p: p.name in ("dataset_dict.json", "state.json")):
+                destination = self.root / entry.name
+                if destination.is_dir():
+                    shutil.rmtree(destination)
+                os.replace(entry, destination)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return load_from_disk(str(self.root))
+
+    def _assemble_split(self, split: str, part: Dataset) -> Dataset:
+        entries = sorted((e for e in self.manifest.values() if e["split"] == split), key=lambda e: e["start"])
+        covered = sum(e["rows"] for e in entries)
+        if covered != len(part):
+            raise RunStateError(f"split {split!r} has {covered} of {len(part)} rows scored; run again to finish it.")
+        names = [n for n, e in sorted(self.manifest.items(), key=lambda item: item[1]["start"]) if e["split"] == split]
+        scores = pa.concat_tables([pq.read_table(self.state / "shards" / name) for name in names])
+        return concatenate_datasets([_drop_scores(part), Dataset(scores)], axis=1)
+
+    # -- manifest -------------------------------------------------------------------------------------
+    def _load_manifest(self) -> dict[str, dict[str, Any]]:
+        path = self.state / "manifest.json"
+        rewrite = not path.exists()
+        try:
+            recorded = json.loads(path.read_text())["shards"] if path.exists() else {}
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            logger.warning("manifest %s is damaged (%s); rebuilding it from the intact shards", path, error)
+            recorded, rewrite = self._entries_from_shards(), True
+        intact = {}
+        for name, entry in recorded.items():
+            problem = self._shard_problem(name, entry)
+            if problem is None:
+                intact[name] = {**entry, "sha256": entry.get("sha256") or _sha256(self.state / "shards" / name)}
+            else:
+                logger.warning("shard %s is %s; its batch will be redone from the rollout cache", name, problem)
+                (self.state / "shards" / name).unlink(missing_ok=True)
+                rewrite = True
+        if rewrite:
+            _write_json_atomic(path, {"shards": intact})
+        return intact
+
+    def _shard_problem(self, name: str, entry: dict[str, Any]) -> str | None:
+        path = self.state / "shards" / name
+        if not path.exists():
+            return "missing"
+        if entry.get("sha256") not in (None, _sha256(path)):
+            return "damaged (checksum mismatch)"
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except Exception as error:  # a truncated or garbled parquet file
+            return f"unreadable ({type(error).__name__})"
+        if rows != entry.get("rows"):
+            return f"incomplete ({rows} of {entry.get('rows')} rows)"
+        return None
+
+    def _entries_from_shards(self) -> dict[str, dict[str, Any]]:
+        entries = {}
+        size = self.spec.batch_size
+        for path in sorted((self.state / "shards").glob("*.parquet")):
+            split, batch_index = _parse_shard_name(path.name)
+            if split not in self.spec.splits:
+                continue
+            start = batch_index * size
+            stop = min(start + size, self.spec.splits[split])
+            entries[path.name] = {"split": split, "start": start, "stop": stop, "rows": stop - start, "sha256": None}
+        return entries
+
+
+def _save(dataset: Dataset | DatasetDict, path: Path) -> None:
+    """`save_to_disk`, surviving image columns that point at missing files.
+
+    datasets stats every external image path while sizing shards, so one missing file would fail
+    the save of a finished run. Then the image columns are saved as their raw `{bytes, path}`
+    records instead (cast back with `cast_column(name, Image())`), and a warning says so.
+    """
+    try:
+        dataset.save_to_disk(str(path))
+    except FileNotFoundError as error:
+        logger.warning(
+            "an image file is missing (%s); saving image columns as raw {bytes, path} records "
+            "(cast back with dataset.cast_column(name, datasets.Image()))",
+            error.filename,
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        _raw_images(dataset).save_to_disk(str(path))
+
+
+def _raw_images(dataset: Dataset | DatasetDict) -> Any:
+    from datasets import Image, List, Sequence, Value
+
+    def raw(feature: Any) -> Any:
+        if isinstance(feature, Image):
+            return {"bytes": Value("binary"), "path": Value("string")}
+        if isinstance(feature, (List, Sequence)):
+            return type(feature)(raw(feature.feature))
+        return feature
+
+    features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
+    return dataset.cast(type(features)({name: raw(feature) for name, feature in features.items()}))
+
+
+def _score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> pa.Table:
+    from datasets import Features
+
+    features = scorer.output_features(Features())
+    return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
+
+
+def _drop_scores(dataset: Dataset | DatasetDict) -> Any:
+    names = [c for c in (*SCORE_COLUMNS, *ROLLOUT_COLUMNS) if c in _column_names(dataset)]
+    return dataset.remove_columns(names) if names else dataset
+
+
+def _column_names(dataset: Dataset | DatasetDict) -> list[str]:
+    if isinstance(dataset, DatasetDict):
+        return next(iter(dataset.values())).column_names
+    return dataset.column_names
+
+
+def _as_dict(dataset: Dataset | DatasetDict) -> dict[str, Dataset]:
+    return dict(dataset) if isinstance(dataset, DatasetDict) else {"train": dataset}
+
+
+def _batches(num_rows: int, batch_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + batch_size, num_rows)) for start in range(0, num_rows, batch_size)]
+
+
+def _shard_name(split: str, batch_index: int) -> str:
+    return f"{split}-{batch_index:08d}.parquet"
+
+
+def _parse_shard_name(name: str) -> tuple[str, int]:
+    split, _, index = name.removesuffix(".parquet").rpartition("-")
+    return split, int(index)
+
+
+def _differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    differences = []
+    for key in sorted(set(existing) | set(wanted)):
+        if key in _RUNTIME_FIELDS:
+            continue
+        old, new = existing.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{d}" for d in _differences(old, new)]
+        elif old != new:
+            differences.append(f"{key}: {old!r} there, {new!r} now")
+    return differences
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _atomic_path:
+    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> str:
+        handle, self.temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        os.close(handle)
+        return self.temporary
+
+    def __exit__(self, error_type: Any, *_: Any) -> None:
+        if error_type is not None:
+            Path(self.temporary).unlink(missing_ok=True)
+            return
+        with open(self.temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.temporary, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    with _atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(payload, indent=1, sort_keys=True))
+
+
+def iter_shards(run_dir: str | Path) -> Iterator[Path]:
+    """The finished shard files of a run folder, in manifest order."""
+    manifest = json.loads((Path(run_dir) / STATE_DIR / "manifest.json").read_text())["shards"]
+    for name in sorted(manifest):
+        yield Path(run_dir) / STATE_DIR / "shards" / name
