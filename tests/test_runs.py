@@ -29,9 +29,9 @@ class CountingEngine:
         self.inner = inner
         self.requests = []
 
-    def generate(self, requests, num_rollouts):
+    def generate(self, requests, num_rollouts, **options):
         self.requests.extend(request.content_hash for request in requests)
-        return self.inner.generate(requests, num_rollouts)
+        return self.inner.generate(requests, num_rollouts, **options)
 
 
 def counted_scorer(model, **options):
@@ -89,7 +89,7 @@ RUNNER = textwrap.dedent(
         def __init__(self, inner):
             self.inner = inner
 
-        def generate(self, requests, num_rollouts):
+        def generate(self, requests, num_rollouts, **options):
             with open(log, "a") as handle:
                 handle.write(json.dumps([r.content_hash for r in requests]) + "\\n")
                 handle.flush()

@@ -54,6 +54,10 @@ class ScoringConfig:
     image_column: str | None = "image"
     system_prompt: str | None = None
     keep_rollouts: bool = False
+    #: Draw rollouts in rounds and stop a row once its paper bucket is certain (medium).
+    adaptive: bool = False
+    #: Add `pass_rate_low` / `pass_rate_high`: this central credible interval of a Jeffreys Beta posterior.
+    pass_rate_interval: float | None = None
     #: Larger images are downscaled to this many pixels before the engine sees them (the paper: 802,816).
     max_pixels: int | None = 802_816
 
@@ -71,6 +75,12 @@ class ScoringConfig:
             raise ConfigError(f"image_column must be a column name or None, got {self.image_column!r}.")
         if self.max_pixels is not None:
             _check_int("max_pixels", self.max_pixels, minimum=1)
+        if self.pass_rate_interval is not None:
+            _check_number(
+                "pass_rate_interval", self.pass_rate_interval, minimum=0.0, maximum=1.0, exclusive_minimum=True
+            )
+            if self.pass_rate_interval >= 1.0:
+                raise ConfigError(f"pass_rate_interval must be below 1, got {self.pass_rate_interval!r}.")
 
     @property
     def required_columns(self) -> dict[str, str]:

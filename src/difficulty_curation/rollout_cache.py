@@ -35,6 +35,7 @@ def rollout_key(config: ScoringConfig, content_hash: str) -> str:
         "top_k": rollout.top_k,
         "max_new_tokens": rollout.max_new_tokens,
         "seed": rollout.seed,
+        "adaptive": config.adaptive,
         "content": content_hash,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

@@ -160,7 +160,7 @@ def rescore_dir(
 class _CacheOnlyEngine:
     """Stands in for the model during rescoring: every rollout must come from the cache."""
 
-    def generate(self, requests: Any, num_rollouts: int) -> list[list[str]]:
+    def generate(self, requests: Any, num_rollouts: int, *, first_rollout: int = 0) -> list[list[str]]:
         raise RunStateError(
             f"{len(requests)} rows have no cached rollouts, so they cannot be rescored without the model; "
             "run `curate score` on them first."

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error")
 #: Extra columns with `keep_rollouts=True`.
 ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
+#: Extra columns with `pass_rate_interval` set.
+INTERVAL_COLUMNS = ("pass_rate_low", "pass_rate_high")
+#: Rollouts per round with `adaptive=True`.
+ADAPTIVE_ROUND = 2
 
 
 @dataclass
@@ -108,6 +112,9 @@ class DifficultyScorer:
         if self.config.keep_rollouts:
             output["rollouts"] = List(Value("string"))
             output["rollout_scores"] = List(Value("float32"))
+        if self.config.pass_rate_interval is not None:
+            output["pass_rate_low"] = Value("float32")
+            output["pass_rate_high"] = Value("float32")
         return output
 
     # -- the map() callable -----------------------------------------------------------------------
@@ -139,20 +146,17 @@ class DifficultyScorer:
                 errors[index] = str(error)
 
         rollouts: list[list[str] | None] = [None] * num_rows
-        generated_rows = 0
+        scores: list[list[float] | None] = [None] * num_rows
+        generated_rollouts = 0
         if requests:
-            outcomes, generated_rows = self._sample(requests)
+            outcomes, generated_rollouts = self._sample(requests, references)
             for index, outcome in outcomes.items():
                 if isinstance(outcome, RowError):
                     errors[index] = str(outcome)
-                else:
-                    rollouts[index] = outcome
-
-        scores: list[list[float] | None] = [None] * num_rows
-        for index, completions in enumerate(rollouts):
-            if completions is not None:
+                    continue
                 try:
-                    scores[index] = self._verify_all(completions, references[index])
+                    scores[index] = self._verify_all(outcome, references[index])
+                    rollouts[index] = outcome
                 except RowError as error:
                     errors[index] = str(error)
 
@@ -164,16 +168,19 @@ class DifficultyScorer:
         columns = self._columns(rollouts, scores, errors)
         if self.on_batch is not None:
             failed = sum(error is not None for error in errors)
-            k = self.config.rollout.num_rollouts
-            self.on_batch(BatchReport(num_rows, failed, generated_rows * k, time.perf_counter() - started))
+            self.on_batch(BatchReport(num_rows, failed, generated_rollouts, time.perf_counter() - started))
         return columns
 
-    def _sample(self, requests: dict[int, PromptRequest]) -> tuple[dict[int, list[str] | RowError], int]:
-        """Rollouts per row: from the rollout cache where present, else one engine call for the rest.
+    def _sample(
+        self, requests: dict[int, PromptRequest], references: list[Any]
+    ) -> tuple[dict[int, list[str] | RowError], int]:
+        """Rollouts per row: from the rollout cache where present, else from the engine.
 
-        Identical rows in a batch are generated once and share their rollouts. New rollouts are
-        written to the cache before anything else happens, so a crash never loses them.
-        Returns the outcomes and how many rows were generated.
+        Identical rows in a batch are generated once and share their rollouts. With `adaptive`,
+        rollouts come in rounds of `ADAPTIVE_ROUND` and a row stops once it has a right and a
+        wrong answer (its paper bucket, medium, can no longer change). New rollouts are written
+        to the cache before anything else happens, so a crash never loses them.
+        Returns the outcome per row and how many rollouts were generated.
         """
         keys = {index: rollout_key(self.config, request.content_hash) for index, request in requests.items()}
         cached = self.rollout_cache.get_many(keys.values()) if self.rollout_cache is not None else {}
@@ -181,15 +188,37 @@ class DifficultyScorer:
         for index, key in keys.items():
             if key not in cached and key not in pending:
                 pending[key] = index
-        generated: dict[str, list[str] | RowError] = {}
-        if pending:
-            outcomes = self.engine.generate(
-                [requests[index] for index in pending.values()], self.config.rollout.num_rollouts
-            )
-            generated = dict(zip(pending, outcomes))
-            if self.rollout_cache is not None:
-                self.rollout_cache.put_many({k: v for k, v in generated.items() if not isinstance(v, RowError)})
-        return {index: cached[key] if key in cached else generated[key] for index, key in keys.items()}, len(pending)
+        drawn: dict[str, list[str]] = {key: [] for key in pending}
+        failed: dict[str, RowError] = {}
+        active, first, k = list(pending), 0, self.config.rollout.num_rollouts
+        while active and first < k:
+            count = min(ADAPTIVE_ROUND, k - first) if self.config.adaptive else k
+            outcomes = self.engine.generate([requests[pending[key]] for key in active], count, first_rollout=first)
+            still_open = []
+            for key, outcome in zip(active, outcomes):
+                if isinstance(outcome, RowError):
+                    failed[key] = outcome
+                    continue
+                drawn[key].extend(outcome)
+                if self.config.adaptive and not self._bucket_is_certain(drawn[key], references[pending[key]]):
+                    still_open.append(key)
+            active, first = still_open, first + count
+        generated = {key: rollouts for key, rollouts in drawn.items() if key not in failed}
+        if self.rollout_cache is not None:
+            self.rollout_cache.put_many(generated)
+        outcomes_by_row: dict[int, list[str] | RowError] = {}
+        for index, key in keys.items():
+            outcomes_by_row[index] = cached.get(key) or failed.get(key) or generated[key]
+        return outcomes_by_row, sum(len(rollouts) for rollouts in drawn.values())
+
+    def _bucket_is_certain(self, completions: list[str], reference: Any) -> bool:
+        """Whether more rollouts can no longer change the paper bucket: some right and some wrong."""
+        try:
+            scores = self._verify_all(completions, reference)
+        except RowError:
+            return True  # the row will fail verification anyway: stop sampling it
+        threshold = self.config.correct_threshold
+        return any(s >= threshold for s in scores) and any(s < threshold for s in scores)
 
     def _verify_all(self, completions: list[str], reference: Any) -> list[float]:
         scores = []
@@ -228,7 +257,29 @@ class DifficultyScorer:
         if self.config.keep_rollouts:
             columns["rollouts"] = [r if s is not None else None for r, s in zip(rollouts, scores)]
             columns["rollout_scores"] = [None if s is None else [np.float32(v) for v in s] for s in scores]
+        if self.config.pass_rate_interval is not None:
+            bounds = [
+                (None, None) if c is None else pass_rate_interval(int(c), int(n), self.config.pass_rate_interval)
+                for c, n in zip(num_correct, num_rollouts)
+            ]
+            columns["pass_rate_low"] = [None if low is None else np.float32(low) for low, _ in bounds]
+            columns["pass_rate_high"] = [None if high is None else np.float32(high) for _, high in bounds]
         return columns
+
+
+def pass_rate_interval(num_correct: int, num_rollouts: int, mass: float = 0.95) -> tuple[float, float]:
+    """Central credible interval of the pass rate under a Jeffreys prior: Beta(c + 1/2, n - c + 1/2).
+
+    Following Brown, Cai and DasGupta (2001), the lower bound is 0 when no rollout is right and the
+    upper bound 1 when all are.
+    """
+    from scipy.special import betaincinv
+
+    a, b = num_correct + 0.5, num_rollouts - num_correct + 0.5
+    tail = (1.0 - mass) / 2
+    low = 0.0 if num_correct == 0 else float(betaincinv(a, b, tail))
+    high = 1.0 if num_correct == num_rollouts else float(betaincinv(a, b, 1.0 - tail))
+    return low, high
 
 
 def score_difficulty(
@@ -250,6 +301,8 @@ def score_difficulty(
     backend: str = ScoringConfig.backend,
     revision: str | None = ScoringConfig.revision,
     max_pixels: int | None = ScoringConfig.max_pixels,
+    adaptive: bool = ScoringConfig.adaptive,
+    pass_rate_interval: float | None = ScoringConfig.pass_rate_interval,
 ) -> DifficultyScorer:
     """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
 
@@ -260,6 +313,10 @@ def score_difficulty(
     Example:
         >>> scorer = score_difficulty("my-org/my-vlm", num_rollouts=8, verifier="exact")
         >>> scored = ds.map(scorer, batched=True, batch_size=64)  # doctest: +SKIP
+
+    With `adaptive=True`, rollouts are drawn in rounds and a row stops as soon as it has both a
+    right and a wrong answer (medium for certain); `num_rollouts` then records how many were drawn.
+    With `pass_rate_interval=0.95`, `pass_rate_low` / `pass_rate_high` give a Jeffreys interval.
 
     Options are validated here, before any model is loaded; the model loads on the first batch.
     """
@@ -287,6 +344,8 @@ def score_difficulty(
         system_prompt=system_prompt,
         keep_rollouts=keep_rollouts,
         max_pixels=max_pixels,
+        adaptive=adaptive,
+        pass_rate_interval=pass_rate_interval,
     )
     return DifficultyScorer(config, verifier=custom_verifier)
 

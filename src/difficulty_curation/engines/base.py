@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from difficulty_curation.config import ScoringConfig
+from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import PromptRequest
 
 
@@ -15,8 +16,13 @@ from difficulty_curation.prompts import PromptRequest
 class RolloutEngine(Protocol):
     """Anything that samples `num_rollouts` completions for each request, in request order."""
 
-    def generate(self, requests: Sequence[PromptRequest], num_rollouts: int) -> list[list[str]]:
-        """Return one list of `num_rollouts` completion strings per request."""
+    def generate(
+        self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
+    ) -> list[list[str] | RowError]:
+        """Return `num_rollouts` completions per request (rollouts `first_rollout` onwards), in order.
+
+        A request the engine cannot serve (say, a prompt longer than the context) gets a `RowError`.
+        """
         ...
 
 

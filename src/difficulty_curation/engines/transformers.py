@@ -8,6 +8,7 @@ from typing import Any
 
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
+from difficulty_curation.engines.sampling import CounterSampler
 from difficulty_curation.errors import ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
 
@@ -33,8 +34,14 @@ class TransformersEngine:
         #: The model's commit hash when it came from the Hub cache (None for plain local folders).
         self.model_revision: str | None = getattr(self.model.config, "_commit_hash", None) or config.revision
 
-    def generate(self, requests: Sequence[PromptRequest], num_rollouts: int) -> list[list[str] | RowError]:
-        """One `generate` call per modality group; a row the model cannot take becomes a `RowError`."""
+    def generate(
+        self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
+    ) -> list[list[str] | RowError]:
+        """One `generate` call per modality group; a row the model cannot take becomes a `RowError`.
+
+        Rollout `i` of a row is drawn from its own stream, seeded by (seed, row content,
+        `first_rollout + i`), so the result does not depend on which rows share the call.
+        """
         results: list[list[str] | RowError | None] = [None] * len(requests)
         texts: dict[int, str] = {}
         for index, request in enumerate(requests):
@@ -46,12 +53,18 @@ class TransformersEngine:
         text_only = [i for i in texts if not requests[i].images]
         for group in (with_images, text_only):
             if group:
-                for index, outcome in zip(group, self._generate_group(requests, texts, group, num_rollouts)):
+                outcomes = self._generate_group(requests, texts, group, num_rollouts, first_rollout)
+                for index, outcome in zip(group, outcomes):
                     results[index] = outcome
         return results  # type: ignore[return-value]
 
     def _generate_group(
-        self, requests: Sequence[PromptRequest], texts: dict[int, str], group: list[int], num_rollouts: int
+        self,
+        requests: Sequence[PromptRequest],
+        texts: dict[int, str],
+        group: list[int],
+        num_rollouts: int,
+        first_rollout: int,
     ) -> list[list[str] | RowError]:
         import torch
 
@@ -69,23 +82,40 @@ class TransformersEngine:
             return outcomes
         if too_long:
             inputs = self._encode([texts[group[p]] for p in keep], [requests[group[p]].images for p in keep])
-        torch.manual_seed(derive_seed(self.rollout.seed, *(requests[group[p]].content_hash for p in keep)))
-        sampling = self.rollout.temperature > 0
+        hashes = [requests[group[p]].content_hash for p in keep]
         with torch.no_grad():
-            output = self.model.generate(
-                **inputs.to(self.device),
-                do_sample=sampling,
-                temperature=self.rollout.temperature if sampling else None,
-                top_p=self.rollout.top_p if sampling else None,
-                top_k=self.rollout.top_k if sampling else None,
-                max_new_tokens=self.rollout.max_new_tokens,
-                num_return_sequences=num_rollouts,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            output = self._sample(inputs.to(self.device), hashes, num_rollouts, first_rollout)
         completions = self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         for order, position in enumerate(keep):
             outcomes[position] = completions[order * num_rollouts : (order + 1) * num_rollouts]
         return outcomes
+
+    def _sample(self, inputs: Any, hashes: list[str], num_rollouts: int, first_rollout: int) -> Any:
+        from transformers import LogitsProcessorList
+
+        rollout = self.rollout
+        common = {"max_new_tokens": rollout.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if rollout.temperature == 0:  # greedy: every rollout is the same answer
+            output = self.model.generate(**inputs, do_sample=False, num_return_sequences=1, **common)
+            return output.repeat_interleave(num_rollouts, dim=0)
+        sampler = CounterSampler(
+            [derive_seed(rollout.seed, h, str(first_rollout + i)) for h in hashes for i in range(num_rollouts)],
+            prompt_length=inputs["input_ids"].shape[1],
+            temperature=rollout.temperature,
+            top_k=rollout.top_k,
+            top_p=rollout.top_p,
+        )
+        # transformers' own warpers are switched off: CounterSampler leaves one finite score per step.
+        return self.model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            logits_processor=LogitsProcessorList([sampler]),
+            num_return_sequences=num_rollouts,
+            **common,
+        )
 
     def _encode(self, texts: list[str], images: list[list[Any]]) -> Any:
         if any(images):

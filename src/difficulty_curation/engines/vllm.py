@@ -80,13 +80,21 @@ class VLLMEngine:
             raise ModelLoadError(f"vLLM could not load model {config.model!r}: {error}") from None
         self.model_revision: str | None = config.revision
 
-    def generate(self, requests: Sequence[PromptRequest], num_rollouts: int) -> list[list[str]]:
-        """One `LLM.generate` call for the whole batch; vLLM schedules it continuously."""
+    def generate(
+        self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
+    ) -> list[list[str]]:
+        """One `LLM.generate` call for the whole batch; vLLM schedules it continuously.
+
+        Each request is seeded from (seed, row content, first_rollout): deterministic per row and
+        independent of batching, though not rollout-by-rollout like the transformers backend.
+        """
         prompts = [build_vllm_prompt(render_chat(self.processor, r.messages), r.images) for r in requests]
         params = [
             self._sampling_params(
                 **sampling_kwargs(
-                    self.config.rollout, num_rollouts, seed=derive_seed(self.config.rollout.seed, r.content_hash)
+                    self.config.rollout,
+                    num_rollouts,
+                    seed=derive_seed(self.config.rollout.seed, r.content_hash, str(first_rollout)),
                 )
             )
             for r in requests
