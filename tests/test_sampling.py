@@ -88,3 +88,20 @@ def test_pass_rate_columns_bracket_the_point_estimate(trained_vlm, digits):
     for row in scored:
         rate = 1 - row["difficulty"]
         assert row["pass_rate_low"] <= rate + 1e-6 and rate - 1e-6 <= row["pass_rate_high"]
+
+
+@pytest.mark.parametrize("fixture", ["trained_vlm", "tiny_lm"])
+def test_shared_prefill_gives_the_same_rollouts_as_prefilling_each_rollout(fixture, request, digits):
+    model = request.getfixturevalue(fixture)
+    rows = digits if fixture == "trained_vlm" else digits.remove_columns("image")
+    image_column = "image" if fixture == "trained_vlm" else None
+
+    def run(shared):
+        scorer = score_difficulty(str(model), max_new_tokens=4, keep_rollouts=True, image_column=image_column)
+        scorer.engine.shared_prefill = shared
+        scored = rows.map(scorer, batched=True, batch_size=12, load_from_cache_file=False)
+        return scored, scorer.engine.shared_prefill
+
+    (shared, still_shared), (separate, _) = run(True), run(False)
+    assert still_shared, "shared prefill fell back to the slow path"
+    assert shared["rollouts"] == separate["rollouts"]

@@ -18,6 +18,9 @@ _EXPORTS = {
     "filter_difficulty": "difficulty_curation.transforms",
     "stratify": "difficulty_curation.transforms",
     "summarize": "difficulty_curation.stats",
+    "audit_hard_rows": "difficulty_curation.audit",
+    "score_to_dir": "difficulty_curation.runs",
+    "rescore_dir": "difficulty_curation.runs",
     "load_source": "difficulty_curation.sources",
     "RolloutConfig": "difficulty_curation.config",
     "ScoringConfig": "difficulty_curation.config",
@@ -40,12 +43,15 @@ __all__ = [
     "RowError",
     "ScoringConfig",
     "__version__",
+    "audit_hard_rows",
     "filter_difficulty",
     "get_verifier",
     "load_source",
     "register_verifier",
+    "rescore_dir",
     "score_dataset",
     "score_difficulty",
+    "score_to_dir",
     "stratify",
     "summarize",
 ]
@@ -64,8 +70,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.config import RolloutConfig, ScoringConfig
     from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize

@@ -235,6 +235,42 @@ def stats(
 
 
 @app.command()
+def audit(
+    scored: Annotated[str, typer.Argument(help="A scored dataset with kept rollouts (curate score --keep-rollouts).")],
+    min_agreement: Annotated[float, typer.Option(help="Share of rollouts that must give the same wrong answer.")] = 0.5,
+    answer_column: Annotated[
+        str, typer.Option(help="Column with the ground-truth answer.")
+    ] = ScoringConfig.answer_column,
+    split: Annotated[str, typer.Option(help="Split to audit.")] = "train",
+    limit: Annotated[int, typer.Option(help="Show at most this many groups.")] = 30,
+    json_output: JsonOption = False,
+) -> None:
+    """List hard rows whose rollouts agree on one wrong answer: likely label noise or synonyms, not hard data.
+
+    Example: curate audit scored/ --min-agreement 0.75
+    """
+    from difficulty_curation.audit import audit_hard_rows
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        groups = audit_hard_rows(
+            load_source(scored, split=split), answer_column=answer_column, min_agreement=min_agreement
+        )
+        if json_output:
+            typer.echo(json.dumps([group.to_dict() for group in groups]))
+            return
+        _table(
+            "Hard rows where the model agrees on another answer",
+            ["reference", "majority answer", "rows", "agreement", "first rows"],
+            [
+                [g.reference, g.majority_answer, str(g.count), f"{g.agreement:.0%}", ", ".join(map(str, g.rows[:5]))]
+                for g in groups[:limit]
+            ],
+        )
+        typer.echo(f"{sum(g.count for g in groups)} hard rows in {len(groups)} groups.")
+
+
+@app.command()
 def demo(
     rows: Annotated[int | None, typer.Option(help="Score only the first ROWS digits.")] = None,
     out: Annotated[Path | None, typer.Option(help="Also save the scored digits here.")] = None,

@@ -14,6 +14,9 @@ from difficulty_curation.prompts import PromptRequest
 
 logger = logging.getLogger(__name__)
 
+#: transformers' own sampling warpers, switched off: `CounterSampler` leaves one finite score per step.
+_NATIVE_SAMPLING_OFF = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
 
 class TransformersEngine:
     """Samples rollouts with a Hugging Face model loaded once (`AutoModelForImageTextToText` or causal LM)."""
@@ -31,6 +34,8 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         text_config = self.model.config.get_text_config()
         self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        #: Prefill each prompt once and share its KV cache across rollouts (off if the model rejects it).
+        self.shared_prefill = True
         #: The model's commit hash when it came from the Hub cache (None for plain local folders).
         self.model_revision: str | None = getattr(self.model.config, "_commit_hash", None) or config.revision
 
@@ -91,6 +96,7 @@ class TransformersEngine:
         return outcomes
 
     def _sample(self, inputs: Any, hashes: list[str], num_rollouts: int, first_rollout: int) -> Any:
+        import torch
         from transformers import LogitsProcessorList
 
         rollout = self.rollout
@@ -105,15 +111,46 @@ class TransformersEngine:
             top_k=rollout.top_k,
             top_p=rollout.top_p,
         )
-        # transformers' own warpers are switched off: CounterSampler leaves one finite score per step.
+        processors = LogitsProcessorList([sampler])
+        if self.shared_prefill:
+            try:
+                return self._generate_after_shared_prefill(inputs, processors, num_rollouts, common)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as error:  # a model whose generate() does not accept a prefilled cache
+                logger.warning(
+                    "%s: shared prefill failed (%s: %s); prefilling every rollout instead",
+                    type(self.model).__name__,
+                    type(error).__name__,
+                    error,
+                )
+                self.shared_prefill = False
         return self.model.generate(
-            **inputs,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            logits_processor=LogitsProcessorList([sampler]),
-            num_return_sequences=num_rollouts,
+            **inputs, num_return_sequences=num_rollouts, logits_processor=processors, **_NATIVE_SAMPLING_OFF, **common
+        )
+
+    def _generate_after_shared_prefill(
+        self, inputs: Any, processors: Any, num_rollouts: int, common: dict[str, Any]
+    ) -> Any:
+        """Prefill each prompt once (images included), repeat its KV cache k times, then decode.
+
+        `generate(num_return_sequences=k)` repeats the inputs *before* the prefill, so the vision
+        tower and the prompt run k times per row; here they run once.
+        """
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        prefill_inputs = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
+        prefill = self.model(
+            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1, **prefill_inputs
+        )
+        cache_name = "cache" if getattr(prefill, "cache", None) is not None else "past_key_values"
+        cache = getattr(prefill, cache_name)
+        cache.batch_repeat_interleave(num_rollouts)
+        return self.model.generate(
+            input_ids=ids.repeat_interleave(num_rollouts, dim=0),
+            attention_mask=mask.repeat_interleave(num_rollouts, dim=0),
+            logits_processor=processors,
+            **{cache_name: cache},
+            **_NATIVE_SAMPLING_OFF,
             **common,
         )
 

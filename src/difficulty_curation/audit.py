@@ -1,0 +1,78 @@
+"""Hard-row audit: "hard" is often a synonym or a wrong label, not a hard example.
+
+Lists hard rows whose rollouts mostly agree on the same wrong answer, grouped by
+(reference, majority answer), so labels can be fixed or synonyms added instead of data dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.verifiers import extract_answer, normalize_label
+
+
+@dataclass
+class AuditGroup:
+    """Hard rows that share a reference and the answer most of their rollouts gave instead."""
+
+    reference: str
+    majority_answer: str
+    rows: list[int] = field(default_factory=list)
+    #: mean share of rollouts that gave `majority_answer`, over the rows
+    agreement: float = 0.0
+
+    @property
+    def count(self) -> int:
+        """Number of rows in the group."""
+        return len(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {**asdict(self), "count": self.count}
+
+
+def audit_hard_rows(
+    dataset: Dataset | DatasetDict, *, answer_column: str = "solution", min_agreement: float = 0.5
+) -> list[AuditGroup]:
+    """Group hard rows whose rollouts agree (share >= `min_agreement`) on one wrong answer.
+
+    Needs the `rollouts` column (`keep_rollouts=True`). Answers are compared after the `exact`
+    verifier's normalisation. Groups come most frequent first.
+
+    Example:
+        >>> for group in audit_hard_rows(scored)[:10]:  # doctest: +SKIP
+        ...     print(group.reference, "->", group.majority_answer, group.count)
+    """
+    if isinstance(dataset, DatasetDict):
+        raise ConfigError("audit one split at a time, e.g. audit_hard_rows(scored['train']).")
+    if not 0 < min_agreement <= 1:
+        raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement!r}.")
+    for column in ("difficulty", "rollouts", answer_column):
+        if column not in dataset.column_names:
+            if column == "rollouts":
+                raise ConfigError("the audit needs kept rollouts: score with keep_rollouts=True (--keep-rollouts).")
+            raise ColumnNotFoundError(
+                "answer_column" if column == answer_column else column, column, dataset.column_names
+            )
+    groups: dict[tuple[str, str], AuditGroup] = {}
+    shares: dict[tuple[str, str], list[float]] = defaultdict(list)
+    columns = dataset.select_columns(["difficulty", "rollouts", answer_column])
+    for index, row in enumerate(columns):
+        if row["difficulty"] != 1.0 or not row["rollouts"]:
+            continue
+        answers = [normalize_label(extract_answer(rollout)) for rollout in row["rollouts"]]
+        majority, votes = Counter(answers).most_common(1)[0]
+        share = votes / len(answers)
+        if not majority or share < min_agreement:
+            continue
+        key = (normalize_label(row[answer_column]), majority)
+        groups.setdefault(key, AuditGroup(reference=key[0], majority_answer=majority)).rows.append(index)
+        shares[key].append(share)
+    for key, group in groups.items():
+        group.agreement = round(sum(shares[key]) / len(shares[key]), 4)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.reference, g.majority_answer))
