@@ -274,3 +274,21 @@ def test_text_only_runs_and_dataset_dicts_keep_their_splits(tiny_lm, tmp_path):
     )
     assert list(result) == ["train", "test"] and len(result["train"]) == 3 and len(result["test"]) == 1
     assert os.path.exists(tmp_path / "run" / "dataset_dict.json")
+
+
+def test_a_durable_run_equals_a_plain_map_and_prepares_rows_off_the_main_thread(tiny_vlm, twelve_digits, tmp_path):
+    import threading
+
+    scorer, _ = counted_scorer(tiny_vlm)
+    threads = []
+    prepare = scorer.prepare
+
+    def recording_prepare(batch):
+        threads.append(threading.current_thread().name)
+        return prepare(batch)
+
+    scorer.prepare = recording_prepare
+    durable = score_to_dir(twelve_digits, scorer, tmp_path / "run", batch_size=4, progress=False)
+    plain = twelve_digits.map(score_difficulty(str(tiny_vlm), **OPTIONS), batched=True, batch_size=5)
+    assert scores(durable) == scores(plain)  # other batching, same rollouts
+    assert len(threads) == 3 and all(name.startswith("prepare") for name in threads)

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,23 @@ def score_to_dir(
     bar = RolloutProgress(total, enabled=progress, initial_rows=run.finished_rows())
     scorer.on_batch = bar.update
     try:
-        for name, part in splits.items():
-            readable = undecoded_images(part, scorer.config.image_column)
-            for batch_index, (start, stop) in enumerate(_batches(len(part), batch_size)):
-                if run.is_finished(name, batch_index):
-                    continue
-                columns = scorer(readable[start:stop], indices=range(start, stop))
-                run.write_shard(name, batch_index, start, stop, _score_table(columns, scorer))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer:
+            for name, part in splits.items():
+                readable = undecoded_images(part, scorer.config.image_column)
+                todo = [
+                    (index, start, stop)
+                    for index, (start, stop) in enumerate(_batches(len(part), batch_size))
+                    if not run.is_finished(name, index)
+                ]
+                # Prepare batch i+1 (image decoding, resizing, hashing) while batch i generates.
+                upcoming = preparer.submit(scorer.prepare, readable[todo[0][1] : todo[0][2]]) if todo else None
+                for position, (batch_index, start, stop) in enumerate(todo):
+                    prepared = upcoming.result()
+                    if position + 1 < len(todo):
+                        _, next_start, next_stop = todo[position + 1]
+                        upcoming = preparer.submit(scorer.prepare, readable[next_start:next_stop])
+                    columns = scorer.finish(prepared, indices=range(start, stop))
+                    run.write_shard(name, batch_index, start, stop, _score_table(columns, scorer))
     finally:
         scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
         bar.close()

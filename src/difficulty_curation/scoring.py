@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +31,16 @@ ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
 INTERVAL_COLUMNS = ("pass_rate_low", "pass_rate_high")
 #: Rollouts per round with `adaptive=True`.
 ADAPTIVE_ROUND = 2
+
+
+@dataclass
+class PreparedBatch:
+    """A batch after `DifficultyScorer.prepare`: requests for good rows, reasons for bad ones."""
+
+    errors: list[str | None]
+    references: list[Any]
+    requests: dict[int, PromptRequest] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -130,21 +140,32 @@ class DifficultyScorer:
 
         `indices` (from `map(..., with_indices=True)`) only serve to name rows in `fail_fast` errors.
         """
+        return self.finish(self.prepare(batch), indices)
+
+    def prepare(self, batch: Mapping[str, list[Any]]) -> PreparedBatch:
+        """Decode, convert and hash a batch's rows: the CPU work, done apart from generation.
+
+        `score_to_dir` runs this for the next batch in a background thread while the engine works.
+        """
         started = time.perf_counter()
         self.check_columns(batch.keys())
         num_rows = len(next(iter(batch.values()))) if batch else 0
-        rows = [{name: values[i] for name, values in batch.items()} for i in range(num_rows)]
-
-        errors: list[str | None] = [None] * num_rows
-        references: list[Any] = [None] * num_rows
-        requests: dict[int, PromptRequest] = {}
-        for index, row in enumerate(rows):
+        prepared = PreparedBatch(errors=[None] * num_rows, references=[None] * num_rows)
+        for index in range(num_rows):
+            row = {name: values[index] for name, values in batch.items()}
             try:
-                references[index] = row_reference(row, self.config)
-                requests[index] = build_request(row, self.config)
+                prepared.references[index] = row_reference(row, self.config)
+                prepared.requests[index] = build_request(row, self.config)
             except RowError as error:
-                errors[index] = str(error)
+                prepared.errors[index] = str(error)
+        prepared.seconds = time.perf_counter() - started
+        return prepared
 
+    def finish(self, prepared: PreparedBatch, indices: Sequence[int] | None = None) -> dict[str, list[Any]]:
+        """Generate (or fetch cached) rollouts for a prepared batch, verify them, build the columns."""
+        started = time.perf_counter() - prepared.seconds
+        errors, references, requests = list(prepared.errors), prepared.references, prepared.requests
+        num_rows = len(errors)
         rollouts: list[list[str] | None] = [None] * num_rows
         scores: list[list[float] | None] = [None] * num_rows
         generated_rollouts = 0
