@@ -105,3 +105,25 @@ def test_shared_prefill_gives_the_same_rollouts_as_prefilling_each_rollout(fixtu
     (shared, still_shared), (separate, _) = run(True), run(False)
     assert still_shared, "shared prefill fell back to the slow path"
     assert shared["rollouts"] == separate["rollouts"]
+
+
+def test_length_buckets_group_similar_prompts_and_keep_every_row():
+    from difficulty_curation.engines.transformers import length_buckets
+
+    lengths = [10, 400, 12, 11, 390, 13, 9, 10, 11, 12, 14, 420, 10, 11, 12, 13, 15, 16]
+    groups = length_buckets(list(range(len(lengths))), lengths)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    assert [sorted(group) for group in groups][-1] == [1, 4, 11]  # the long prompts pad only each other
+    assert all(max(lengths[i] for i in g) <= 1.5 * min(lengths[i] for i in g) for g in groups)
+    assert length_buckets([], []) == []
+
+
+def test_mixed_prompt_lengths_give_the_same_rollouts_as_one_at_a_time(tiny_lm):
+    from datasets import Dataset
+
+    prompts = ["2+2?"] * 9 + ["Please add these numbers carefully and explain: " + "1 + " * 60 + "1"] * 9
+    rows = Dataset.from_dict({"problem": prompts, "solution": ["4"] * 18})
+    scorer = score_difficulty(str(tiny_lm), image_column=None, max_new_tokens=3, keep_rollouts=True)
+    together = rows.map(scorer, batched=True, batch_size=18, load_from_cache_file=False)
+    alone = rows.map(scorer, batched=True, batch_size=1, load_from_cache_file=False)
+    assert together["rollouts"] == alone["rollouts"]
