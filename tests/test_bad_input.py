@@ -149,7 +149,7 @@ def test_wrong_column_names_fail_at_once_listing_the_dataset_columns(tiny_vlm, d
         ({"num_rollouts": 0}, "num_rollouts must be an integer >= 1, got 0"),
         ({"num_rollouts": -2}, "num_rollouts must be an integer >= 1, got -2"),
         ({"temperature": -0.5}, "temperature must be a number >= 0.0, got -0.5"),
-        ({"backend": "onnx"}, "backend='onnx' is not known; choose one of: auto, transformers, vllm"),
+        ({"backend": "onnx"}, "backend='onnx' is not known; choose one of: auto, transformers, vllm, openai"),
         ({"max_pixels": 0}, "max_pixels must be an integer >= 1, got 0"),
     ],
 )

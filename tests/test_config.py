@@ -28,7 +28,7 @@ def test_defaults_follow_the_paper():
         ({"top_p": 0.0}, "top_p must be a number > 0.0"),
         ({"top_p": 1.5}, "top_p must be a number > 0.0 and <= 1.0, got 1.5"),
         ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
-        ({"backend": "tensorrt"}, "backend='tensorrt' is not known; choose one of: auto, transformers, vllm"),
+        ({"backend": "tensorrt"}, "backend='tensorrt' is not known; choose one of: auto, transformers, vllm, openai"),
         ({"verifier": "fuzzy"}, "verifier='fuzzy' is not known; choose one of: choice, exact, iou, math"),
         ({"correct_threshold": 2}, "correct_threshold must be a number >= 0.0 and <= 1.0, got 2"),
         ({"prompt_column": ""}, "prompt_column must be a column name"),

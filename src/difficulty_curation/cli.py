@@ -72,7 +72,7 @@ def score(
     keep_rollouts: Annotated[
         bool, typer.Option("--keep-rollouts", help="Also store the sampled answers and their scores.")
     ] = False,
-    backend: Annotated[str, typer.Option(help="auto, transformers or vllm.")] = ScoringConfig.backend,
+    backend: Annotated[str, typer.Option(help="auto, transformers, vllm or openai.")] = ScoringConfig.backend,
     revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
     max_pixels: Annotated[
         int, typer.Option(help="Downscale larger images to this many pixels (0 = never).")
@@ -84,6 +84,13 @@ def score(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start afresh in OUT even if it holds another run.")
     ] = False,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Score on a Ray cluster ($RAY_ADDRESS, else a local one).")
+    ] = False,
+    num_workers: Annotated[int, typer.Option(help="Ray workers, one engine each (with --ray).")] = 2,
+    api_base: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint for --backend openai, e.g. http://localhost:8000/v1.")
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -118,19 +125,30 @@ def score(
             backend=backend,
             revision=revision,
             max_pixels=max_pixels or None,
+            api_base=api_base,
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
-        scored = score_to_dir(
-            dataset,
-            scorer,
-            destination,
-            batch_size=batch_size,
-            source=source,
-            progress=not quiet,
-            fail_fast=fail_fast,
-            overwrite=overwrite,
-        )
+        if use_ray:
+            from difficulty_curation.distributed import score_difficulty_distributed
+            from difficulty_curation.sources import save_dataset
+
+            options = scorer.config.to_dict()
+            scored = score_difficulty_distributed(
+                dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
+            )
+            save_dataset(scored, destination)
+        else:
+            scored = score_to_dir(
+                dataset,
+                scorer,
+                destination,
+                batch_size=batch_size,
+                source=source,
+                progress=not quiet,
+                fail_fast=fail_fast,
+                overwrite=overwrite,
+            )
         _print_summary(summarize(scored), json_output, saved_to=destination)
 
 

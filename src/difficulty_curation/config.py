@@ -13,7 +13,7 @@ from typing import Any
 
 from difficulty_curation.errors import ConfigError
 
-BACKENDS = ("auto", "transformers", "vllm")
+BACKENDS = ("auto", "transformers", "vllm", "openai")
 
 #: The paper's buckets, as inclusive ranges of `difficulty` (the fraction of wrong rollouts).
 PAPER_BUCKETS = ("easy", "medium", "hard")
@@ -54,6 +54,8 @@ class ScoringConfig:
     image_column: str | None = "image"
     system_prompt: str | None = None
     keep_rollouts: bool = False
+    #: The OpenAI-compatible endpoint for backend="openai" (else $OPENAI_BASE_URL). Keys never go here.
+    api_base: str | None = None
     #: Draw rollouts in rounds and stop a row once its paper bucket is certain (medium).
     adaptive: bool = False
     #: Add `pass_rate_low` / `pass_rate_high`: this central credible interval of a Jeffreys Beta posterior.

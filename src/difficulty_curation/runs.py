@@ -36,7 +36,7 @@ from difficulty_curation import __version__
 from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.rollout_cache import RolloutCache
-from difficulty_curation.scoring import ROLLOUT_COLUMNS, SCORE_COLUMNS, DifficultyScorer, undecoded_images
+from difficulty_curation.scoring import ROLLOUT_COLUMNS, SCORE_COLUMNS, DifficultyScorer, score_table, undecoded_images
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def score_to_dir(
                         _, next_start, next_stop = todo[position + 1]
                         upcoming = preparer.submit(scorer.prepare, readable[next_start:next_stop])
                     columns = scorer.finish(prepared, indices=range(start, stop))
-                    run.write_shard(name, batch_index, start, stop, _score_table(columns, scorer))
+                    run.write_shard(name, batch_index, start, stop, score_table(columns, scorer))
     finally:
         scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
         bar.close()
@@ -369,13 +369,6 @@ def _raw_images(dataset: Dataset | DatasetDict) -> Any:
 
     features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
     return dataset.cast(type(features)({name: raw(feature) for name, feature in features.items()}))
-
-
-def _score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> pa.Table:
-    from datasets import Features
-
-    features = scorer.output_features(Features())
-    return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
 
 
 def _drop_scores(dataset: Dataset | DatasetDict) -> Any:

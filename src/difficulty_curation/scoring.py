@@ -324,6 +324,7 @@ def score_difficulty(
     max_pixels: int | None = ScoringConfig.max_pixels,
     adaptive: bool = ScoringConfig.adaptive,
     pass_rate_interval: float | None = ScoringConfig.pass_rate_interval,
+    api_base: str | None = ScoringConfig.api_base,
 ) -> DifficultyScorer:
     """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
 
@@ -367,6 +368,7 @@ def score_difficulty(
         max_pixels=max_pixels,
         adaptive=adaptive,
         pass_rate_interval=pass_rate_interval,
+        api_base=api_base,
     )
     return DifficultyScorer(config, verifier=custom_verifier)
 
@@ -417,6 +419,15 @@ def score_dataset(
     if image_column:
         scored = scored.cast_column(image_column, original_feature)
     return scored
+
+
+def score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> Any:
+    """The scorer's output columns as an Arrow table with their declared types."""
+    import pyarrow as pa
+    from datasets import Features
+
+    features = scorer.output_features(Features())
+    return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
 
 
 def undecoded_images(dataset: Dataset, image_column: str | None) -> Dataset:

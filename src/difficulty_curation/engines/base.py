@@ -41,6 +41,10 @@ def resolve_backend(backend: str) -> str:
 def load_engine(config: ScoringConfig) -> RolloutEngine:
     """Load the engine for `config.backend` (the model is loaded here, once)."""
     backend = resolve_backend(config.backend)
+    if backend == "openai":
+        from difficulty_curation.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(config)
     if backend == "vllm":
         from difficulty_curation.engines.vllm import VLLMEngine
 

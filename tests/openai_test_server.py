@@ -1,0 +1,133 @@
+"""A TEST server, not for production: an OpenAI-compatible `/v1/chat/completions` endpoint that
+serves a local model through difficulty-curation's own transformers engine.
+
+vLLM (whose `vllm serve` is the real thing) cannot be installed on CI machines, so the openai
+backend is tested against this process on 127.0.0.1. It understands `n`, `temperature`, `top_p`,
+`top_k`, `max_tokens`, `seed` and image parts sent as data URLs. For tests it can require an API
+key (`--api-key`), fail its first requests with 503 (`--fail-first N`) and reports how many
+requests it served and the most it had in flight at once (`GET /stats`).
+
+    python tests/openai_test_server.py --model PATH [--port 0]   # prints "listening on http://127.0.0.1:PORT/v1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.engines.transformers import TransformersEngine
+from difficulty_curation.errors import RowError
+from difficulty_curation.prompts import PromptRequest, _content_hash
+
+
+class State:
+    def __init__(self, engine: TransformersEngine, api_key: str | None, fail_first: int) -> None:
+        self.engine, self.api_key, self.fail_first = engine, api_key, fail_first
+        self.lock, self.generate_lock = threading.Lock(), threading.Lock()
+        self.requests = self.in_flight = self.max_in_flight = 0
+
+
+def to_request(messages: list[dict]) -> PromptRequest:
+    ours, images = [], []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            ours.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
+            continue
+        parts = []
+        for part in content:
+            if part["type"] == "image_url":
+                payload = part["image_url"]["url"].split(",", 1)[1]
+                images.append(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": part["text"]})
+        ours.append({"role": message["role"], "content": parts})
+    return PromptRequest(messages=ours, images=images, content_hash=_content_hash(ours, images))
+
+
+def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:  # quiet
+            pass
+
+        def reply(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/stats"):
+                with state.lock:
+                    self.reply(200, {"requests": state.requests, "max_in_flight": state.max_in_flight})
+            else:
+                self.reply(404, {"error": {"message": "not found"}})
+
+        def do_POST(self) -> None:
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                return self.reply(404, {"error": {"message": "not found"}})
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            if state.api_key and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+                return self.reply(401, {"error": {"message": "invalid API key"}})
+            with state.lock:
+                state.requests += 1
+                if state.fail_first > 0:
+                    state.fail_first -= 1
+                    return self.reply(503, {"error": {"message": "warming up"}})
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self.complete(body)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def complete(self, body: dict) -> None:
+            rollout = RolloutConfig(
+                num_rollouts=int(body.get("n", 1)),
+                temperature=float(body.get("temperature", 1.0)),
+                top_p=float(body.get("top_p", 1.0)),
+                top_k=int(body.get("top_k", 0)),
+                max_new_tokens=int(body.get("max_tokens", 16)),
+                seed=int(body.get("seed", 0)),
+            )
+            request = to_request(body["messages"])
+            with state.generate_lock:  # one generation at a time; requests still queue concurrently
+                state.engine.rollout = rollout
+                (outcome,) = state.engine.generate([request], rollout.num_rollouts)
+            if isinstance(outcome, RowError):
+                return self.reply(400, {"error": {"message": str(outcome)}})
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                for i, text in enumerate(outcome)
+            ]
+            self.reply(200, {"object": "chat.completion", "model": body.get("model"), "choices": choices})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key")
+    parser.add_argument("--fail-first", type=int, default=0)
+    args = parser.parse_args()
+    engine = TransformersEngine(ScoringConfig(model=args.model), device="cpu")
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(engine, args.api_key, args.fail_first)))
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

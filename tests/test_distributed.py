@@ -1,0 +1,95 @@
+"""Ray Data scoring on a local 2-CPU cluster with the tiny model."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from difficulty_curation import ConfigError, score_difficulty
+from difficulty_curation.distributed import score_difficulty_distributed
+
+ray = pytest.importorskip("ray")
+OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
+COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=300 * 2**20)
+    yield
+    ray.shutdown()
+
+
+def _columns(dataset):
+    return {column: dataset[column][:] for column in COLUMNS}
+
+
+def test_the_distributed_result_equals_the_single_process_result(local_cluster, trained_vlm, digits):
+    distributed = score_difficulty_distributed(digits, str(trained_vlm), num_workers=2, batch_size=5, **OPTIONS)
+    single = digits.map(score_difficulty(str(trained_vlm), **OPTIONS), batched=True, batch_size=8)
+    assert distributed.column_names == single.column_names
+    assert _columns(distributed) == _columns(single)
+    assert distributed["solution"] == digits["solution"]
+
+
+def _map_workers() -> list[int]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if "MapWorker" in line and "ps -eo" not in line]
+
+
+def test_a_killed_worker_is_restarted_without_losing_or_duplicating_rows(local_cluster, tiny_vlm, digits):
+    def slow_exact(completion, reference):
+        time.sleep(0.02)  # keeps each batch busy long enough to kill a worker mid-run
+        return float(completion.strip() == reference)
+
+    result, killed = {}, []
+
+    def run():
+        result["scored"] = score_difficulty_distributed(
+            digits, str(tiny_vlm), num_workers=2, batch_size=3, verifier=slow_exact, **OPTIONS
+        )
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not killed and time.monotonic() < deadline and worker.is_alive():
+        pids = _map_workers()
+        if len(pids) >= 2:
+            time.sleep(1.5)  # let both workers load the model and start on batches
+            running = worker.is_alive()
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append((pids[0], running))
+        time.sleep(0.1)
+    worker.join(timeout=300)
+    assert killed, "no worker was found to kill"
+    assert killed[0][1], "the run had already finished when the worker was killed"
+    scored = result["scored"]
+    single = digits.map(score_difficulty(str(tiny_vlm), verifier=slow_exact, **OPTIONS), batched=True)
+    assert len(scored) == len(digits)
+    assert _columns(scored) == _columns(single)
+
+
+def test_bad_worker_counts_are_refused(tiny_vlm, digits):
+    with pytest.raises(ConfigError, match="num_workers must be an integer >= 1, got 0"):
+        score_difficulty_distributed(digits, str(tiny_vlm), num_workers=0)
+
+
+def test_curate_score_with_ray_writes_the_scored_dataset(local_cluster, tiny_vlm, digits, tmp_path):
+    import json
+
+    from datasets import load_from_disk
+    from typer.testing import CliRunner
+
+    from difficulty_curation.cli import app
+
+    data = tmp_path / "digits.parquet"
+    digits.select(range(10)).to_parquet(str(data))
+    out = tmp_path / "scored"
+    args = ["score", str(data), "--model", str(tiny_vlm), "--out", str(out), "--ray", "--num-workers", "2", "-k", "2"]
+    result = CliRunner().invoke(app, [*args, "--max-new-tokens", "2", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_rows"] == 10
+    assert load_from_disk(str(out))["train"]["num_rollouts"] == [2] * 10

@@ -1,0 +1,143 @@
+"""The openai backend against a real HTTP server process on 127.0.0.1 (tests/openai_test_server.py)."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from datasets import Dataset
+from PIL import Image
+
+from difficulty_curation import score_difficulty
+from difficulty_curation.engines.openai import (
+    EndpointError,
+    OpenAIEngine,
+    chat_request_body,
+    image_data_url,
+    parse_chat_response,
+)
+from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.runs import score_to_dir
+
+SECRET = "sk-test-do-not-print-7d1f"
+SERVER = Path(__file__).with_name("openai_test_server.py")
+
+
+def start_server(model, *extra):
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), "--model", str(model), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert line.startswith("listening on "), line
+    return process, line.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_vlm):
+    process, url = start_server(trained_vlm, "--api-key", SECRET, "--fail-first", "2")
+    yield url
+    process.kill()
+    process.wait()
+
+
+def scorer_for(model, url, *, max_concurrency=2, **options):
+    scorer = score_difficulty(str(model), backend="openai", api_base=url, num_rollouts=4, max_new_tokens=4, **options)
+    scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_concurrency=max_concurrency, backoff=0.05)
+    return scorer
+
+
+def test_the_request_body_carries_n_sampling_options_and_images_as_data_urls():
+    image = Image.new("RGB", (3, 3), "red")
+    request = PromptRequest(
+        messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which digit?"}]}],
+        images=[image],
+    )
+    body = chat_request_body(request, model="m", rollout=score_difficulty("m").config.rollout, num_rollouts=8, seed=5)
+    assert {k: body[k] for k in ("model", "n", "temperature", "top_p", "top_k", "max_tokens", "seed")} == {
+        "model": "m",
+        "n": 8,
+        "temperature": 0.9,
+        "top_p": 1.0,
+        "top_k": 50,
+        "max_tokens": 128,
+        "seed": 5,
+    }
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+                {"type": "text", "text": "Which digit?"},
+            ],
+        }
+    ]
+    assert image_data_url(image).startswith("data:image/png;base64,")
+
+
+def test_choices_are_read_in_index_order_and_counted():
+    payload = {"choices": [{"index": 1, "message": {"content": "b"}}, {"index": 0, "message": {"content": "a"}}]}
+    assert parse_chat_response(payload, 2) == ["a", "b"]
+    with pytest.raises(EndpointError, match="returned 2 choices, expected n=3"):
+        parse_chat_response(payload, 3)
+
+
+def test_scoring_against_a_served_model_with_retries_and_bounded_concurrency(server, trained_vlm, digits, caplog):
+    with caplog.at_level(logging.WARNING):
+        scored = digits.map(scorer_for(trained_vlm, server), batched=True, batch_size=12, load_from_cache_file=False)
+    assert scored["num_rollouts"] == [4] * len(digits) and set(scored["difficulty_error"]) == {""}
+    assert sum(scored["num_correct"]) > len(digits)  # the served cold-started model reads digits
+    assert "answered 503; retrying" in caplog.text  # the server failed its first two requests
+    stats = httpx.get(server + "/stats").json()
+    assert stats["max_in_flight"] <= 2
+    again = digits.map(scorer_for(trained_vlm, server, max_concurrency=4), batched=True, load_from_cache_file=False)
+    assert again["difficulty"] == scored["difficulty"]  # per-row seeds: same answers, any concurrency
+
+
+def test_the_api_key_never_appears_in_output_logs_or_files(server, trained_vlm, digits, tmp_path, caplog, capsys):
+    with caplog.at_level(logging.DEBUG):
+        score_to_dir(
+            digits.select(range(4)), scorer_for(trained_vlm, server), tmp_path / "run", batch_size=2, progress=False
+        )
+    captured = capsys.readouterr()
+    assert SECRET not in caplog.text + captured.out + captured.err
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    spec = json.loads((tmp_path / "run" / ".curate" / "run.json").read_text())
+    assert spec["scoring"]["api_base"] == server and "api_key" not in json.dumps(spec)
+
+
+def test_a_wrong_key_is_a_row_error_naming_the_status_not_the_key(server, trained_vlm, digits):
+    scorer = score_difficulty(str(trained_vlm), backend="openai", api_base=server, num_rollouts=2)
+    scorer.engine = OpenAIEngine(scorer.config, api_key="wrong-key", backoff=0.01)
+    scored = digits.select(range(1)).map(scorer, batched=True)
+    assert scored["difficulty_error"][0].startswith("problem: the endpoint rejected the request (401")
+    assert "wrong-key" not in scored["difficulty_error"][0]
+
+
+def test_an_unreachable_endpoint_fails_after_retries_with_a_clear_message(trained_vlm, digits):
+    scorer = score_difficulty(str(trained_vlm), backend="openai", api_base="http://127.0.0.1:9/v1", num_rollouts=2)
+    scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_retries=2, backoff=0.01)
+    with pytest.raises(EndpointError, match=r"127.0.0.1:9/v1/chat/completions unreachable .* after 3 tries") as error:
+        digits.select(range(1)).map(scorer, batched=True)
+    assert SECRET not in str(error.value)
+
+
+def test_the_openai_backend_needs_an_endpoint(monkeypatch, trained_vlm):
+    from difficulty_curation import ConfigError
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="needs the endpoint"):
+        _ = score_difficulty(str(trained_vlm), backend="openai").engine
+
+
+def test_text_only_rows_are_served_too(server, trained_vlm):
+    rows = Dataset.from_dict({"problem": ["Which digit comes after 3?"], "solution": ["4"]})
+    scored = rows.map(scorer_for(trained_vlm, server, image_column=None), batched=True)
+    assert scored["num_rollouts"] == [4]
