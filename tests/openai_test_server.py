@@ -87,12 +87,13 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
-                self.complete(body)
+                status, payload = self.complete(body)
             finally:
-                with state.lock:
+                with state.lock:  # before replying: the client may send its next request at once
                     state.in_flight -= 1
+            self.reply(status, payload)
 
-        def complete(self, body: dict) -> None:
+        def complete(self, body: dict) -> tuple[int, dict]:
             rollout = RolloutConfig(
                 num_rollouts=int(body.get("n", 1)),
                 temperature=float(body.get("temperature", 1.0)),
@@ -106,12 +107,12 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 state.engine.rollout = rollout
                 (outcome,) = state.engine.generate([request], rollout.num_rollouts)
             if isinstance(outcome, RowError):
-                return self.reply(400, {"error": {"message": str(outcome)}})
+                return 400, {"error": {"message": str(outcome)}}
             choices = [
                 {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                 for i, text in enumerate(outcome)
             ]
-            self.reply(200, {"object": "chat.completion", "model": body.get("model"), "choices": choices})
+            return 200, {"object": "chat.completion", "model": body.get("model"), "choices": choices}
 
     return Handler
 

@@ -67,6 +67,7 @@ def test_a_killed_worker_is_restarted_without_losing_or_duplicating_rows(local_c
     assert killed, "no worker was found to kill"
     assert killed[0][1], "the run had already finished when the worker was killed"
     scored = result["scored"]
+    assert killed[0][0] not in _map_workers()
     single = digits.map(score_difficulty(str(tiny_vlm), verifier=slow_exact, **OPTIONS), batched=True)
     assert len(scored) == len(digits)
     assert _columns(scored) == _columns(single)
@@ -89,7 +90,16 @@ def test_curate_score_with_ray_writes_the_scored_dataset(local_cluster, tiny_vlm
     digits.select(range(10)).to_parquet(str(data))
     out = tmp_path / "scored"
     args = ["score", str(data), "--model", str(tiny_vlm), "--out", str(out), "--ray", "--num-workers", "2", "-k", "2"]
+    args += ["--batch-size", "5"]
     result = CliRunner().invoke(app, [*args, "--max-new-tokens", "2", "--json", "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["num_rows"] == 10
     assert load_from_disk(str(out))["train"]["num_rollouts"] == [2] * 10
+
+
+def test_a_shuffled_selection_keeps_its_own_row_order(local_cluster, tiny_vlm, digits):
+    view = digits.shuffle(seed=3).select(range(10))  # an indices mapping over the original table
+    distributed = score_difficulty_distributed(view, str(tiny_vlm), num_workers=2, batch_size=3, **OPTIONS)
+    single = view.map(score_difficulty(str(tiny_vlm), **OPTIONS), batched=True)
+    assert distributed["solution"] == view["solution"]
+    assert _columns(distributed) == _columns(single)

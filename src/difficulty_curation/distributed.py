@@ -7,6 +7,7 @@ index, never from which worker or batch it lands in.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any
@@ -81,14 +82,16 @@ def score_difficulty_distributed(
     ray = _ray(address)
     needed = list(dict.fromkeys(scorer.config.required_columns.values()))
     inputs = undecoded_images(dataset.select_columns(needed), scorer.config.image_column)
-    inputs = inputs.add_column(ROW_COLUMN, list(range(len(inputs))))
+    inputs = _without_hub_identity(inputs.add_column(ROW_COLUMN, list(range(len(inputs)))))
     resources = resources_per_worker or _default_resources()
-    scored = ray.data.from_huggingface(inputs).map_batches(
+    # Enough blocks that every worker gets batches (a small in-memory dataset is otherwise one block).
+    num_blocks = max(1, min(-(-len(inputs) // batch_size), num_workers * 8))
+    scored = ray.data.from_huggingface(inputs, override_num_blocks=num_blocks).map_batches(
         _ScoringActor,
         fn_constructor_kwargs={"scorer": scorer},
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=num_workers,
+        concurrency=min(num_workers, num_blocks),  # no idle actors holding a model and a GPU
         num_cpus=resources.get("CPU", 1),
         num_gpus=resources.get("GPU", 0),
         resources={k: v for k, v in resources.items() if k not in ("CPU", "GPU")} or None,
@@ -104,6 +107,21 @@ def score_difficulty_distributed(
             f"({len(rows) - len(set(rows))} duplicated); nothing was saved."
         )
     return concatenate_datasets([dataset, Dataset(scores.drop_columns([ROW_COLUMN]))], axis=1)
+
+
+def _without_hub_identity(dataset: Dataset) -> Dataset:
+    """The same rows with no dataset/config name: otherwise Ray's `from_huggingface` first tries
+    `load_dataset(name)` to find Hub parquet files, which for a local parquet source means
+    `load_dataset("parquet")` and a long wait for the network."""
+    info = copy.deepcopy(dataset.info)
+    info.dataset_name = info.config_name = None
+    return Dataset(
+        dataset.data,
+        info=info,
+        split=dataset.split,
+        indices_table=dataset._indices,
+        fingerprint=dataset._fingerprint,
+    )
 
 
 def _ray(address: str | None) -> Any:
