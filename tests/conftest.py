@@ -27,7 +27,7 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny LLaVA after a short cold start: right often enough that buckets are mixed."""
     path = build_tiny_vlm(tmp_path_factory.mktemp("trained-vlm"))
-    return cold_start(path, steps=200)
+    return cold_start(path)
 
 
 @pytest.fixture(scope="session")

@@ -289,6 +289,103 @@ def audit(
 
 
 @app.command()
+def sft(
+    dataset: Annotated[str, typer.Argument(help="Training rows (e.g. from `curate filter`): folder, file or Hub id.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to fine-tune: local folder or Hub id.")],
+    out: Annotated[Path, typer.Option(help="Folder for the adapter (or the full model) and the processor.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Full fine-tuning instead of LoRA (the paper's cold start).")
+    ] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")] = -1,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = 8,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")] = 32,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
+    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    answer_column: Annotated[str, typer.Option(help="Column with the answer to learn.")] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
+) -> None:
+    """Fine-tune on curated rows with TRL's SFTTrainer and a LoRA adapter (paper defaults); loss on answers only.
+
+    Example: curate filter scored/ --bucket medium --out sft-m-data/ && curate sft sft-m-data/ --model M --out sft-m/ --merge
+    """
+    from difficulty_curation.recipes.sft import SFTOptions
+    from difficulty_curation.recipes.sft import sft as run_sft
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        options = SFTOptions(
+            full=full,
+            lora_rank=lora_rank,
+            lora_alpha=2 * lora_rank,
+            learning_rate=learning_rate,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        saved = run_sft(
+            load_source(dataset, split=split),
+            model,
+            out,
+            options=options,
+            merge=merge,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            image_column=None if image_column.lower() == "none" else image_column,
+        )
+        typer.echo(f"saved to {saved}")
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Model to evaluate: local folder or Hub id.")],
+    dataset: Annotated[list[str], typer.Option(help="NAME=PATH of an evaluation set; repeatable.")],
+    ood: Annotated[
+        list[str] | None, typer.Option(help="NAME of a dataset that is out of distribution; repeatable.")
+    ] = None,
+    compare: Annotated[
+        list[str] | None, typer.Option(help="Another model to evaluate on the same sets; repeatable.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and accuracy.png here.")] = None,
+    verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
+    split: Annotated[str, typer.Option(help="Split of each dataset.")] = "test",
+    json_output: JsonOption = False,
+) -> None:
+    """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
+
+    Example: curate eval sft-m/merged --dataset id=test/ --dataset ood=rotated/ --ood ood --compare sft-all/merged
+    """
+    from difficulty_curation.recipes.evaluate import evaluate, markdown_table, write_report
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        sets = {}
+        for item in dataset:
+            name, separator, path = item.partition("=")
+            if not separator or not name or not path:
+                raise CurationError(f"--dataset {item!r} is not NAME=PATH, e.g. --dataset id=test.parquet")
+            sets[name] = load_source(path, split=split)
+        unknown = set(ood or ()) - set(sets)
+        if unknown:
+            raise CurationError(f"--ood {', '.join(sorted(unknown))} names no --dataset; known: {', '.join(sets)}")
+        reports = [
+            evaluate(name, sets, ood=set(ood or ()), verifier=verifier, max_new_tokens=max_new_tokens)
+            for name in [model, *(compare or [])]
+        ]
+        if out is not None:
+            write_report(reports, out)
+        if json_output:
+            typer.echo(json.dumps([report.to_dict() for report in reports]))
+        else:
+            typer.echo(markdown_table(reports))
+
+
+@app.command()
 def demo(
     rows: Annotated[int | None, typer.Option(help="Score only the first ROWS digits.")] = None,
     out: Annotated[Path | None, typer.Option(help="Also save the scored digits here.")] = None,

@@ -20,8 +20,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DIGIT_PROMPT = "What digit is shown in the image? Answer with a single digit."
-DEMO_MODEL_VERSION = "v1"
-RENDITIONS = ("original", "inverted")
+DEMO_MODEL_VERSION = "v3"
+RENDITIONS = ("original", "inverted", "rotated", "noisy", "shifted")
 
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<s>{{ message['role'] }}\n"
@@ -40,7 +40,6 @@ def digits_dataset(*, split: str = "train", rendition: str = "original", num_row
     and paper: the same digits drawn differently, used as the out-of-distribution set.
     """
     from datasets import Dataset, Features, Image, Value
-    from PIL import Image as PILImage
     from sklearn.datasets import load_digits
 
     if rendition not in RENDITIONS:
@@ -53,10 +52,7 @@ def digits_dataset(*, split: str = "train", rendition: str = "original", num_row
         indices = indices[:num_rows]
     images = []
     for index in indices:
-        pixels = (digits.images[index] * (255 / 16)).astype(np.uint8)
-        if rendition == "inverted":
-            pixels = 255 - pixels
-        images.append(PILImage.fromarray(pixels, mode="L"))
+        images.append(_render(digits.images[index], rendition, seed=index))
     features = Features({"image": Image(), "problem": Value("string"), "solution": Value("string")})
     return Dataset.from_dict(
         {
@@ -93,24 +89,52 @@ def _build_tokenizer() -> Any:
     )
 
 
-def build_tiny_lm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write a tiny, randomly initialised text-only Llama causal LM + tokenizer to `path`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _render(scan: np.ndarray, rendition: str, *, seed: int) -> Any:
+    """One 8x8 scan (values 0-16) as an image, drawn the way `rendition` says.
 
-    tokenizer = _build_tokenizer()
-    config = LlamaConfig(
+    original: as scanned; inverted: ink and paper swapped; rotated: turned 25 degrees clockwise;
+    noisy: Gaussian noise (sd 48 of 255), seeded per scan; shifted: moved one pixel right and down.
+    """
+    from PIL import Image as PILImage
+
+    pixels = scan * (255 / 16)
+    if rendition == "inverted":
+        pixels = 255 - pixels
+    elif rendition == "noisy":
+        pixels = pixels + np.random.default_rng(seed).normal(0, 48, pixels.shape)
+    elif rendition == "shifted":
+        pixels = np.pad(pixels, ((1, 0), (1, 0)))[:8, :8]
+    image = PILImage.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+    if rendition == "rotated":
+        image = image.rotate(-25, resample=PILImage.Resampling.BILINEAR)
+    return image
+
+
+def _tiny_llama_config(tokenizer: Any, *, max_positions: int) -> Any:
+    """A two-layer, 64-wide Llama text model for `tokenizer`."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+def build_tiny_lm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny, randomly initialised text-only Llama causal LM + tokenizer to `path`."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tokenizer = _build_tokenizer()
+    config = _tiny_llama_config(tokenizer, max_positions=256)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     path = Path(path)
@@ -124,7 +148,6 @@ def build_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     import torch
     from transformers import (
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -153,18 +176,7 @@ def build_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
             patch_size=patch_size,
             projection_dim=64,
         ),
-        text_config=LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
+        text_config=_tiny_llama_config(tokenizer, max_positions=512),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=(image_size // patch_size) ** 2,
         vision_feature_select_strategy="default",
@@ -180,54 +192,22 @@ def build_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return path
 
 
-def cold_start(path: str | os.PathLike[str], *, steps: int = 300, batch_size: int = 32, seed: int = 0) -> Path:
+def cold_start(
+    path: str | os.PathLike[str], *, steps: int = 400, num_rows: int = 400, batch_size: int = 32, seed: int = 0
+) -> Path:
     """Briefly teach the tiny model at `path` to read digits (the paper's step 1), in place.
 
-    A plain next-token loss on the answer tokens only; about 10 s on two CPU cores. The result
-    is above chance but imperfect, so sampled rollouts split rows into easy, medium and hard.
+    Full fine-tuning with the SFT recipe (TRL) on the first `num_rows` training digits, loss on the
+    answer only; about 20 s on two CPU cores. The result reads most digits but not all, so sampled
+    rollouts split rows into easy, medium and hard. The learning rate (1e-3) is far above the
+    paper's 1e-5: this model starts from random weights and has seconds, not hours.
     """
-    import random
+    from difficulty_curation.recipes.sft import SFTOptions, sft
 
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(path)
-    model = AutoModelForImageTextToText.from_pretrained(path)
-    tokenizer = processor.tokenizer
-    tokenizer.padding_side = "right"
-    rows = list(digits_dataset(split="train"))
-    prompt = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DIGIT_PROMPT}]}],
-        add_generation_prompt=True,
-        tokenize=False,
+    options = SFTOptions(
+        full=True, learning_rate=1e-3, warmup_ratio=0.0, max_steps=steps, batch_size=batch_size, seed=seed
     )
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    for step in range(steps):
-        batch = rng.sample(rows, batch_size)
-        answers = [row["solution"] + tokenizer.eos_token for row in batch]
-        inputs = processor(
-            text=[prompt + answer for answer in answers],
-            images=[[row["image"].convert("RGB")] for row in batch],
-            padding=True,
-            return_tensors="pt",
-        )
-        labels = torch.full_like(inputs["input_ids"], -100)
-        for i, answer in enumerate(answers):
-            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-            end = int(inputs["attention_mask"][i].sum())
-            labels[i, end - len(answer_ids) : end] = torch.tensor(answer_ids)
-        loss = model(**inputs, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 100 == 0 or step == steps - 1:
-            logger.info("cold start step %d/%d loss %.3f", step + 1, steps, loss.item())
-    model.eval()
-    model.save_pretrained(path)
-    return Path(path)
+    return sft(digits_dataset(split="train", num_rows=num_rows), str(path), path, options=options)
 
 
 def default_cache_dir() -> Path:
@@ -250,8 +230,8 @@ def ensure_demo_model(path: str | os.PathLike[str] | None = None, *, rebuild: bo
     logger.info("building the demo model in %s", target)
     staging = Path(tempfile.mkdtemp(prefix=".demo-vlm-", dir=target.parent))
     try:
-        build_tiny_vlm(staging)
-        cold_start(staging)
+        build_tiny_vlm(staging, seed=0)
+        cold_start(staging, seed=0)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)  # atomic on one file system: a half-built model is never used

@@ -79,6 +79,13 @@ def plot_histogram(summary: DifficultySummary, path: str | Path, *, title: str =
     axes.set_xlim(-0.08, 1.08)
     counts_text = ", ".join(f"{name} {count}" for name, count in summary.buckets.items())
     axes.set_title(f"{title}: {counts_text}" + (f", failed {summary.num_failed}" if summary.num_failed else ""))
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """Lay out, save as PNG (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
