@@ -11,7 +11,7 @@ import time
 import pytest
 from datasets import Dataset, load_from_disk
 
-from difficulty_curation import register_verifier, score_difficulty
+from difficulty_curation import register_verifier, score_difficulty, verifiers
 from difficulty_curation.demo import digits_dataset
 from difficulty_curation.engines.base import load_engine
 from difficulty_curation.errors import ConfigError, RowFailedError
@@ -227,7 +227,10 @@ def test_a_folder_with_other_files_is_not_used(tiny_vlm, twelve_digits, tmp_path
         score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], target, batch_size=4, progress=False)
 
 
-def test_rescore_reverifies_cached_rollouts_without_generating(tiny_vlm, twelve_digits, reference_run, tmp_path):
+def test_rescore_reverifies_cached_rollouts_without_generating(
+    tiny_vlm, twelve_digits, reference_run, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(verifiers, "VERIFIERS", dict(verifiers.VERIFIERS))  # keep the registry clean for others
     register_verifier("always_right", lambda completion, reference: 1.0)
     out = tmp_path / "run"
     score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
@@ -292,3 +295,15 @@ def test_a_durable_run_equals_a_plain_map_and_prepares_rows_off_the_main_thread(
     plain = twelve_digits.map(score_difficulty(str(tiny_vlm), **OPTIONS), batched=True, batch_size=5)
     assert scores(durable) == scores(plain)  # other batching, same rollouts
     assert len(threads) == 3 and all(name.startswith("prepare") for name in threads)
+
+
+def test_a_finished_run_records_its_provenance_in_the_saved_dataset(tiny_vlm, twelve_digits, tmp_path):
+    from difficulty_curation.scoring import read_provenance
+
+    scorer, _ = counted_scorer(tiny_vlm, temperature=0.7)
+    score_to_dir(twelve_digits, scorer, tmp_path / "run", batch_size=4, progress=False, source="digits/train")
+    record = read_provenance(load_from_disk(str(tmp_path / "run")))
+    assert record["model"] == str(tiny_vlm) and record["temperature"] == 0.7 and record["num_rollouts"] == 4
+    assert record["verifier"] == "exact" and record["source"] == "digits/train" and record["seed"] == 0
+    assert record["toolkit_version"] and record["scored_at"].endswith("+00:00")
+    assert {"top_p", "top_k", "max_new_tokens", "backend", "correct_threshold", "model_revision"} <= set(record)

@@ -228,3 +228,12 @@ def test_the_transformers_backend_runs_on_cuda(tiny_vlm, digits):
     scorer = score_difficulty(str(tiny_vlm), **FAST)
     scored = digits.map(scorer, batched=True)
     assert scorer.engine.device == "cuda" and scored["num_rollouts"] == [4] * len(digits)
+
+
+def test_score_dataset_records_provenance_in_the_dataset_info(tiny_vlm, digits):
+    from difficulty_curation.scoring import read_provenance
+
+    scored = score_dataset(digits.select(range(2)), score_difficulty(str(tiny_vlm), **FAST), progress=False)
+    record = read_provenance(scored)
+    assert record["model"] == str(tiny_vlm) and record["num_rollouts"] == 4 and record["max_new_tokens"] == 4
+    assert read_provenance(digits) is None

@@ -124,7 +124,10 @@ def test_get_verifier_accepts_callables_and_rejects_unknown_names():
         get_verifier("fuzzy")
 
 
-def test_register_verifier_makes_a_name_available():
+def test_register_verifier_makes_a_name_available(monkeypatch):
+    import difficulty_curation.verifiers as module
+
+    monkeypatch.setattr(module, "VERIFIERS", dict(module.VERIFIERS))  # keep the registry clean for others
     register_verifier("always_right", lambda completion, reference: 1.0)
     assert get_verifier("always_right")("x", "y") == 1.0
     assert verifier_name("always_right") == "always_right"

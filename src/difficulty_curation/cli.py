@@ -85,7 +85,11 @@ def score(
         bool, typer.Option("--overwrite", help="Start afresh in OUT even if it holds another run.")
     ] = False,
     use_ray: Annotated[
-        bool, typer.Option("--ray", help="Score on a Ray cluster ($RAY_ADDRESS, else a local one).")
+        bool,
+        typer.Option(
+            "--ray",
+            help="Score on a Ray cluster ($RAY_ADDRESS, else a local one); Ray retries failed batches, but the run is not resumable like --out.",
+        ),
     ] = False,
     num_workers: Annotated[int, typer.Option(help="Ray workers, one engine each (with --ray).")] = 2,
     api_base: Annotated[

@@ -119,3 +119,32 @@ def _check_number(
         low = f"> {minimum}" if exclusive_minimum else f">= {minimum}"
         high = "" if maximum == math.inf else f" and <= {maximum}"
         raise ConfigError(f"{name} must be a number {low}{high}, got {value!r}.")
+
+
+#: How a provenance record is marked inside `DatasetInfo.description`.
+PROVENANCE_PREFIX = "difficulty-curation provenance: "
+
+
+def provenance_record(
+    config: ScoringConfig,
+    *,
+    model_revision: str | None = None,
+    source: str | None = None,
+    source_revision: str | None = None,
+) -> dict[str, Any]:
+    """Everything needed to reproduce a dataset's scores: config, model revision, source, version, date."""
+    import datetime
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("difficulty-curation")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        version = "unknown"
+    return {
+        **config.to_dict(),
+        "model_revision": model_revision or config.revision,
+        "source": source,
+        "source_revision": source_revision,
+        "toolkit_version": version,
+        "scored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -16,7 +16,14 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from difficulty_curation.errors import ConfigError, CurationError
-from difficulty_curation.scoring import DifficultyScorer, score_difficulty, score_table, undecoded_images
+from difficulty_curation.scoring import (
+    DifficultyScorer,
+    attach_provenance,
+    score_difficulty,
+    score_table,
+    scoring_provenance,
+    undecoded_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +113,8 @@ def score_difficulty_distributed(
             f"the Ray run returned {len(rows)} rows for {len(dataset)} inputs "
             f"({len(rows) - len(set(rows))} duplicated); nothing was saved."
         )
-    return concatenate_datasets([dataset, Dataset(scores.drop_columns([ROW_COLUMN]))], axis=1)
+    scored = concatenate_datasets([dataset, Dataset(scores.drop_columns([ROW_COLUMN]))], axis=1)
+    return attach_provenance(scored, scoring_provenance(scorer))
 
 
 def _without_hub_identity(dataset: Dataset) -> Dataset:

@@ -36,7 +36,15 @@ from difficulty_curation import __version__
 from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.rollout_cache import RolloutCache
-from difficulty_curation.scoring import ROLLOUT_COLUMNS, SCORE_COLUMNS, DifficultyScorer, score_table, undecoded_images
+from difficulty_curation.scoring import (
+    ROLLOUT_COLUMNS,
+    SCORE_COLUMNS,
+    DifficultyScorer,
+    attach_provenance,
+    score_table,
+    scoring_provenance,
+    undecoded_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +134,7 @@ def score_to_dir(
         scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
         bar.close()
         cache.close()
-    return run.assemble(dataset)
+    return run.assemble(dataset, scoring_provenance(scorer, source=source))
 
 
 def rescore_dir(
@@ -264,10 +272,11 @@ class RunFolder:
         _write_json_atomic(self.state / "manifest.json", {"shards": self.manifest})
 
     # -- assembly -------------------------------------------------------------------------------------
-    def assemble(self, dataset: Dataset | DatasetDict) -> Dataset | DatasetDict:
-        """Join every split with its score shards and save the result at the run folder's root."""
+    def assemble(self, dataset: Dataset | DatasetDict, provenance: dict[str, Any]) -> Dataset | DatasetDict:
+        """Join every split with its score shards and save the result, with its provenance, at the root."""
         assembled = {name: self._assemble_split(name, part) for name, part in _as_dict(dataset).items()}
         result: Dataset | DatasetDict = assembled["train"] if isinstance(dataset, Dataset) else DatasetDict(assembled)
+        attach_provenance(result, provenance)
         staging = Path(tempfile.mkdtemp(prefix="assemble-", dir=self.state))
         try:
             _save(result, staging)

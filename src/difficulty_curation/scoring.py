@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.config import PROVENANCE_PREFIX, RolloutConfig, ScoringConfig, provenance_record
 from difficulty_curation.engines.base import RolloutEngine, load_engine
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError, RowFailedError
 from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
@@ -418,7 +418,7 @@ def score_dataset(
         bar.close()
     if image_column:
         scored = scored.cast_column(image_column, original_feature)
-    return scored
+    return attach_provenance(scored, scoring_provenance(scorer))
 
 
 def score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> Any:
@@ -428,6 +428,36 @@ def score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> Any:
 
     features = scorer.output_features(Features())
     return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
+
+
+def attach_provenance(dataset: Dataset | DatasetDict, record: dict[str, Any]) -> Dataset | DatasetDict:
+    """Write `record` into each split's `info.description` (kept by `save_to_disk`), in place; returns it."""
+    import json
+
+    from datasets import DatasetDict
+
+    for part in dataset.values() if isinstance(dataset, DatasetDict) else [dataset]:
+        part.info.description = PROVENANCE_PREFIX + json.dumps(record, sort_keys=True)
+    return dataset
+
+
+def read_provenance(dataset: Dataset | DatasetDict) -> dict[str, Any] | None:
+    """The provenance record a scoring run wrote into the dataset, or None."""
+    import json
+
+    from datasets import DatasetDict
+
+    part = next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
+    description = part.info.description or ""
+    if not description.startswith(PROVENANCE_PREFIX):
+        return None
+    return json.loads(description[len(PROVENANCE_PREFIX) :])
+
+
+def scoring_provenance(scorer: DifficultyScorer, *, source: str | None = None) -> dict[str, Any]:
+    """The provenance record of a run with `scorer` (model revision read from a loaded engine)."""
+    revision = getattr(scorer._engine, "model_revision", None) if scorer.engine_loaded else None
+    return provenance_record(scorer.config, model_revision=revision, source=source)
 
 
 def undecoded_images(dataset: Dataset, image_column: str | None) -> Dataset:
