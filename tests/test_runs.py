@@ -307,3 +307,11 @@ def test_a_finished_run_records_its_provenance_in_the_saved_dataset(tiny_vlm, tw
     assert record["verifier"] == "exact" and record["source"] == "digits/train" and record["seed"] == 0
     assert record["toolkit_version"] and record["scored_at"].endswith("+00:00")
     assert {"top_p", "top_k", "max_new_tokens", "backend", "correct_threshold", "model_revision"} <= set(record)
+
+
+def test_rescoring_a_run_with_pass_rate_intervals_replaces_them(tiny_vlm, twelve_digits, tmp_path):
+    out = tmp_path / "run"
+    score_to_dir(twelve_digits, counted_scorer(tiny_vlm, pass_rate_interval=0.9)[0], out, batch_size=4, progress=False)
+    rescored = rescore_dir(out, correct_threshold=0.25, out_dir=tmp_path / "again", progress=False)
+    assert rescored.column_names.count("pass_rate_low") == 1 and rescored.column_names.count("difficulty") == 1
+    assert all(low <= 1 - d + 1e-6 for low, d in zip(rescored["pass_rate_low"], rescored["difficulty"]))

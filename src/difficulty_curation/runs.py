@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.rollout_cache import RolloutCache
 from difficulty_curation.scoring import (
+    INTERVAL_COLUMNS,
     ROLLOUT_COLUMNS,
     SCORE_COLUMNS,
     DifficultyScorer,
@@ -381,7 +381,7 @@ def _raw_images(dataset: Dataset | DatasetDict) -> Any:
 
 
 def _drop_scores(dataset: Dataset | DatasetDict) -> Any:
-    names = [c for c in (*SCORE_COLUMNS, *ROLLOUT_COLUMNS) if c in _column_names(dataset)]
+    names = [c for c in (*SCORE_COLUMNS, *ROLLOUT_COLUMNS, *INTERVAL_COLUMNS) if c in _column_names(dataset)]
     return dataset.remove_columns(names) if names else dataset
 
 
@@ -457,10 +457,3 @@ class _atomic_path:
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     with _atomic_path(path) as temporary:
         Path(temporary).write_text(json.dumps(payload, indent=1, sort_keys=True))
-
-
-def iter_shards(run_dir: str | Path) -> Iterator[Path]:
-    """The finished shard files of a run folder, in manifest order."""
-    manifest = json.loads((Path(run_dir) / STATE_DIR / "manifest.json").read_text())["shards"]
-    for name in sorted(manifest):
-        yield Path(run_dir) / STATE_DIR / "shards" / name
