@@ -153,5 +153,12 @@ def test_curate_sft_and_eval_end_to_end(tiny_vlm, trained_vlm, digits, tmp_path)
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)
     assert [len(r["results"]) for r in reports] == [1, 1] and reports[1]["model"] == str(trained_vlm)
+    parquet = tmp_path / "test.parquet"
+    digits.select(range(8)).to_parquet(str(parquet))  # one file: a single split called "train"
+    single = runner.invoke(
+        app, ["eval", str(trained_vlm), "--dataset", f"id={parquet}", "--max-new-tokens", "4", "--json"]
+    )
+    assert single.exit_code == 0, single.output
+    assert json.loads(single.stdout)[0]["results"][0]["total"] == 8
     bad = runner.invoke(app, ["eval", str(trained_vlm), "--dataset", "nopath"])
     assert bad.exit_code == 2 and "is not NAME=PATH" in bad.output

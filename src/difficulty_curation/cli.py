@@ -37,6 +37,13 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log wha
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:  # one progress line of our own; the libraries' bars and notices only with --verbose
+        import datasets
+        from transformers.utils import logging as transformers_logging
+
+        datasets.disable_progress_bars()
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
 
 
 @app.command()
@@ -357,13 +364,15 @@ def eval_command(
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and accuracy.png here.")] = None,
     verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
-    split: Annotated[str, typer.Option(help="Split of each dataset.")] = "test",
+    split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
     json_output: JsonOption = False,
 ) -> None:
     """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
 
     Example: curate eval sft-m/merged --dataset id=test/ --dataset ood=rotated/ --ood ood --compare sft-all/merged
     """
+    from datasets import DatasetDict
+
     from difficulty_curation.recipes.evaluate import evaluate, markdown_table, write_report
     from difficulty_curation.sources import load_source
 
@@ -373,7 +382,11 @@ def eval_command(
             name, separator, path = item.partition("=")
             if not separator or not name or not path:
                 raise CurationError(f"--dataset {item!r} is not NAME=PATH, e.g. --dataset id=test.parquet")
-            sets[name] = load_source(path, split=split)
+            loaded = load_source(path)
+            # a single-split source (one parquet file, say) is used whatever its split is called
+            if isinstance(loaded, DatasetDict) and len(loaded) != 1:
+                loaded = load_source(path, split=split)
+            sets[name] = next(iter(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
         unknown = set(ood or ()) - set(sets)
         if unknown:
             raise CurationError(f"--ood {', '.join(sorted(unknown))} names no --dataset; known: {', '.join(sets)}")

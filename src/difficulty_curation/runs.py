@@ -110,6 +110,8 @@ def score_to_dir(
     cache = RolloutCache(run.state / "rollouts.sqlite")
     scorer.rollout_cache, scorer.fail_fast = cache, fail_fast
     total = sum(spec.splits.values())
+    if run.finished_rows() < total:
+        _ = scorer.engine  # load the model before the clock starts: rates and ETA count generation only
     bar = RolloutProgress(total, enabled=progress, initial_rows=run.finished_rows())
     scorer.on_batch = bar.update
     try:
