@@ -35,9 +35,9 @@ def scored_dir(digits_file, trained_vlm, tmp_path_factory):
 def test_help_explains_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("score", "rescore", "filter", "stratify", "stats", "audit", "sft", "eval", "demo"):
+    for command in ("score", "rescore", "filter", "stratify", "stats", "card", "audit", "sft", "eval", "demo"):
         assert command in result.output
-    for command in ("score", "rescore", "filter", "stratify", "stats", "audit", "sft", "eval", "demo"):
+    for command in ("score", "rescore", "filter", "stratify", "stats", "card", "audit", "sft", "eval", "demo"):
         help_text = invoke(command, "--help").output
         assert "Example:" in help_text, command
 

@@ -264,6 +264,30 @@ def stats(
 
 
 @app.command()
+def card(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`).")],
+    repo_id: Annotated[
+        str, typer.Option(help="The Hub repo the card describes, e.g. my-org/digits-dc-sft.")
+    ] = "my-org/curated-dataset",
+    out: Annotated[Path, typer.Option(help="Where to write the card; the histogram PNG goes beside it.")] = Path(
+        "README.md"
+    ),
+    template: Annotated[Path | None, typer.Option(help="Your own Jinja card template.")] = None,
+    license: Annotated[str | None, typer.Option(help="License identifier for the metadata, e.g. cc-by-4.0.")] = None,
+) -> None:
+    """Render the dataset card (YAML metadata, provenance, bucket counts, histogram) locally, for review.
+
+    Example: curate card scored/ --repo-id my-org/digits-dc-sft --out card/README.md
+    """
+    from difficulty_curation.cards import write_card
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
+        typer.echo(f"card: {written}\nhistogram: {figure}")
+
+
+@app.command()
 def audit(
     scored: Annotated[str, typer.Argument(help="A scored dataset with kept rollouts (curate score --keep-rollouts).")],
     min_agreement: Annotated[float, typer.Option(help="Share of rollouts that must give the same wrong answer.")] = 0.5,

@@ -1,0 +1,112 @@
+"""Dataset cards for curated datasets: YAML metadata, provenance, bucket counts, a histogram.
+
+Rendered with `huggingface_hub.DatasetCard` from a Jinja template (`cards/dataset_card.md.j2` by
+default). Everything comes from the dataset itself, including the provenance record that scoring
+wrote into it, so a folder scored days earlier still gets a complete card. No token is involved.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+
+from difficulty_curation.errors import CurationError
+from difficulty_curation.scoring import read_provenance
+from difficulty_curation.stats import plot_histogram, summarize
+
+DEFAULT_TEMPLATE = "dataset_card.md.j2"
+HISTOGRAM_FILE = "difficulty_histogram.png"
+BUCKETS = ("easy", "medium", "hard")
+
+
+def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
+    """A bundled card template: from the source tree's `cards/`, else the installed copy."""
+    for folder in (
+        Path(__file__).resolve().parents[2] / "cards",
+        Path(sys.prefix) / "share" / "difficulty-curation" / "cards",
+    ):
+        if (folder / name).exists():
+            return folder / name
+    raise CurationError(f"card template {name!r} not found; pass template=PATH to use your own.")
+
+
+def size_category(num_rows: int) -> str:
+    """The Hub's `size_categories` value for a row count."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    bounds += [(10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    return next((label for bound, label in bounds if num_rows < bound), "n>1T")
+
+
+def render_card(
+    dataset: Dataset | DatasetDict,
+    repo_id: str,
+    *,
+    buckets: Sequence[str] = BUCKETS,
+    template: str | Path | None = None,
+    license: str | None = None,
+    histogram: str = HISTOGRAM_FILE,
+) -> Any:
+    """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    provenance = read_provenance(dataset)
+    if provenance is None:
+        raise CurationError(
+            "the dataset has no scoring provenance (it was not scored by difficulty-curation, or it lost its "
+            "info); score it with `curate score` or `score_to_dir` first."
+        )
+    splits = list(dataset) if isinstance(dataset, DatasetDict) else ["train"]
+    summary = summarize(dataset)
+    config_names = [*buckets, "all"]
+    has_images = bool(provenance.get("image_column"))
+    data = DatasetCardData(
+        license=license or provenance.get("license"),
+        size_categories=size_category(summary.num_rows),
+        task_categories=["image-text-to-text" if has_images else "text-generation"],
+        tags=["difficulty-curation", "dc-sft", "curated-by-difficulty"],
+        pretty_name=f"{repo_id.split('/')[-1]} (curated by difficulty)",
+        configs=[
+            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in splits]}
+            for name in config_names
+        ],
+    )
+    scored = max(summary.num_scored, 1)
+    bucket_rows = [
+        {"name": name, "count": summary.buckets.get(name, 0), "share": f"{summary.buckets.get(name, 0) / scored:.1%}"}
+        for name in buckets
+    ]
+    template_file = Path(template) if template is not None else template_path()
+    return DatasetCard.from_template(
+        data,
+        template_path=str(template_file),
+        repo_id=repo_id,
+        provenance=provenance,
+        provenance_rows=_provenance_rows(provenance),
+        bucket_rows=bucket_rows,
+        failed=summary.num_failed,
+        config_names=config_names,
+        histogram=histogram,
+    )
+
+
+def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
+    from difficulty_curation.transforms import PAPER_BUCKET_RANGES
+
+    rows = {key: value for key, value in provenance.items() if value is not None}
+    rows["model_revision"] = provenance.get("model_revision") or "not known (a local folder has no commit)"
+    rows["source_revision"] = provenance.get("source_revision") or "not known"
+    rows["bucket_thresholds"] = ", ".join(f"{n} = difficulty in {b.describe()}" for n, b in PAPER_BUCKET_RANGES.items())
+    return sorted(rows.items())
+
+
+def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
+    """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = plot_histogram(summarize(dataset), out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
+    render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options).save(str(out))
+    return out, figure
