@@ -242,12 +242,8 @@ def ensure_demo_model(path: str | os.PathLike[str] | None = None, *, rebuild: bo
 
 def run_demo(*, num_rows: int | None = None, batch_size: int = 64, progress: bool = True, seed: int = 0) -> Any:
     """Score the bundled digits (train split) with the cold-started demo model; returns the scored `Dataset`."""
-    from transformers.utils import logging as transformers_logging
-
     from difficulty_curation.scoring import score_dataset, score_difficulty
 
-    transformers_logging.disable_progress_bar()  # per-load "Loading weights" bars would bury the table
-    transformers_logging.set_verbosity_error()
     model = ensure_demo_model()
     scorer = score_difficulty(str(model), max_new_tokens=8, seed=seed)
     return score_dataset(

@@ -41,6 +41,7 @@ from difficulty_curation.scoring import (
     SCORE_COLUMNS,
     DifficultyScorer,
     attach_provenance,
+    replace_image_features,
     score_table,
     scoring_provenance,
     undecoded_images,
@@ -369,17 +370,11 @@ def _save(dataset: Dataset | DatasetDict, path: Path) -> None:
 
 
 def _raw_images(dataset: Dataset | DatasetDict) -> Any:
-    from datasets import Image, List, Sequence, Value
+    from datasets import Value
 
-    def raw(feature: Any) -> Any:
-        if isinstance(feature, Image):
-            return {"bytes": Value("binary"), "path": Value("string")}
-        if isinstance(feature, (List, Sequence)):
-            return type(feature)(raw(feature.feature))
-        return feature
-
+    raw = {"bytes": Value("binary"), "path": Value("string")}
     features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
-    return dataset.cast(type(features)({name: raw(feature) for name, feature in features.items()}))
+    return dataset.cast(type(features)({name: replace_image_features(f, raw) for name, f in features.items()}))
 
 
 def _drop_scores(dataset: Dataset | DatasetDict) -> Any:

@@ -467,12 +467,19 @@ def undecoded_images(dataset: Dataset, image_column: str | None) -> Dataset:
     return dataset.cast_column(image_column, _undecoded(dataset.features[image_column]))
 
 
-def _undecoded(feature: Any) -> Any:
-    """The same feature with image decoding switched off (nested in lists too)."""
+def replace_image_features(feature: Any, replacement: Any) -> Any:
+    """`feature` with every `Image` in it (nested in lists too) replaced by `replacement`."""
     from datasets import Image, List, Sequence
 
     if isinstance(feature, Image):
-        return Image(decode=False)
+        return replacement
     if isinstance(feature, (List, Sequence)):
-        return type(feature)(_undecoded(feature.feature))
+        return type(feature)(replace_image_features(feature.feature, replacement))
     return feature
+
+
+def _undecoded(feature: Any) -> Any:
+    """The same feature with image decoding switched off (nested in lists too)."""
+    from datasets import Image
+
+    return replace_image_features(feature, Image(decode=False))
