@@ -4,8 +4,11 @@ serves a local model through difficulty-curation's own transformers engine.
 vLLM (whose `vllm serve` is the real thing) cannot be installed on CI machines, so the openai
 backend is tested against this process on 127.0.0.1. It understands `n`, `temperature`, `top_p`,
 `top_k`, `max_tokens`, `seed` and image parts sent as data URLs. For tests it can require an API
-key (`--api-key`), fail its first requests with 503 (`--fail-first N`) and reports how many
-requests it served and the most it had in flight at once (`GET /stats`).
+key (`--api-key`), fail its first requests with 503 (`--fail-first N`), reject its first requests
+with 400 (`--reject-first N`), answer 401 once N requests were served (`--revoke-after N`, a key
+revoked mid-run), echo the Authorization header in its error bodies as careless servers do
+(`--echo-auth`), and reports how many requests it served and the most it had in flight at once
+(`GET /stats`).
 
     python tests/openai_test_server.py --model PATH [--port 0]   # prints "listening on http://127.0.0.1:PORT/v1"
 """
@@ -28,8 +31,18 @@ from difficulty_curation.prompts import PromptRequest, _content_hash
 
 
 class State:
-    def __init__(self, engine: TransformersEngine, api_key: str | None, fail_first: int) -> None:
+    def __init__(
+        self,
+        engine: TransformersEngine,
+        api_key: str | None,
+        fail_first: int,
+        reject_first: int = 0,
+        revoke_after: int | None = None,
+        echo_auth: bool = False,
+    ) -> None:
         self.engine, self.api_key, self.fail_first = engine, api_key, fail_first
+        self.reject_first, self.revoke_after, self.echo_auth = reject_first, revoke_after, echo_auth
+        self.answered = 0
         self.lock, self.generate_lock = threading.Lock(), threading.Lock()
         self.requests = self.in_flight = self.max_in_flight = 0
 
@@ -59,6 +72,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             pass
 
         def reply(self, status: int, payload: dict) -> None:
+            if status >= 400 and state.echo_auth:
+                payload["error"]["authorization"] = self.headers.get("Authorization")
             body = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -81,9 +96,14 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return self.reply(401, {"error": {"message": "invalid API key"}})
             with state.lock:
                 state.requests += 1
+                if state.revoke_after is not None and state.answered >= state.revoke_after:
+                    return self.reply(401, {"error": {"message": "API key revoked"}})
                 if state.fail_first > 0:
                     state.fail_first -= 1
                     return self.reply(503, {"error": {"message": "warming up"}})
+                if state.reject_first > 0:
+                    state.reject_first -= 1
+                    return self.reply(400, {"error": {"message": "request rejected, try again later"}})
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
@@ -91,6 +111,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             finally:
                 with state.lock:  # before replying: the client may send its next request at once
                     state.in_flight -= 1
+                    state.answered += 1
             self.reply(status, payload)
 
         def complete(self, body: dict) -> tuple[int, dict]:
@@ -123,9 +144,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key")
     parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--reject-first", type=int, default=0)
+    parser.add_argument("--revoke-after", type=int)
+    parser.add_argument("--echo-auth", action="store_true")
     args = parser.parse_args()
     engine = TransformersEngine(ScoringConfig(model=args.model), device="cpu")
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(engine, args.api_key, args.fail_first)))
+    state = State(engine, args.api_key, args.fail_first, args.reject_first, args.revoke_after, args.echo_auth)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     server.serve_forever()
 

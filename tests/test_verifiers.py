@@ -142,3 +142,28 @@ def test_every_builtin_returns_a_score_in_the_unit_interval():
     ]:
         score = get_verifier(name)(completion, reference)
         assert 0.0 <= score <= 1.0 and not math.isnan(score)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reference"),
+    [("1", 1), ("1", 1.0), ("1.0", "1"), ("<answer>3</answer>", 3.0), ("-2.50", "-2.5"), ("1e3", 1000)],
+)
+def test_exact_match_compares_numbers_by_value(completion, reference):
+    assert exact_match(completion, reference) == 1.0
+
+
+def test_exact_match_still_tells_different_numbers_apart():
+    assert exact_match("1", 1.5) == 0.0 and exact_match("12", 1) == 0.0
+
+
+@pytest.mark.parametrize("reference", [{"digit": 1}, True, False, [{"digit": 1}]])
+def test_exact_match_refuses_a_reference_it_cannot_judge(reference):
+    with pytest.raises(TypeError, match="cannot judge a reference of type"):
+        exact_match("1", reference)
+
+
+def test_choice_and_math_refuse_a_reference_they_cannot_judge():
+    with pytest.raises(TypeError, match="'choice' verifier cannot judge a reference of type dict"):
+        choice_match("B", {"answer": "B"})
+    with pytest.raises(TypeError, match="'math' verifier cannot judge a reference of type bool"):
+        math_equivalence("1", True)

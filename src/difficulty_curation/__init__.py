@@ -30,6 +30,7 @@ _EXPORTS = {
     "ConfigError": "difficulty_curation.errors",
     "ColumnNotFoundError": "difficulty_curation.errors",
     "ModelLoadError": "difficulty_curation.errors",
+    "EngineError": "difficulty_curation.errors",
     "RowError": "difficulty_curation.errors",
 }
 
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "CurationError",
     "DifficultyScorer",
+    "EngineError",
     "ModelLoadError",
     "RolloutConfig",
     "RowError",
@@ -72,7 +74,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.config import RolloutConfig, ScoringConfig
-    from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.errors import (
+        ColumnNotFoundError,
+        ConfigError,
+        CurationError,
+        EngineError,
+        ModelLoadError,
+        RowError,
+    )
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source

@@ -15,6 +15,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 
 from difficulty_curation.errors import CurationError
+from difficulty_curation.redact import redact
 from difficulty_curation.scoring import read_provenance
 from difficulty_curation.stats import plot_histogram, summarize
 
@@ -59,6 +60,7 @@ def render_card(
             "the dataset has no scoring provenance (it was not scored by difficulty-curation, or it lost its "
             "info); score it with `curate score` or `score_to_dir` first."
         )
+    provenance = {key: redact(value) if isinstance(value, str) else value for key, value in provenance.items()}
     splits = list(dataset) if isinstance(dataset, DatasetDict) else ["train"]
     summary = summarize(dataset)
     config_names = [*buckets, "all"]

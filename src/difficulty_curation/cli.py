@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -91,6 +93,9 @@ def score(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start afresh in OUT even if it holds another run.")
     ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Try the rows OUT recorded as failed again (after fixing the cause).")
+    ] = False,
     use_ray: Annotated[
         bool,
         typer.Option(
@@ -144,7 +149,7 @@ def score(
             from difficulty_curation.distributed import score_difficulty_distributed
             from difficulty_curation.sources import save_dataset
 
-            options = scorer.config.to_dict()
+            options = {**scorer.config.to_dict(), "api_base": scorer.config.api_base}  # stored without credentials
             scored = score_difficulty_distributed(
                 dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
             )
@@ -159,8 +164,9 @@ def score(
                 progress=not quiet,
                 fail_fast=fail_fast,
                 overwrite=overwrite,
+                retry_failed=retry_failed,
             )
-        _print_summary(summarize(scored), json_output, saved_to=destination)
+        _print_summary(summarize(scored), json_output, saved_to=destination, warnings=True)
 
 
 @app.command()
@@ -447,23 +453,46 @@ def demo(
         _print_summary(summarize(scored), json_output, saved_to=destination)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops the way Ctrl-C stops it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Show our errors as one clear line and exit 2, instead of a traceback."""
+    """Show our errors as one clear line and exit 2, instead of a traceback; Ctrl-C and SIGTERM as one line too.
+
+    Secrets are redacted from the line. An interrupted command exits 130 (SIGINT) or 143 (SIGTERM).
+    """
+    from difficulty_curation.redact import redact
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except CurationError as error:
-        typer.echo(f"Error: {error}", err=True)
+        typer.echo(f"Error: {redact(error)}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt as interrupt:
+        typer.echo("\ninterrupted: run the same command to resume", err=True)
+        raise typer.Exit(143 if isinstance(interrupt, _Terminated) else 130) from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _print_summary(summary: object, json_output: bool, **extra: object) -> None:
-    from difficulty_curation.stats import DifficultySummary
+def _print_summary(summary: object, json_output: bool, *, warnings: bool = False, **extra: object) -> None:
+    from difficulty_curation.stats import DifficultySummary, scoring_warnings
 
     assert isinstance(summary, DifficultySummary)
     extra = {key: str(value) for key, value in extra.items() if value is not None}
+    problems = scoring_warnings(summary) if warnings else []
     if json_output:
-        typer.echo(json.dumps({**summary.to_dict(), **extra}))
+        typer.echo(json.dumps({**summary.to_dict(), **extra, **({"warnings": problems} if problems else {})}))
         return
     scored = max(summary.num_scored, 1)
     _table(
@@ -484,6 +513,8 @@ def _print_summary(summary: object, json_output: bool, **extra: object) -> None:
             typer.echo(f"  row {index}: {reason}")
     for key, value in extra.items():
         typer.echo(f"{key.replace('_', ' ')}: {value}")
+    for problem in problems:
+        typer.echo(f"Warning: {problem}")
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:

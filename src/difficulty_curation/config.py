@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from difficulty_curation.errors import ConfigError
+from difficulty_curation.redact import register_secret, strip_url_credentials, url_secrets
 
 BACKENDS = ("auto", "transformers", "vllm", "openai")
 
@@ -75,6 +76,8 @@ class ScoringConfig:
                 raise ConfigError(f"{option} must be a column name, got {value!r}.")
         if self.image_column is not None and (not isinstance(self.image_column, str) or not self.image_column):
             raise ConfigError(f"image_column must be a column name or None, got {self.image_column!r}.")
+        for secret in url_secrets(self.api_base):
+            register_secret(secret)
         if self.max_pixels is not None:
             _check_int("max_pixels", self.max_pixels, minimum=1)
         if self.pass_rate_interval is not None:
@@ -93,9 +96,13 @@ class ScoringConfig:
         return columns
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-ready record of the configuration (used for provenance and cards)."""
+        """A flat, JSON-ready record of the configuration (used for provenance and cards).
+
+        Credentials in `api_base` are left out: the record is stored and shown.
+        """
         record = dataclasses.asdict(self)
         record.update(record.pop("rollout"))
+        record["api_base"] = strip_url_credentials(self.api_base)
         return record
 
 

@@ -43,6 +43,19 @@ class RowFailedError(CurationError):
     """A row could not be scored and the run was asked to stop at the first such row (`fail_fast`)."""
 
 
+class EngineError(CurationError):
+    """The engine or endpoint failed in a way that is not one row's fault (a refused API key, a server
+    that is down, out of memory): the run stops, and everything finished so far is kept.
+
+    `completed_requests` maps the position of each request the engine finished before failing to
+    its rollouts, so the caller can keep them too.
+    """
+
+    def __init__(self, message: str, completed_requests: dict[int, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.completed_requests = completed_requests or {}
+
+
 class ModelLoadError(CurationError):
     """The scoring model or its processor could not be loaded."""
 

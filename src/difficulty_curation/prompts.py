@@ -38,6 +38,8 @@ def row_reference(row: Mapping[str, Any], config: ScoringConfig) -> Any:
     reference = row.get(config.answer_column)
     if reference is None:
         raise RowError(config.answer_column, "answer is missing (None)")
+    if isinstance(reference, float) and math.isnan(reference):
+        raise RowError(config.answer_column, "answer is missing (an empty cell, read as NaN)")
     if isinstance(reference, str) and not reference.strip():
         raise RowError(config.answer_column, "answer is an empty string")
     if isinstance(reference, (list, tuple)) and len(reference) == 0:
@@ -119,6 +121,16 @@ def _row_messages(prompt: Any, config: ScoringConfig, *, num_images: int) -> lis
         messages = [{"role": "user", "content": content}]
     elif _is_conversation(prompt):
         messages = [dict(message) for message in prompt]
+        for position, message in enumerate(messages):
+            content = message["content"]
+            if not isinstance(content, str) and not (
+                isinstance(content, Sequence) and all(isinstance(part, Mapping) for part in content)
+            ):
+                raise RowError(
+                    column,
+                    f"message {position} has content of type {type(content).__name__}; "
+                    "expected a string or a list of {'type': ...} parts",
+                )
         if not any(_message_text(message).strip() for message in messages):
             raise RowError(column, "prompt messages have no text")
         placeholders = sum(_count_images(message) for message in messages)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 from difficulty_curation import __version__
 from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.progress import RolloutProgress
+from difficulty_curation.redact import get_logger
 from difficulty_curation.rollout_cache import RolloutCache
 from difficulty_curation.scoring import (
     INTERVAL_COLUMNS,
@@ -46,8 +46,9 @@ from difficulty_curation.scoring import (
     scoring_provenance,
     undecoded_images,
 )
+from difficulty_curation.stats import scoring_warnings, summarize
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 STATE_DIR = ".curate"
 #: run.json fields that may differ on resume without changing any generated rollout.
@@ -89,12 +90,20 @@ def score_to_dir(
     progress: bool = True,
     fail_fast: bool = False,
     overwrite: bool = False,
+    retry_failed: bool = False,
 ) -> Dataset | DatasetDict:
     """Score `dataset` into the run folder `out_dir`, resuming whatever an earlier run finished.
 
     Returns the scored dataset (also saved at `out_dir`, loadable with `datasets.load_from_disk`).
     Re-running with the same arguments after a crash or Ctrl-C continues where it stopped; other
-    scoring settings against the same folder are refused unless `overwrite=True`.
+    scoring settings against the same folder are refused unless `overwrite=True`. With
+    `retry_failed=True`, rows an earlier run recorded as failed are tried again (rows that scored
+    keep their cached rollouts). A run that ends with more than half its rows failed, or with every
+    scored row in one bucket, logs a warning saying so.
+
+    Raises:
+        EngineError: the engine or endpoint failed in a way that is not a row's fault; what was
+            finished is kept, and the same call resumes once the cause is fixed.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
@@ -108,6 +117,8 @@ def score_to_dir(
         source=source,
     )
     run = RunFolder.open(out_dir, spec, overwrite=overwrite)
+    if retry_failed:
+        run.forget_failed_batches()
     cache = RolloutCache(run.state / "rollouts.sqlite")
     scorer.rollout_cache, scorer.fail_fast = cache, fail_fast
     total = sum(spec.splits.values())
@@ -137,7 +148,10 @@ def score_to_dir(
         scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
         bar.close()
         cache.close()
-    return run.assemble(dataset, scoring_provenance(scorer, source=source))
+    scored = run.assemble(dataset, scoring_provenance(scorer, source=source))
+    for warning in scoring_warnings(summarize(scored)):
+        logger.warning("%s: %s", run.root, warning)
+    return scored
 
 
 def rescore_dir(
@@ -258,6 +272,24 @@ class RunFolder:
     def finished_rows(self) -> int:
         """Rows already scored by earlier runs."""
         return sum(entry["rows"] for entry in self.manifest.values())
+
+    def forget_failed_batches(self) -> int:
+        """Mark every finished batch that holds a failed row as not finished, so it is redone; returns how many.
+
+        The batch's other rows come back from the rollout cache, so only the failed rows generate again.
+        """
+        forgotten = []
+        for name in list(self.manifest):
+            errors = pq.read_table(self.state / "shards" / name, columns=["difficulty_error"]).column(0).to_pylist()
+            if any(errors):
+                forgotten.append(name)
+                del self.manifest[name]
+        if forgotten:
+            _write_json_atomic(self.state / "manifest.json", {"shards": self.manifest})
+            for name in forgotten:
+                (self.state / "shards" / name).unlink(missing_ok=True)
+        logger.info("retrying the failed rows of %d batches", len(forgotten))
+        return len(forgotten)
 
     def write_shard(self, split: str, batch_index: int, start: int, stop: int, table: pa.Table) -> None:
         """Write one batch's scores durably, then record it in the manifest."""

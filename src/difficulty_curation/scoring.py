@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,16 +11,24 @@ import numpy as np
 
 from difficulty_curation.config import PROVENANCE_PREFIX, RolloutConfig, ScoringConfig, provenance_record
 from difficulty_curation.engines.base import RolloutEngine, load_engine
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError, RowFailedError
+from difficulty_curation.errors import (
+    ColumnNotFoundError,
+    ConfigError,
+    CurationError,
+    EngineError,
+    RowError,
+    RowFailedError,
+)
 from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
 from difficulty_curation.prompts import PromptRequest, build_request, row_reference
+from difficulty_curation.redact import get_logger, redact
 from difficulty_curation.rollout_cache import RolloutCache, rollout_key
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict, Features
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: Columns every scored dataset gets.
 SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error")
@@ -158,6 +165,11 @@ class DifficultyScorer:
                 prepared.requests[index] = build_request(row, self.config)
             except RowError as error:
                 prepared.errors[index] = str(error)
+            except Exception as error:  # anything else one row's content can cause stays that row's failure
+                prepared.requests.pop(index, None)
+                prepared.errors[index] = (
+                    f"{self.config.prompt_column}: cannot build the prompt ({type(error).__name__}: {error})"
+                )
         prepared.seconds = time.perf_counter() - started
         return prepared
 
@@ -214,7 +226,13 @@ class DifficultyScorer:
         active, first, k = list(pending), 0, self.config.rollout.num_rollouts
         while active and first < k:
             count = min(ADAPTIVE_ROUND, k - first) if self.config.adaptive else k
-            outcomes = self.engine.generate([requests[pending[key]] for key in active], count, first_rollout=first)
+            try:
+                outcomes = self._generate([requests[pending[key]] for key in active], count, first)
+            except BaseException as error:  # a stopped run keeps the rows its engine finished
+                finished = getattr(error, "completed_requests", None) or {}
+                if self.rollout_cache is not None and finished and count == k:
+                    self.rollout_cache.put_many({active[position]: done for position, done in finished.items()})
+                raise
             still_open = []
             for key, outcome in zip(active, outcomes):
                 if isinstance(outcome, RowError):
@@ -231,6 +249,44 @@ class DifficultyScorer:
         for index, key in keys.items():
             outcomes_by_row[index] = cached.get(key) or failed.get(key) or generated[key]
         return outcomes_by_row, sum(len(rollouts) for rollouts in drawn.values())
+
+    def _generate(self, requests: list[PromptRequest], count: int, first: int) -> list[list[str] | RowError]:
+        """`engine.generate`, where a batch that fails as a whole is halved until the failing rows are found.
+
+        One row can fail a whole batch (a literal image token in its text trips the processor's
+        count check, say); bisecting lets every other row score and makes the culprit a `RowError`.
+        Failures that are not a row's fault (`EngineError`, out of memory) and our own errors stop the run.
+        """
+        try:
+            return self.engine.generate(requests, count, first_rollout=first)
+        except CurationError:
+            raise
+        except Exception as error:
+            if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
+                raise EngineError(
+                    f"the engine ran out of memory ({error}); lower --batch-size or --max-new-tokens "
+                    "and run the same command again to resume."
+                ) from None
+            if len(requests) == 1:
+                message = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])
+                return [RowError(self.config.prompt_column, f"the engine failed on this row ({message})")]
+            logger.warning(
+                "a batch of %d rows failed as a whole (%s: %s); splitting it to find the failing rows",
+                len(requests),
+                type(error).__name__,
+                error,
+            )
+        middle = len(requests) // 2
+        head = self._generate(requests[:middle], count, first)
+        try:
+            tail = self._generate(requests[middle:], count, first)
+        except BaseException as error:  # positions of what finished, counted in this call's requests
+            finished = {position: outcome for position, outcome in enumerate(head) if isinstance(outcome, list)}
+            inner = getattr(error, "completed_requests", None) or {}
+            finished.update({middle + position: outcome for position, outcome in inner.items()})
+            error.completed_requests = finished  # type: ignore[attr-defined]
+            raise
+        return head + tail
 
     def _bucket_is_certain(self, completions: list[str], reference: Any) -> bool:
         """Whether more rollouts can no longer change the paper bucket: some right and some wrong."""
@@ -273,7 +329,7 @@ class DifficultyScorer:
             "difficulty": difficulty,
             "num_correct": num_correct,
             "num_rollouts": num_rollouts,
-            "difficulty_error": [error or "" for error in errors],
+            "difficulty_error": [redact(error) if error else "" for error in errors],
         }
         if self.config.keep_rollouts:
             columns["rollouts"] = [r if s is not None else None for r, s in zip(rollouts, scores)]
@@ -418,6 +474,10 @@ def score_dataset(
         bar.close()
     if image_column:
         scored = scored.cast_column(image_column, original_feature)
+    from difficulty_curation.stats import scoring_warnings, summarize
+
+    for warning in scoring_warnings(summarize(scored)):
+        logger.warning(warning)
     return attach_provenance(scored, scoring_provenance(scorer))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.redact import redact
 from difficulty_curation.transforms import PAPER_BUCKET_RANGES, bucket_of, difficulty_array
 
 
@@ -46,7 +47,7 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
     failed: list[tuple[int, str]] = []
     for index, (value, error) in enumerate(zip(values, errors)):
         if value is None:
-            reason = error or "not scored"
+            reason = redact(error) if error else "not scored"
             reasons[_reason_kind(reason)] += 1
             if len(failed) < max_failed_rows:
                 failed.append((index, reason))
@@ -59,6 +60,31 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
         failure_reasons=dict(reasons.most_common()),
         failed_rows=failed,
     )
+
+
+#: Runs with fewer scored rows than this never get the one-bucket warning: small runs often are one bucket.
+MIN_ROWS_FOR_BUCKET_WARNING = 10
+
+
+def scoring_warnings(summary: DifficultySummary) -> list[str]:
+    """What looks wrong with a finished run: more than half its rows failed, or every scored row is in one bucket.
+
+    Both usually mean a setting is wrong (the answer column, the verifier, the endpoint), not the data.
+    """
+    warnings = []
+    if summary.num_rows and summary.num_failed * 2 > summary.num_rows:
+        top = next(iter(summary.failure_reasons), "")
+        warnings.append(
+            f"{summary.num_failed} of {summary.num_rows} rows failed to score (more than half; most often: {top}). "
+            "Check the reasons with `curate stats`, fix the cause and rerun with --retry-failed."
+        )
+    full = [name for name, count in summary.buckets.items() if count and count == summary.num_scored]
+    if full and summary.num_scored >= MIN_ROWS_FOR_BUCKET_WARNING:
+        warnings.append(
+            f"all {summary.num_scored} scored rows are {full[0]}: check that --answer-column holds the answers "
+            "and that --verifier suits them (see `curate audit` with --keep-rollouts)."
+        )
+    return warnings
 
 
 def plot_histogram(summary: DifficultySummary, path: str | Path, *, title: str = "Difficulty") -> Path:

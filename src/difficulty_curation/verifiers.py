@@ -11,6 +11,8 @@ signature works too::
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +23,7 @@ Verifier = Callable[[str, Any], float]
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _NUMBER = r"-?\d+(?:\.\d+)?"
+_NUMERIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?")
 _BOX = re.compile(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]")
 
 
@@ -35,11 +38,45 @@ def normalize_label(text: Any) -> str:
     return str(text).strip().strip(".").strip().lower()
 
 
+def as_number(value: Any) -> float | None:
+    """`value` as a float when it is a number or a label that spells one ('1', ' 1.0. ', '-2e3'), else None."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = normalize_label(value)
+        if _NUMERIC.fullmatch(text):
+            return float(text)
+    return None
+
+
 def exact_match(completion: str, reference: Any) -> float:
-    """1.0 when the normalised answer equals the normalised reference (or any of a list of them)."""
-    answer = normalize_label(extract_answer(completion))
+    """1.0 when the normalised answer equals the normalised reference (or any of a list of them).
+
+    Numbers compare by value, so `1`, `1.0` and `"1"` are one answer (a CSV integer column with a
+    blank cell arrives as floats). A reference that is not text or a number (a dict, a bool) raises
+    `TypeError`, which fails that row rather than scoring it wrong.
+    """
+    answer = extract_answer(completion)
     references = reference if isinstance(reference, (list, tuple)) else [reference]
-    return float(any(answer == normalize_label(ref) for ref in references if ref is not None))
+    return float(any(_same_label(answer, ref) for ref in references if ref is not None))
+
+
+def _same_label(answer: str, reference: Any) -> bool:
+    _check_reference("exact", reference, (str, numbers.Real))
+    if normalize_label(answer) == normalize_label(reference):
+        return True
+    answer_number, reference_number = as_number(answer), as_number(reference)
+    if answer_number is None or reference_number is None:
+        return False
+    return math.isclose(answer_number, reference_number, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_reference(verifier: str, reference: Any, allowed: tuple[type, ...]) -> None:
+    if isinstance(reference, bool) or not isinstance(reference, allowed):
+        raise TypeError(
+            f"the {verifier!r} verifier cannot judge a reference of type {type(reference).__name__} "
+            f"({reference!r}); give text or a number, or pass a verifier of your own"
+        )
 
 
 def parse_box(text: Any) -> tuple[float, float, float, float] | None:
@@ -83,6 +120,7 @@ def math_equivalence(completion: str, reference: Any) -> float:
     """1.0 when `math-verify` finds the completion's final answer equivalent to the reference."""
     from math_verify import parse, verify
 
+    _check_reference("math", reference, (str, numbers.Real))
     gold = parse(_as_latex(reference))
     if not gold:
         raise ValueError(f"reference {reference!r} has no parseable math answer")
@@ -113,6 +151,7 @@ def extract_choice(text: Any) -> str | None:
 
 def choice_match(completion: str, reference: Any) -> float:
     """1.0 when the completion picks the reference's letter."""
+    _check_reference("choice", reference, (str,))
     expected = extract_choice(reference)
     if expected is None:
         raise ValueError(f"reference {reference!r} names no choice letter")

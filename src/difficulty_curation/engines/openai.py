@@ -1,35 +1,37 @@
 """The openai backend: any OpenAI-compatible chat endpoint (`vllm serve`, SGLang, TGI, hosted APIs).
 
 One `/chat/completions` request per row with `n=k`, at most `max_concurrency` in flight, retried
-with exponential backoff on connection errors, 429 and 5xx. Images travel as PNG data URLs. The
-API key comes from `$OPENAI_API_KEY` (or the `api_key` argument) and is only ever put in the
-`Authorization` header: it is never logged, stored in the configuration, or shown in an error.
+with exponential backoff on connection errors, 429 and 5xx. A refused key (401/403), an unknown
+endpoint (404) or a server still failing after the retries stops the run (`EndpointError`); other
+4xx answers fail only their row. Images travel as PNG data URLs. The API key comes from
+`$OPENAI_API_KEY` (or the `api_key` argument) and is only ever put in the `Authorization` header:
+it and any credentials in the URL are redacted from logs, errors and stored rows.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import logging
 import os
+import queue
 import random
-import time
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed
-from difficulty_curation.errors import ConfigError, CurationError, RowError
+from difficulty_curation.errors import ConfigError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials, url_secrets
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
-class EndpointError(CurationError):
-    """The endpoint kept failing after every retry."""
+class EndpointError(EngineError):
+    """The endpoint refused the key, is unreachable, or kept failing after every retry: the run stops."""
 
 
 def image_data_url(image: Any) -> str:
@@ -99,6 +101,7 @@ class OpenAIEngine:
     ) -> None:
         import httpx
 
+        get_logger("httpx")  # httpx logs request URLs, which may carry credentials
         self.config = config
         self.base_url = (config.api_base or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url:
@@ -106,7 +109,10 @@ class OpenAIEngine:
                 "backend='openai' needs the endpoint: pass api_base='http://host:port/v1' (--api-base) "
                 "or set OPENAI_BASE_URL."
             )
+        for secret in url_secrets(self.base_url):
+            register_secret(secret)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        register_secret(key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout)
         self.max_concurrency = max_concurrency
@@ -114,44 +120,116 @@ class OpenAIEngine:
         self.backoff = backoff
         self.model_revision: str | None = config.revision
 
+    @property
+    def shown_url(self) -> str:
+        """The endpoint as it may be shown: without credentials."""
+        return strip_url_credentials(self.base_url) or ""
+
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
     ) -> list[list[str] | RowError]:
-        """One request per row, `max_concurrency` at a time; each row seeded from its content."""
+        """One request per row, `max_concurrency` at a time; each row seeded from its content.
 
-        def one(request: PromptRequest) -> list[str] | RowError:
-            seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout)) % 2**31
-            body = chat_request_body(
-                request, model=self.config.model, rollout=self.config.rollout, num_rollouts=num_rollouts, seed=seed
-            )
-            return self._post(body, num_rollouts)
+        The requests run in daemon threads while this thread waits in short steps, so Ctrl-C or
+        SIGTERM ends the call at once even when the server never answers. A failure that is not
+        the row's fault raises `EndpointError` and stops the other requests; the rows finished
+        before it travel with the error (`completed_requests`), as they do with an interrupt.
+        """
+        results: list[list[str] | RowError | None] = [None] * len(requests)
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(requests)):
+            pending.put(index)
+        stop, done, lock = threading.Event(), threading.Event(), threading.Lock()
+        failures: list[BaseException] = []
+        remaining = [len(requests)]
 
-        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="openai") as pool:
-            return list(pool.map(one, requests))
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                request = requests[index]
+                seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout)) % 2**31
+                body = chat_request_body(
+                    request, model=self.config.model, rollout=self.config.rollout, num_rollouts=num_rollouts, seed=seed
+                )
+                try:
+                    outcome = self._post(body, num_rollouts, stop)
+                except BaseException as error:  # handed to the waiting thread, which raises it
+                    with lock:
+                        failures.append(error)
+                    stop.set()
+                    done.set()
+                    return
+                with lock:
+                    results[index] = outcome
+                    remaining[0] -= 1
+                    if remaining[0] == 0:
+                        done.set()
 
-    def _post(self, body: dict[str, Any], num_rollouts: int) -> list[str] | RowError:
+        if not requests:
+            return []
+        for number in range(min(self.max_concurrency, len(requests))):
+            threading.Thread(target=work, name=f"openai-{number}", daemon=True).start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except BaseException as interrupt:  # Ctrl-C, SIGTERM: leave the hanging requests behind
+            stop.set()
+            interrupt.completed_requests = _finished(results)  # type: ignore[attr-defined]
+            raise
+        if failures:
+            error = failures[0]
+            if isinstance(error, EngineError):
+                error.completed_requests = _finished(results)
+            raise error
+        return results  # type: ignore[return-value]
+
+    def _post(self, body: dict[str, Any], num_rollouts: int, stop: threading.Event) -> list[str] | RowError | None:
+        """One row's request with retries; None when `stop` was set meanwhile."""
         import httpx
 
         url = f"{self.base_url}/chat/completions"
+        shown = f"{self.shown_url}/chat/completions"
         problem = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 2)
                 logger.warning("%s; retrying in %.1f s (%d/%d)", problem, delay, attempt, self.max_retries)
-                time.sleep(delay)
+                if stop.wait(delay):
+                    return None
+            if stop.is_set():
+                return None
             try:
                 response = self._client.post(url, json=body)
             except httpx.TransportError as error:
-                problem = f"{url} unreachable ({type(error).__name__})"
+                problem = f"{shown} unreachable ({type(error).__name__})"
                 continue
             if response.status_code in RETRY_STATUSES:
-                problem = f"{url} answered {response.status_code}"
+                problem = f"{shown} answered {response.status_code}"
                 continue
+            if response.status_code in (401, 403):
+                raise EndpointError(
+                    f"{shown} refused the API key ({response.status_code}: {redact(response.text[:200])}); "
+                    "set OPENAI_API_KEY to a key this endpoint accepts and run the same command again."
+                )
+            if response.status_code == 404:
+                raise EndpointError(
+                    f"{shown} answered 404 ({redact(response.text[:200])}); check --api-base (it usually ends "
+                    f"in /v1) and that the server serves model {self.config.model!r}."
+                )
             if 400 <= response.status_code < 500:
-                detail = response.text[:300]
+                detail = redact(response.text[:300])
                 return RowError(
                     self.config.prompt_column, f"the endpoint rejected the request ({response.status_code}: {detail})"
                 )
-            response.raise_for_status()
+            if response.status_code >= 400:
+                problem = f"{shown} answered {response.status_code}"
+                break
             return parse_chat_response(response.json(), num_rollouts)
-        raise EndpointError(f"{problem} after {self.max_retries + 1} tries; is the server up and the model served?")
+        raise EndpointError(f"{problem} after {attempt + 1} tries; is the server up and the model served?")
+
+
+def _finished(results: list[list[str] | RowError | None]) -> dict[int, list[str]]:
+    return {index: outcome for index, outcome in enumerate(results) if isinstance(outcome, list)}

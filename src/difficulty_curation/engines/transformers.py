@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +10,9 @@ from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
 from difficulty_curation.errors import ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: transformers' own sampling warpers, switched off: `CounterSampler` leaves one finite score per step.
 _NATIVE_SAMPLING_OFF = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
