@@ -113,12 +113,12 @@ def test_the_api_key_never_appears_in_output_logs_or_files(server, trained_vlm, 
     assert spec["scoring"]["api_base"] == server and "api_key" not in json.dumps(spec)
 
 
-def test_a_wrong_key_is_a_row_error_naming_the_status_not_the_key(server, trained_vlm, digits):
+def test_a_wrong_key_stops_scoring_naming_the_status_not_the_key(server, trained_vlm, digits):
     scorer = score_difficulty(str(trained_vlm), backend="openai", api_base=server, num_rollouts=2)
     scorer.engine = OpenAIEngine(scorer.config, api_key="wrong-key", backoff=0.01)
-    scored = digits.select(range(1)).map(scorer, batched=True)
-    assert scored["difficulty_error"][0].startswith("problem: the endpoint rejected the request (401")
-    assert "wrong-key" not in scored["difficulty_error"][0]
+    with pytest.raises(EndpointError, match="refused the API key \\(401") as error:
+        digits.select(range(1)).map(scorer, batched=True, load_from_cache_file=False)
+    assert "wrong-key" not in str(error.value)
 
 
 def test_an_unreachable_endpoint_fails_after_retries_with_a_clear_message(trained_vlm, digits):

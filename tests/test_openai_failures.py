@@ -64,8 +64,20 @@ def source(digits, tmp_path):
     return path
 
 
-def score_command(source, model, url, out, *extra):
-    args = ["score", source, "--model", model, "--backend", "openai", "--api-base", url, "--out", out]
+def score_command(source, model, url, out, *extra, verbose=False):
+    args = [
+        *(["--verbose"] if verbose else []),
+        "score",
+        source,
+        "--model",
+        model,
+        "--backend",
+        "openai",
+        "--api-base",
+        url,
+        "--out",
+        out,
+    ]
     args += ["-k", "2", "--max-new-tokens", "2", "--batch-size", "2", "--quiet", *extra]
     return runner.invoke(app, [str(arg) for arg in args])
 
@@ -184,7 +196,7 @@ def test_secrets_echoed_by_the_server_or_written_into_the_api_base_are_stored_an
     credentialed = url.replace("http://", f"http://me:{password}@")
     basic = base64.b64encode(f"me:{password}".encode()).decode()
     out = tmp_path / "run"
-    scored = score_command(source, tiny_vlm, credentialed, out, "--verbose")
+    scored = score_command(source, tiny_vlm, credentialed, out, verbose=True)
     assert scored.exit_code == 0, scored.output
     stats = runner.invoke(app, ["stats", str(out)])
     card = runner.invoke(app, ["card", str(out), "--out", str(tmp_path / "card" / "README.md")])

@@ -122,7 +122,7 @@ def score(
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
 
-    with _errors():
+    with _errors(resumable=not use_ray):
         scorer = score_difficulty(
             model,
             num_rollouts=num_rollouts,
@@ -185,7 +185,7 @@ def rescore(
     from difficulty_curation.runs import rescore_dir
     from difficulty_curation.stats import summarize
 
-    with _errors():
+    with _errors(resumable=True):
         rescored = rescore_dir(
             run_dir, verifier=verifier, correct_threshold=correct_threshold, out_dir=out, progress=not quiet
         )
@@ -462,7 +462,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _errors() -> Iterator[None]:
+def _errors(*, resumable: bool = False) -> Iterator[None]:
     """Show our errors as one clear line and exit 2, instead of a traceback; Ctrl-C and SIGTERM as one line too.
 
     Secrets are redacted from the line. An interrupted command exits 130 (SIGINT) or 143 (SIGTERM).
@@ -478,7 +478,7 @@ def _errors() -> Iterator[None]:
         typer.echo(f"Error: {redact(error)}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt as interrupt:
-        typer.echo("\ninterrupted: run the same command to resume", err=True)
+        typer.echo("\ninterrupted" + (": run the same command to resume" if resumable else ""), err=True)
         raise typer.Exit(143 if isinstance(interrupt, _Terminated) else 130) from None
     finally:
         if threading.current_thread() is threading.main_thread():

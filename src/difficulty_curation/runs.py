@@ -51,8 +51,9 @@ from difficulty_curation.stats import scoring_warnings, summarize
 logger = get_logger(__name__)
 
 STATE_DIR = ".curate"
-#: run.json fields that may differ on resume without changing any generated rollout.
-_RUNTIME_FIELDS = {"toolkit_version"}
+#: run.json fields that may differ on resume without changing any generated rollout
+#: (an endpoint that moved to another host or port still serves the same model).
+_RUNTIME_FIELDS = {"toolkit_version", "api_base"}
 
 
 class RunStateError(CurationError):
