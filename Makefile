@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-all lint format benchmark clean
+.PHONY: install demo test test-all test-exports consumers lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,27 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
+# ms-swift, LLaMA-Factory and verl each in a throwaway environment of its own (their pins clash with
+# ours): the CPU torch first, the trainer without its dependencies, then what its data loader imports.
+CONSUMERS ?= .venv-consumers
+CONSUMER_NAMES := swift llamafactory verl
+
+$(CONSUMERS)/%/.installed: tests/consumers/%.txt tests/consumers/constraints.txt
+	rm -rf $(CONSUMERS)/$*
+	$(PYTHON) -m venv $(CONSUMERS)/$*
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --upgrade pip
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet "$(TORCH_CPU)" || \
+		$(CONSUMERS)/$*/bin/python -m pip install --quiet "$(TORCH_CPU)" --index-url "$(TORCH_CPU_INDEX)"
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-deps $$(sed -n 's/^# no-deps: //p' tests/consumers/$*.txt)
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet -c tests/consumers/constraints.txt -r tests/consumers/$*.txt
+	touch $@
+
+consumers: $(foreach name,$(CONSUMER_NAMES),$(CONSUMERS)/$(name)/.installed)
+
+# Each export loaded back by its trainer's own code (TRL here; the others in their environments).
+test-exports: install consumers
+	$(BIN)/python -m pytest -m exports tests/test_exports_consumers.py
+
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -37,4 +58,4 @@ format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONSUMERS) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -22,6 +22,11 @@ _EXPORTS = {
     "score_to_dir": "difficulty_curation.runs",
     "rescore_dir": "difficulty_curation.runs",
     "load_source": "difficulty_curation.sources",
+    "export_dataset": "difficulty_curation.exports",
+    "export_trl": "difficulty_curation.exports",
+    "export_swift": "difficulty_curation.exports",
+    "export_llamafactory": "difficulty_curation.exports",
+    "export_verl": "difficulty_curation.exports",
     "RolloutConfig": "difficulty_curation.config",
     "ScoringConfig": "difficulty_curation.config",
     "get_verifier": "difficulty_curation.verifiers",
@@ -44,6 +49,11 @@ __all__ = [
     "ScoringConfig",
     "__version__",
     "audit_hard_rows",
+    "export_dataset",
+    "export_llamafactory",
+    "export_swift",
+    "export_trl",
+    "export_verl",
     "filter_difficulty",
     "get_verifier",
     "load_source",
@@ -73,6 +83,13 @@ if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.config import RolloutConfig, ScoringConfig
     from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.exports import (
+        export_dataset,
+        export_llamafactory,
+        export_swift,
+        export_trl,
+        export_verl,
+    )
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source

@@ -288,6 +288,38 @@ def card(
 
 
 @app.command()
+def export(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score` or `curate filter`).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="trl, swift, llamafactory or verl.")],
+    out: Annotated[Path, typer.Option(help="Folder for the export (data files, images/, README.md).")],
+    bucket: Annotated[
+        list[str] | None, typer.Option(help="Export only this bucket (easy, medium, hard); repeatable.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export in OUT.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write curated rows in the layout another trainer reads: TRL, ms-swift, LLaMA-Factory or verl.
+
+    Example: curate export scored/ --format swift --bucket medium --out sft-m-swift/
+    """
+    from difficulty_curation.exports import export_dataset
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        result = export_dataset(
+            load_source(scored, split=split), out, format=format, buckets=bucket, overwrite=overwrite
+        )
+        if json_output:
+            typer.echo(json.dumps(result.to_dict()))
+            return
+        typer.echo(
+            f"exported {result.num_rows} rows and {result.num_images} images for {result.format} to {result.out} "
+            f"({', '.join(result.files)}); {len(result.skipped)} rows could not be exported."
+        )
+
+
+@app.command()
 def audit(
     scored: Annotated[str, typer.Argument(help="A scored dataset with kept rollouts (curate score --keep-rollouts).")],
     min_agreement: Annotated[float, typer.Option(help="Share of rollouts that must give the same wrong answer.")] = 0.5,
