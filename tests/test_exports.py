@@ -224,3 +224,14 @@ def test_curate_export_refuses_an_existing_folder_in_one_line(scored_dir, tmp_pa
 def test_a_scored_folder_round_trips_through_save_to_disk_before_export(scored_dir, tmp_path):
     result = export_trl(load_from_disk(str(scored_dir)), tmp_path / "trl")
     assert result.num_rows == 12
+
+
+def test_curate_export_lists_the_rows_it_could_not_export(scored, tmp_path):
+    source = tmp_path / "broken"
+    scored.map(lambda row, i: {"solution": "" if i == 5 else row["solution"]}, with_indices=True).save_to_disk(
+        str(source)
+    )
+    result = CliRunner().invoke(app, ["export", str(source), "--format", "swift", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "1 rows could not be exported" in result.output
+    assert "row 5 of train: solution: answer is an empty string" in result.output

@@ -317,6 +317,8 @@ def export(
             f"exported {result.num_rows} rows and {result.num_images} images for {result.format} to {result.out} "
             f"({', '.join(result.files)}); {len(result.skipped)} rows could not be exported."
         )
+        for skipped_split, row, reason in result.skipped[:10]:
+            typer.echo(f"  row {row} of {skipped_split}: {reason}")
 
 
 @app.command()
