@@ -44,6 +44,7 @@ $(CONSUMERS)/%/.installed: tests/consumers/%.txt tests/consumers/constraints.txt
 		$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile "$(TORCH_CPU)" --index-url "$(TORCH_CPU_INDEX)"
 	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile --no-deps $$(sed -n 's/^# no-deps: //p' tests/consumers/$*.txt)
 	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile -c tests/consumers/constraints.txt -r tests/consumers/$*.txt
+	if [ -f tests/consumers/$*_post_install.py ]; then $(CONSUMERS)/$*/bin/python tests/consumers/$*_post_install.py; fi
 	touch $@
 
 consumers: $(foreach name,$(CONSUMER_NAMES),$(CONSUMERS)/$(name)/.installed)

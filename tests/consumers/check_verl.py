@@ -27,10 +27,17 @@ item = dataset[0]
 raw_prompt = item["raw_prompt"]
 user = next(m for m in raw_prompt if m["role"] == "user")
 image_part = next(part for part in user["content"] if part["type"] == "image")
+
+
+def text(message: dict) -> str:
+    """verl's structured content (text parts and image parts) as one string, `<image>` for each image."""
+    return "".join("<image>" if part["type"] == "image" else part["text"] for part in message["content"])
+
+
 report(
     rows=len(dataset),
-    system=next(m["content"] for m in raw_prompt if m["role"] == "system"),
-    prompt="".join("<image>" if part["type"] == "image" else part["text"] for part in user["content"]),
+    system=text(next(m for m in raw_prompt if m["role"] == "system")),
+    prompt=text(user),
     answer=item["reward_model"]["ground_truth"],
     image=pixels_digest(image_part["image"]),
     extra_info={key: item["extra_info"][key] for key in ("index", "difficulty", "num_correct", "num_rollouts")},
