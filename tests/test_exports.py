@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 
 from difficulty_curation import ConfigError, CurationError, export_dataset
 from difficulty_curation.cli import app
+from difficulty_curation.config import ScoringConfig, provenance_record
 from difficulty_curation.exports import MARKER_FILE, export_llamafactory, export_swift, export_trl, export_verl
 from difficulty_curation.recipes.formats import to_trl_format
+from difficulty_curation.scoring import attach_provenance
 from difficulty_curation.transforms import filter_difficulty
 
 MEDIUM_ROWS = [4, 5, 6, 7]
@@ -235,3 +237,19 @@ def test_curate_export_lists_the_rows_it_could_not_export(scored, tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 rows could not be exported" in result.output
     assert "row 5 of train: solution: answer is an empty string" in result.output
+
+
+def test_text_only_rows_export_without_images(tmp_path):
+    rows = Dataset.from_dict(
+        {"problem": ["2+2?", "3+3?"], "solution": ["4", "6"], "difficulty": [0.5, 1.0], "num_correct": [2, 0]}
+    )
+    config = ScoringConfig(model="tiny-lm", image_column=None, verifier="math")
+    text_only = attach_provenance(rows, provenance_record(config))
+    export_swift(text_only, tmp_path / "swift")
+    export_verl(text_only, tmp_path / "verl", buckets="medium")
+    first = json.loads((tmp_path / "swift" / "train.jsonl").read_text().splitlines()[0])
+    verl = pq.read_table(tmp_path / "verl" / "train.parquet").to_pylist()
+    assert first == {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
+    assert not (tmp_path / "swift" / "images").exists()
+    assert len(verl) == 1 and "images" not in verl[0]
+    assert verl[0]["data_source"] == "difficulty-curation" and verl[0]["ability"] == "math"

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,7 +301,8 @@ def _export(
     splits = dataset if isinstance(dataset, DatasetDict) else {"train": dataset}
     selected = {split: _select(part, buckets) for split, part in splits.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"  # mkdir, not mkdtemp: honours the umask
+    staging.mkdir()
     try:
         files, counts, skipped, num_images = [], {}, [], 0
         for split, part in selected.items():
