@@ -253,3 +253,12 @@ def test_text_only_rows_export_without_images(tmp_path):
     assert not (tmp_path / "swift" / "images").exists()
     assert len(verl) == 1 and "images" not in verl[0]
     assert verl[0]["data_source"] == "difficulty-curation" and verl[0]["ability"] == "math"
+
+
+def test_the_output_of_curate_filter_keeps_its_provenance_and_exports(scored_dir, tmp_path):
+    runner = CliRunner()
+    filtered = runner.invoke(app, ["filter", str(scored_dir), "--bucket", "medium", "--out", str(tmp_path / "m")])
+    assert filtered.exit_code == 0, filtered.output
+    result = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", "swift", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 4
