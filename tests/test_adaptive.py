@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.engines.base import load_engine
-from difficulty_curation.scoring import ADAPTIVE_ROUND, adaptive_rounds
+from difficulty_curation.scoring import ADAPTIVE_ROUND, adaptive_rounds, read_provenance
 
 
 class PrefillCounter:
@@ -25,18 +25,30 @@ class PrefillCounter:
             self.calls += 1
 
 
+def coin(completion, reference):
+    """A verifier that calls about half of the (random) answers right, so most rows are medium.
+
+    The untrained tiny VLM answers at random; this verifier makes its buckets mixed without a cold
+    start. Whether adaptive rollouts are a prefix of the full draw does not depend on the model.
+    """
+    return float(sum(map(ord, completion)) % 2 == 0)
+
+
 def bucket(difficulty):
     return "easy" if difficulty == 0 else "hard" if difficulty == 1 else "medium"
 
 
+def scorer_for(model, **options):
+    return score_difficulty(str(model), max_new_tokens=4, verifier=coin, **options)
+
+
 @pytest.fixture(scope="module")
-def full_draw(trained_vlm, digits):
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4, keep_rollouts=True)
-    return digits.map(scorer, batched=True, load_from_cache_file=False)
+def full_draw(tiny_vlm, digits):
+    return digits.map(scorer_for(tiny_vlm, keep_rollouts=True), batched=True, load_from_cache_file=False)
 
 
-def test_adaptive_rollouts_are_the_first_rollouts_of_the_full_draw_row_by_row(trained_vlm, digits, full_draw):
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4, keep_rollouts=True, adaptive=True)
+def test_adaptive_rollouts_are_the_first_rollouts_of_the_full_draw_row_by_row(tiny_vlm, digits, full_draw):
+    scorer = scorer_for(tiny_vlm, keep_rollouts=True, adaptive=True)
     adaptive = digits.map(scorer, batched=True, load_from_cache_file=False)
     stopped_early = 0
     for index, (full, row) in enumerate(zip(full_draw, adaptive)):
@@ -48,8 +60,8 @@ def test_adaptive_rollouts_are_the_first_rollouts_of_the_full_draw_row_by_row(tr
     assert stopped_early > 0  # the rounds really stopped some rows: the prefix check is not vacuous
 
 
-def test_adaptive_mode_prefills_each_prompt_once_per_run(trained_vlm, digits):
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4, adaptive=True)
+def test_adaptive_mode_prefills_each_prompt_once_per_run(tiny_vlm, digits):
+    scorer = scorer_for(tiny_vlm, adaptive=True)
     counter = PrefillCounter(scorer.engine.model)
     scored = digits.map(scorer, batched=True, batch_size=12, load_from_cache_file=False)
     counter.handle.remove()
@@ -58,23 +70,23 @@ def test_adaptive_mode_prefills_each_prompt_once_per_run(trained_vlm, digits):
     assert counter.calls == 2  # one prefill per batch of 12 (all digit prompts have one length)
 
 
-def test_full_k_also_prefills_each_prompt_once(trained_vlm, digits):
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4)
+def test_full_k_also_prefills_each_prompt_once(tiny_vlm, digits):
+    scorer = scorer_for(tiny_vlm)
     counter = PrefillCounter(scorer.engine.model)
     digits.map(scorer, batched=True, load_from_cache_file=False)
     counter.handle.remove()
     assert counter.rows == len(digits)
 
 
-def test_adaptive_without_a_reusable_cache_gives_the_same_rollouts(trained_vlm, digits, full_draw):
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4, keep_rollouts=True, adaptive=True)
+def test_adaptive_without_a_reusable_cache_gives_the_same_rollouts(tiny_vlm, digits, full_draw):
+    scorer = scorer_for(tiny_vlm, keep_rollouts=True, adaptive=True)
     scorer.engine.shared_prefill = False  # the path for models whose generate() rejects a prefilled cache
     adaptive = digits.map(scorer, batched=True, load_from_cache_file=False)
     for full, row in zip(full_draw, adaptive):
         assert row["rollouts"] == full["rollouts"][: row["num_rollouts"]]
 
 
-def test_engines_without_prefill_are_asked_for_one_round_at_a_time(trained_vlm, digits, full_draw):
+def test_engines_without_prefill_are_asked_for_one_round_at_a_time(tiny_vlm, digits, full_draw):
     class GenerateOnly:  # a wrapper, like the OpenAI or vLLM engines: only `generate`
         def __init__(self, inner):
             self.inner = inner
@@ -84,7 +96,7 @@ def test_engines_without_prefill_are_asked_for_one_round_at_a_time(trained_vlm, 
             self.calls.append((len(requests), num_rollouts, first_rollout))
             return self.inner.generate(requests, num_rollouts, first_rollout=first_rollout)
 
-    scorer = score_difficulty(str(trained_vlm), max_new_tokens=4, keep_rollouts=True, adaptive=True)
+    scorer = scorer_for(tiny_vlm, keep_rollouts=True, adaptive=True)
     scorer.engine = engine = GenerateOnly(load_engine(scorer.config))
     adaptive = digits.map(scorer, batched=True, load_from_cache_file=False)
     assert [first for _, _, first in engine.calls] == list(range(0, 8, ADAPTIVE_ROUND))[: len(engine.calls)]
@@ -99,17 +111,18 @@ def test_adaptive_rounds_add_up_to_k(num_rollouts):
     assert sum(rounds) == num_rollouts and all(size >= 1 for size in rounds)
 
 
-def test_curate_score_adaptive_with_pass_rate_interval(digits, trained_vlm, tmp_path):
+def test_curate_score_passes_adaptive_and_pass_rate_interval_to_the_scorer(digits, tiny_vlm, tmp_path):
     data = tmp_path / "digits.parquet"
     digits.to_parquet(str(data))
     out = tmp_path / "scored"
-    arguments = ["score", data, "--model", trained_vlm, "--out", out, "--max-new-tokens", 4, "--quiet", "--json"]
+    arguments = ["score", data, "--model", tiny_vlm, "--out", out, "--max-new-tokens", 4, "--quiet", "--json"]
     arguments += ["--adaptive", "--pass-rate-interval", 0.9]
     result = CliRunner().invoke(app, [str(a) for a in arguments], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["num_failed"] == 0
     scored = load_from_disk(str(out))["train"]
-    assert min(scored["num_rollouts"]) < 8  # adaptive stopped some rows
+    provenance = read_provenance(scored)
+    assert provenance["adaptive"] is True and provenance["pass_rate_interval"] == 0.9
     for row in scored:
         rate = 1 - row["difficulty"]
         assert row["pass_rate_low"] <= rate + 1e-6 <= row["pass_rate_high"] + 2e-6
