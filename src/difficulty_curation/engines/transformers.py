@@ -79,7 +79,7 @@ class TransformersEngine:
                 group = self._prefill_group(requests, texts, rows, errors)
                 if group is not None:
                     groups.append(group)
-        return PrefilledPrompts(self, len(requests), groups, errors)
+        return PrefilledPrompts(self, groups, errors)
 
     def _prefill_group(
         self, requests: Sequence[PromptRequest], texts: dict[int, str], rows: list[int], errors: dict[int, RowError]
@@ -153,9 +153,11 @@ class TransformersEngine:
                 except Exception as error:  # a model whose generate() does not accept a prefilled cache
                     self._give_up_shared_prefill(error)
                     group.cache = None
-            if output is None:
-                inputs = self._encode([group.texts[p] for p in chosen], [group.images[p] for p in chosen])
-                inputs = inputs.to(self.device)
+            if output is None:  # `generate` prefills again (the whole group's encoding is reused when it can be)
+                inputs = group.inputs
+                if len(chosen) < len(group.rows):
+                    inputs = self._encode([group.texts[p] for p in chosen], [group.images[p] for p in chosen])
+                    inputs = inputs.to(self.device)
                 output = self._generate_prefilling(inputs, hashes, num_rollouts, first_rollout)
                 prompt_width = inputs["input_ids"].shape[1]
         completions = self.tokenizer.batch_decode(output[:, prompt_width:], skip_special_tokens=True)
@@ -247,11 +249,8 @@ class PromptGroup:
 class PrefilledPrompts:
     """A batch of prompts prefilled once; `sample` decodes rollouts for any of them from the saved cache."""
 
-    def __init__(
-        self, engine: TransformersEngine, size: int, groups: list[PromptGroup], errors: dict[int, RowError]
-    ) -> None:
+    def __init__(self, engine: TransformersEngine, groups: list[PromptGroup], errors: dict[int, RowError]) -> None:
         self.engine = engine
-        self.size = size
         self.groups = groups
         self.errors = errors
 
