@@ -139,6 +139,7 @@ def run_workload(workload: Workload, engine: Any, args: argparse.Namespace) -> d
     from difficulty_curation.prompts import build_request
     from difficulty_curation.scoring import score_dataset
     from difficulty_curation.transforms import bucket_of
+    from difficulty_curation.verifiers import get_verifier
 
     k = args.num_rollouts
     model = engine.config.model
@@ -152,7 +153,7 @@ def run_workload(workload: Workload, engine: Any, args: argparse.Namespace) -> d
     rollout = config.rollout
     sampling = {"do_sample": True, "temperature": rollout.temperature, "top_p": rollout.top_p, "top_k": rollout.top_k}
     sampling |= {"max_new_tokens": rollout.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-    verify = workload.verifier
+    verify = get_verifier(workload.verifier)
 
     rows = list(dataset)  # decoded images, for the runs that have no dataset machinery
     texts = [render_chat(processor, build_request(row, config).messages) for row in rows]
