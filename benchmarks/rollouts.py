@@ -28,6 +28,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -399,7 +401,7 @@ def main() -> None:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
     if args.markdown or args.readme:
-        table = markdown(results, "python benchmarks/rollouts.py")
+        table = markdown(results, shlex.join(["python", "benchmarks/rollouts.py", *sys.argv[1:]]))
         if args.markdown:
             with open(args.markdown, "w") as handle:
                 handle.write(table)
