@@ -79,6 +79,20 @@ def score(
     keep_rollouts: Annotated[
         bool, typer.Option("--keep-rollouts", help="Also store the sampled answers and their scores.")
     ] = False,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Sample in rounds of 2 and stop a row once it has a right and a wrong answer (medium for certain); "
+            "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
+        ),
+    ] = ScoringConfig.adaptive,
+    pass_rate_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Add pass_rate_low / pass_rate_high: this central credible interval (e.g. 0.95) of the pass rate."
+        ),
+    ] = ScoringConfig.pass_rate_interval,
     backend: Annotated[str, typer.Option(help="auto, transformers, vllm or openai.")] = ScoringConfig.backend,
     revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
     max_pixels: Annotated[
@@ -136,6 +150,8 @@ def score(
             backend=backend,
             revision=revision,
             max_pixels=max_pixels or None,
+            adaptive=adaptive,
+            pass_rate_interval=pass_rate_interval,
             api_base=api_base,
         )
         dataset = load_source(source, split=split)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from difficulty_curation.config import PROVENANCE_PREFIX, RolloutConfig, ScoringConfig, provenance_record
-from difficulty_curation.engines.base import RolloutEngine, load_engine
+from difficulty_curation.engines.base import RolloutEngine, load_engine, open_session
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError, RowFailedError
 from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
 from difficulty_curation.prompts import PromptRequest, build_request, row_reference
@@ -29,7 +29,7 @@ SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error"
 ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
 #: Extra columns with `pass_rate_interval` set.
 INTERVAL_COLUMNS = ("pass_rate_low", "pass_rate_high")
-#: Rollouts per round with `adaptive=True`.
+#: Rollouts per round with `adaptive=True` (the last round takes whatever is left of k).
 ADAPTIVE_ROUND = 2
 
 
@@ -198,8 +198,9 @@ class DifficultyScorer:
         """Rollouts per row: from the rollout cache where present, else from the engine.
 
         Identical rows in a batch are generated once and share their rollouts. With `adaptive`,
-        rollouts come in rounds of `ADAPTIVE_ROUND` and a row stops once it has a right and a
-        wrong answer (its paper bucket, medium, can no longer change). New rollouts are written
+        rollouts come in the rounds of `adaptive_rounds` and a row stops once it has a right and a
+        wrong answer (its paper bucket, medium, can no longer change); every prompt is prefilled
+        once and the still-open rows of the whole batch are decoded together each round. New rollouts are written
         to the cache before anything else happens, so a crash never loses them.
         Returns the outcome per row and how many rollouts were generated.
         """
@@ -209,21 +210,34 @@ class DifficultyScorer:
         for index, key in keys.items():
             if key not in cached and key not in pending:
                 pending[key] = index
-        drawn: dict[str, list[str]] = {key: [] for key in pending}
+        order = list(pending)
+        prompts = [requests[pending[key]] for key in order]
+        drawn: dict[str, list[str]] = {key: [] for key in order}
         failed: dict[str, RowError] = {}
-        active, first, k = list(pending), 0, self.config.rollout.num_rollouts
-        while active and first < k:
-            count = min(ADAPTIVE_ROUND, k - first) if self.config.adaptive else k
-            outcomes = self.engine.generate([requests[pending[key]] for key in active], count, first_rollout=first)
-            still_open = []
-            for key, outcome in zip(active, outcomes):
+        k = self.config.rollout.num_rollouts
+        if self.config.adaptive and order:
+            session = open_session(self.engine, prompts)  # each prompt is prefilled once, for all rounds
+            active, first = list(range(len(order))), 0
+            for count in adaptive_rounds(k):
+                outcomes = session.sample(active, count, first_rollout=first)
+                still_open = []
+                for position, outcome in zip(active, outcomes):
+                    key = order[position]
+                    if isinstance(outcome, RowError):
+                        failed[key] = outcome
+                        continue
+                    drawn[key].extend(outcome)
+                    if not self._bucket_is_certain(drawn[key], references[pending[key]]):
+                        still_open.append(position)
+                active, first = still_open, first + count
+                if not active:
+                    break
+        elif order:
+            for key, outcome in zip(order, self.engine.generate(prompts, k)):
                 if isinstance(outcome, RowError):
                     failed[key] = outcome
-                    continue
-                drawn[key].extend(outcome)
-                if self.config.adaptive and not self._bucket_is_certain(drawn[key], references[pending[key]]):
-                    still_open.append(key)
-            active, first = still_open, first + count
+                else:
+                    drawn[key] = outcome
         generated = {key: rollouts for key, rollouts in drawn.items() if key not in failed}
         if self.rollout_cache is not None:
             self.rollout_cache.put_many(generated)
@@ -286,6 +300,12 @@ class DifficultyScorer:
             columns["pass_rate_low"] = [None if low is None else np.float32(low) for low, _ in bounds]
             columns["pass_rate_high"] = [None if high is None else np.float32(high) for _, high in bounds]
         return columns
+
+
+def adaptive_rounds(num_rollouts: int, round_size: int = ADAPTIVE_ROUND) -> list[int]:
+    """How many rollouts each adaptive round draws: `round_size` each, summing to `num_rollouts`."""
+    sizes = [round_size] * (num_rollouts // round_size)
+    return [*sizes, num_rollouts % round_size] if num_rollouts % round_size else sizes
 
 
 def pass_rate_interval(num_correct: int, num_rollouts: int, mass: float = 0.95) -> tuple[float, float]:
