@@ -145,6 +145,12 @@ class VLLMEngine:
 
         self.config = config
         self._sampling_params = SamplingParams
+        try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
+            from vllm.exceptions import VLLMClientError
+
+            self._request_errors: tuple[type[Exception], ...] = (ValueError, VLLMClientError)
+        except ImportError:
+            self._request_errors = (ValueError,)
         options = {"limit_mm_per_prompt": {"image": max_images_per_prompt}, **config.engine_options}
         options, note = cpu_safe_options(options, on_cpu=current_platform.is_cpu(), cpu_flags=cpu_flags())
         if note:
@@ -222,7 +228,7 @@ class VLLMEngine:
         params = [self._params(requests[index], num_rollouts, first_rollout) for index in order]
         try:
             outputs = self.llm.generate([prompts[index] for index in order], params, use_tqdm=False)
-        except ValueError as error:  # vLLM validates every prompt before it generates any
+        except self._request_errors as error:  # vLLM validates every prompt before it generates any
             if len(order) == 1:
                 return [RowError(self.config.prompt_column, f"vLLM rejected this prompt: {error}")]
             logger.warning("vLLM rejected a batch (%s); generating its %d rows one by one", error, len(order))
