@@ -9,7 +9,7 @@ from typing import Any
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
-from difficulty_curation.errors import ModelLoadError, RowError
+from difficulty_curation.errors import ConfigError, ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         text_config = self.model.config.get_text_config()
         self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        if self.context_length is not None and self.rollout.max_new_tokens >= self.context_length:
+            raise ConfigError(
+                f"max_new_tokens={self.rollout.max_new_tokens} does not fit the context of {config.model!r} "
+                f"({self.context_length} tokens, prompt included); pass a smaller --max-new-tokens."
+            )
         #: Prefill each prompt once and share its KV cache across rollouts (off if the model rejects it).
         self.shared_prefill = True
         #: The model's commit hash when it came from the Hub cache (None for plain local folders).
@@ -192,6 +197,7 @@ def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float =
 def load_model_and_processor(model: str, revision: str | None, device: str) -> tuple[Any, Any]:
     """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -207,7 +213,9 @@ def load_model_and_processor(model: str, revision: str | None, device: str) -> t
             loaded = AutoModelForImageTextToText.from_pretrained(model, revision=revision, dtype=dtype)
         except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
             loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
+    except (OSError, ValueError, SafetensorError) as error:  # missing, incomplete or corrupt weights
+        raise ModelLoadError(
+            f"could not load model {model!r}: {error}. Check that its weights are complete (download or save it again)."
+        ) from None
     logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
     return processor, loaded.to(device).eval()
