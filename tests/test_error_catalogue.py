@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from datasets import DatasetDict, load_from_disk
+from datasets import load_from_disk
 from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
+from difficulty_curation.demo import digits_dataset
 from difficulty_curation.errors import RowFailedError
 from difficulty_curation.runs import STATE_DIR, score_to_dir
 
@@ -26,7 +27,9 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
     eight = digits.select(range(8))
     eight.to_parquet(str(root / "digits.parquet"))
     eight.select([]).to_parquet(str(root / "empty.parquet"))
-    DatasetDict(train=eight, test=eight.select([])).save_to_disk(str(root / "splits"))
+    (root / "splits").mkdir()  # a test split with a header and no rows
+    (root / "splits" / "train.csv").write_text("problem,solution\n1+1?,2\n")
+    (root / "splits" / "test.csv").write_text("problem,solution\n")
     eight.save_to_disk(str(root / "single"))
     shutil.copytree(root / "single", root / "damaged")
     arrow = next((root / "damaged").glob("*.arrow"))
@@ -71,12 +74,17 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
 
 
 def _args(args: list[str], places: dict[str, str]) -> list[str]:
-    return [places.get(arg, arg) for arg in args]
+    """Put the places into `args`, also after `NAME=` (eval's --dataset id=PLACE)."""
+    named = [arg.partition("=") if "=" in arg else ("", "", arg) for arg in args]
+    return [f"{name}{equals}{places.get(value, value)}" for name, equals, value in named]
 
 
 CATALOGUE = {
-    "empty dataset": (["score", "EMPTY", *SCORE, "--out", "NEW"], "has no rows"),
-    "empty split": (["score", "SPLITS", "--split", "test", *SCORE, "--out", "NEW"], "has no rows"),
+    "empty dataset": (["score", "EMPTY", *SCORE, "--out", "NEW"], "has no rows in split 'train'"),
+    "empty split": (
+        ["score", "SPLITS", "--split", "test", *SCORE, "--image-column", "none", "--out", "NEW"],
+        "has no rows in split 'test'",
+    ),
     "corrupt safetensors": (["score", "DIGITS", *SCORE, "--model", "CORRUPT_MODEL", "--out", "NEW"], "could not load"),
     "unknown split of a single-split source": (
         ["score", "SINGLE", "--split", "nosuch", *SCORE, "--out", "NEW"],
@@ -111,8 +119,9 @@ CATALOGUE = {
 
 
 @pytest.mark.parametrize("case", sorted(CATALOGUE))
-def test_a_bad_input_is_one_error_line_and_exit_code_2(case, places):
+def test_a_bad_input_is_one_error_line_and_exit_code_2(case, places, tmp_path):
     args, message = CATALOGUE[case]
+    places = {**places, "NEW": str(tmp_path / "new")}
     finished = _snapshot(Path(places["RUN"]))
     result = runner.invoke(app, _args(args, places), catch_exceptions=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -153,7 +162,7 @@ def test_a_damaged_manifest_or_a_stray_shard_file_is_recovered_from_with_a_warni
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["num_rows"] == 8
-    assert load_from_disk(str(run))["difficulty"] == load_from_disk(places["RUN"])["difficulty"]
+    assert load_from_disk(str(run))["train"]["difficulty"] == load_from_disk(places["RUN"])["train"]["difficulty"]
 
 
 # -- errors from the machine: a full disk and a read-only folder, on real file systems ------------------
@@ -176,7 +185,7 @@ CURATE = f"{sys.executable} -m difficulty_curation.cli"
 
 def test_a_full_disk_is_one_error_line_and_the_run_resumes_once_there_is_space(tiny_vlm, digits, tmp_path):
     data, disk = tmp_path / "data", tmp_path / "disk"
-    digits.select(range(40)).save_to_disk(str(data))
+    digits_dataset(split="train", num_rows=40).save_to_disk(str(data))
     disk.mkdir()
     script = f"""
         mount -t tmpfs -o size=$3 tmpfs "$2" || exit 99

@@ -147,6 +147,14 @@ def test_rescoring_a_run_that_is_being_scored_is_refused(tiny_vlm, twelve_digits
         rescore_dir(out, correct_threshold=0.5, progress=False)
 
 
+def test_a_dataset_without_rows_is_refused_before_any_folder_is_made(tiny_vlm, twelve_digits, tmp_path):
+    from difficulty_curation.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no rows"):
+        score_to_dir(twelve_digits.select([]), score_difficulty(str(tiny_vlm)), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 # -- 2. resume checks the rows' content, not the source's name ------------------------------------
 
 

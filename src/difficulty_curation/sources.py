@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -87,8 +88,8 @@ def _load_local(path: Path) -> Dataset | DatasetDict:
             return load_from_disk(str(path))
         except Exception as error:  # a damaged arrow or json file: datasets raises many kinds
             raise CurationError(
-                f"could not read the dataset in {str(path)!r}: {type(error).__name__}: {error}. "
-                "It is damaged; save it again (or, for a run folder, run `curate score` again)."
+                f"could not read the dataset in {str(path)!r} ({type(error).__name__}: {error}): it is damaged "
+                "or has an empty split; save it again (a run folder: run `curate score` again)."
             ) from None
     if path.is_dir() and (path / RUN_STATE_DIR / "run.json").exists():
         raise ConfigError(f"the run in {str(path)!r} is not finished; run `curate score` again to finish it.")
@@ -99,14 +100,27 @@ def _load_local(path: Path) -> Dataset | DatasetDict:
                 f"cannot read {str(path)!r}: unknown file type {path.suffix!r}; "
                 f"use one of {', '.join(FILE_BUILDERS)} or a save_to_disk folder."
             )
-        return load_dataset(builder, data_files=str(path))
+        return _load_files(path, builder, data_files=str(path))
     files = [p for p in path.iterdir() if p.suffix.lower() in FILE_BUILDERS]
     if not files:
         raise ConfigError(
             f"folder {str(path)!r} holds no dataset: expected a save_to_disk folder or "
             f"{', '.join(FILE_BUILDERS)} files."
         )
-    return load_dataset(str(path))
+    return _load_files(path, str(path))
+
+
+def _load_files(path: Path, *args: str, **kwargs: str) -> DatasetDict:
+    """`load_dataset` on local files, saying which split is empty (datasets cannot load one)."""
+    try:
+        return load_dataset(*args, **kwargs)
+    except ValueError as error:
+        empty = re.fullmatch(r'Instruction "(.+)" corresponds to no data!', str(error))
+        if empty is None:
+            raise
+        raise ConfigError(
+            f"{str(path)!r} has no rows in split {empty.group(1)!r}; add rows or remove its empty file."
+        ) from None
 
 
 def _select_split(dataset: Dataset | DatasetDict, split: str | None, source: str) -> Dataset | DatasetDict:
