@@ -63,9 +63,9 @@ def twelve_digits(digits):
 
 
 @pytest.fixture(scope="module")
-def reference_run(trained_vlm, twelve_digits, tmp_path_factory):
+def reference_run(tiny_vlm, twelve_digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
-    return score_to_dir(twelve_digits, counted_scorer(trained_vlm)[0], out, batch_size=4, progress=False)
+    return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
 
 
 # -- 1. one owner per run folder ------------------------------------------------------------------
@@ -159,27 +159,27 @@ def test_a_dataset_without_rows_is_refused_before_any_folder_is_made(tiny_vlm, t
 
 
 def test_relabelled_rows_are_scored_again_on_resume_from_cached_rollouts(
-    trained_vlm, twelve_digits, reference_run, tmp_path
+    tiny_vlm, twelve_digits, reference_run, tmp_path
 ):
     out = tmp_path / "run"
-    score_to_dir(twelve_digits, counted_scorer(trained_vlm)[0], out, batch_size=4, progress=False)
+    score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
     labels = list(twelve_digits["solution"])
     labels[5] = reference_run["rollouts"][5][0]  # the label the model's first answer gives: now judged correct
     relabelled = twelve_digits.remove_columns("solution").add_column("solution", labels)
-    again, engine = counted_scorer(trained_vlm)
+    again, engine = counted_scorer(tiny_vlm)
     resumed = score_to_dir(relabelled, again, out, batch_size=4, progress=False)
-    fresh = score_to_dir(relabelled, counted_scorer(trained_vlm)[0], tmp_path / "fresh", batch_size=4, progress=False)
+    fresh = score_to_dir(relabelled, counted_scorer(tiny_vlm)[0], tmp_path / "fresh", batch_size=4, progress=False)
     assert scores(resumed) == scores(fresh)
     assert resumed["num_correct"][5] > reference_run["num_correct"][5]
     assert engine.requests == []  # the prompts did not change: their rollouts came from the cache
 
 
-def test_reordered_rows_are_scored_again_on_resume(trained_vlm, twelve_digits, tmp_path):
+def test_reordered_rows_are_scored_again_on_resume(tiny_vlm, twelve_digits, tmp_path):
     out = tmp_path / "run"
-    score_to_dir(twelve_digits, counted_scorer(trained_vlm)[0], out, batch_size=4, progress=False)
+    score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
     reordered = twelve_digits.select(list(reversed(range(12))))
-    resumed = score_to_dir(reordered, counted_scorer(trained_vlm)[0], out, batch_size=4, progress=False)
-    fresh = score_to_dir(reordered, counted_scorer(trained_vlm)[0], tmp_path / "fresh", batch_size=4, progress=False)
+    resumed = score_to_dir(reordered, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
+    fresh = score_to_dir(reordered, counted_scorer(tiny_vlm)[0], tmp_path / "fresh", batch_size=4, progress=False)
     assert scores(resumed) == scores(fresh)
 
 
@@ -274,14 +274,14 @@ def test_an_in_place_rescore_that_fails_half_way_leaves_the_run_as_it_was(tiny_v
 
 
 def test_a_damaged_manifest_is_rebuilt_only_from_shards_that_hold_their_own_batch(
-    trained_vlm, twelve_digits, reference_run, tmp_path
+    tiny_vlm, twelve_digits, reference_run, tmp_path
 ):
     out = tmp_path / "run"
-    score_to_dir(twelve_digits, counted_scorer(trained_vlm)[0], out, batch_size=4, progress=False)
+    score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
     shards = out / STATE_DIR / "shards"
     shutil.copy(shards / "train-00000002.parquet", shards / "train-00000001.parquet")  # right size, wrong rows
     (out / STATE_DIR / "manifest.json").write_text("{damaged")
-    again, engine = counted_scorer(trained_vlm)
+    again, engine = counted_scorer(tiny_vlm)
     result = score_to_dir(twelve_digits, again, out, batch_size=4, progress=False)
     assert scores(result) == scores(reference_run)
     assert engine.requests == []  # batch 1 was rebuilt from its cached rollouts
