@@ -80,6 +80,8 @@ def render_card(
         for name in buckets
     ]
     template_file = Path(template) if template is not None else template_path()
+    if not template_file.is_file():
+        raise CurationError(f"card template {str(template_file)!r} does not exist; pass the path of a Jinja file.")
     return DatasetCard.from_template(
         data,
         template_path=str(template_file),
@@ -106,7 +108,8 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
 def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
     """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
     out = Path(out)
+    card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options)  # a bad template fails before any write
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_histogram(summarize(dataset), out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
-    render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options).save(str(out))
+    card.save(str(out))
     return out, figure

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,9 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace OUT if it already holds files (never another scoring run).")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")]
 
 
@@ -168,14 +173,15 @@ def score(
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
         if use_ray:
             from difficulty_curation.distributed import score_difficulty_distributed
-            from difficulty_curation.sources import save_dataset
+            from difficulty_curation.sources import check_output, save_dataset
 
+            check_output(destination, overwrite=overwrite)
             options = scorer.config.to_dict()
             options["engine_options"] = scorer.config.engine_options  # all of them, not only the recorded ones
             scored = score_difficulty_distributed(
                 dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
             )
-            save_dataset(scored, destination)
+            save_dataset(scored, destination, overwrite=overwrite)
         else:
             scored = score_to_dir(
                 dataset,
@@ -196,6 +202,7 @@ def rescore(
     verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
     correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write to a new folder instead of updating RUN_DIR.")] = None,
+    overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -208,7 +215,12 @@ def rescore(
 
     with _errors():
         rescored = rescore_dir(
-            run_dir, verifier=verifier, correct_threshold=correct_threshold, out_dir=out, progress=not quiet
+            run_dir,
+            verifier=verifier,
+            correct_threshold=correct_threshold,
+            out_dir=out,
+            overwrite=overwrite,
+            progress=not quiet,
         )
         _print_summary(summarize(rescored), json_output, saved_to=out or run_dir)
 
@@ -221,20 +233,22 @@ def filter_command(
     min_difficulty: Annotated[float | None, typer.Option("--min", help="Keep rows with difficulty >= this.")] = None,
     max_difficulty: Annotated[float | None, typer.Option("--max", help="Keep rows with difficulty <= this.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Keep rows by difficulty bucket and/or range. Rows that failed to score are dropped and counted.
 
     Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
     """
-    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.sources import check_output, load_source, save_dataset
     from difficulty_curation.stats import summarize
     from difficulty_curation.transforms import filter_difficulty
 
     with _errors():
+        check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
         kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty)
-        destination = save_dataset(kept, out)
+        destination = save_dataset(kept, out, overwrite=overwrite)
         _print_summary(summarize(kept), json_output, saved_to=destination)
 
 
@@ -245,21 +259,23 @@ def stratify(
     bins: Annotated[str | None, typer.Option(help="Custom edges, e.g. '0,0.25,0.75,1'.")] = None,
     quantiles: Annotated[int | None, typer.Option(help="Number of equal-size bins from the data.")] = None,
     split: Annotated[str, typer.Option(help="Split to stratify.")] = "train",
+    overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Split a scored dataset into disjoint difficulty buckets (paper: easy, medium, hard).
 
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
-    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.sources import check_output, load_source, save_dataset
     from difficulty_curation.transforms import stratify as stratify_dataset
     from difficulty_curation.transforms import unscored_count
 
     with _errors():
+        edges = _parse_bins(bins) if bins else None
+        check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
-        edges = [float(edge) for edge in bins.split(",")] if bins else None
         buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles)
-        destination = save_dataset(buckets, out)
+        destination = save_dataset(buckets, out, overwrite=overwrite)
         counts = {name: len(part) for name, part in buckets.items()}
         failed = unscored_count(dataset)
         if json_output:
@@ -491,6 +507,7 @@ def eval_command(
 def demo(
     rows: Annotated[int | None, typer.Option(help="Score only the first ROWS digits.")] = None,
     out: Annotated[Path | None, typer.Option(help="Also save the scored digits here.")] = None,
+    overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -499,23 +516,61 @@ def demo(
     Example: curate demo --rows 200
     """
     from difficulty_curation.demo import run_demo
-    from difficulty_curation.sources import save_dataset
+    from difficulty_curation.sources import check_output, save_dataset
     from difficulty_curation.stats import summarize
 
     with _errors():
+        if out:
+            check_output(out, overwrite=overwrite)
         scored = run_demo(num_rows=rows, progress=not quiet)
-        destination = save_dataset(scored, out) if out else None
+        destination = save_dataset(scored, out, overwrite=overwrite) if out else None
         _print_summary(summarize(scored), json_output, saved_to=destination)
+
+
+def _parse_bins(bins: str) -> list[float]:
+    """`--bins '0,0.25,0.75,1'` as numbers, naming the first that is not one."""
+    edges = []
+    for edge in bins.split(","):
+        try:
+            edges.append(float(edge))
+        except ValueError:
+            raise CurationError(
+                f"--bins {bins!r}: {edge.strip()!r} is not a number; pass comma-separated edges like 0,0.25,0.75,1."
+            ) from None
+    return edges
+
+
+#: OS errors a user's machine causes (a full disk, a folder they cannot write), and what to do about each.
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space and run the same command again (finished work is kept)",
+    errno.EDQUOT: "the disk quota is used up; free some space and run the same command again (finished work is kept)",
+    errno.EROFS: "the file system is read-only; pass a writable folder",
+    errno.EACCES: "permission denied; pass a folder you can write to",
+    errno.EPERM: "operation not permitted; pass a folder you can write to",
+}
 
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Show our errors as one clear line and exit 2, instead of a traceback."""
+    """Show our errors, and the OS errors a user can cause, as one clear line and exit 2, instead of a traceback."""
     try:
         yield
     except CurationError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        code = error.errno or _errno_in_message(str(error))
+        if code not in _OS_ADVICE:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"Error: {where}{_OS_ADVICE[code]}.", err=True)
+        raise typer.Exit(2) from None
+
+
+def _errno_in_message(message: str) -> int | None:
+    """The errno that pyarrow reports only in its message ("... [errno 28] No space left on device")."""
+    found = re.search(r"\[errno (\d+)\]", message, flags=re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 def _print_summary(summary: object, json_output: bool, **extra: object) -> None:

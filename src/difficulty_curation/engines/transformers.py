@@ -11,7 +11,7 @@ from typing import Any
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
-from difficulty_curation.errors import ModelLoadError, RowError
+from difficulty_curation.errors import ConfigError, ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,11 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         text_config = self.model.config.get_text_config()
         self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        if self.context_length is not None and self.rollout.max_new_tokens >= self.context_length:
+            raise ConfigError(
+                f"max_new_tokens={self.rollout.max_new_tokens} does not fit the context of {config.model!r} "
+                f"({self.context_length} tokens, prompt included); pass a smaller --max-new-tokens."
+            )
         #: Prefill each prompt once and share its KV cache across rollouts (off if the model rejects it).
         self.shared_prefill = True
         #: The model's commit hash when it came from the Hub cache (None for plain local folders).
@@ -306,6 +311,7 @@ def load_model_and_processor(
     `attn_implementation` and `device_map` go to `from_pretrained`; the rest (vLLM's) are ignored.
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
     options = dict(options or {})
@@ -334,8 +340,10 @@ def load_model_and_processor(
             )
         except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
             loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype, **loader_options)
-    except (OSError, ValueError, ImportError) as error:
-        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
+    except (OSError, ValueError, ImportError, SafetensorError) as error:  # missing, incomplete or corrupt weights
+        raise ModelLoadError(
+            f"could not load model {model!r}: {error}. Check that its weights are complete (download or save it again)."
+        ) from None
     logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
     if "device_map" in loader_options:  # accelerate placed the weights already
         return processor, loaded.eval()
