@@ -22,6 +22,8 @@ _EXPORTS = {
     "score_to_dir": "difficulty_curation.runs",
     "rescore_dir": "difficulty_curation.runs",
     "load_source": "difficulty_curation.sources",
+    "push_curated": "difficulty_curation.hub",
+    "PushInfo": "difficulty_curation.hub",
     "RolloutConfig": "difficulty_curation.config",
     "ScoringConfig": "difficulty_curation.config",
     "get_verifier": "difficulty_curation.verifiers",
@@ -31,6 +33,7 @@ _EXPORTS = {
     "ColumnNotFoundError": "difficulty_curation.errors",
     "ModelLoadError": "difficulty_curation.errors",
     "RowError": "difficulty_curation.errors",
+    "PushError": "difficulty_curation.errors",
 }
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "CurationError",
     "DifficultyScorer",
     "ModelLoadError",
+    "PushError",
+    "PushInfo",
     "RolloutConfig",
     "RowError",
     "ScoringConfig",
@@ -47,6 +52,7 @@ __all__ = [
     "filter_difficulty",
     "get_verifier",
     "load_source",
+    "push_curated",
     "register_verifier",
     "rescore_dir",
     "score_dataset",
@@ -72,7 +78,15 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.config import RolloutConfig, ScoringConfig
-    from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.errors import (
+        ColumnNotFoundError,
+        ConfigError,
+        CurationError,
+        ModelLoadError,
+        PushError,
+        RowError,
+    )
+    from difficulty_curation.hub import PushInfo, push_curated
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source
