@@ -40,8 +40,13 @@ OUTPUTS: list[str] = []  # everything our processes printed, checked for the tok
 
 
 # -- fixtures -------------------------------------------------------------------------------------
+def hashed_coin(completion: str, reference: str) -> float:
+    """A verifier that judges by a hash of the answer: with the untrained tiny model, buckets come out mixed."""
+    return float(hashlib.sha256(completion.encode()).digest()[0] % 2)
+
+
 @pytest.fixture(scope="module")
-def scored_dir(trained_vlm, digits, tmp_path_factory) -> Path:
+def scored_dir(tiny_vlm, digits, tmp_path_factory) -> Path:
     """A scored run folder with train (23 digits + 1 corrupt image) and test (6 digits) splits."""
     train = digits.select(range(23))
     corrupt = Dataset.from_list(
@@ -50,7 +55,7 @@ def scored_dir(trained_vlm, digits, tmp_path_factory) -> Path:
     )
     data = DatasetDict(train=concatenate_datasets([train, corrupt]), test=digits_dataset(split="test", num_rows=6))
     out = tmp_path_factory.mktemp("push") / "scored"
-    scorer = score_difficulty(str(trained_vlm), num_rollouts=4, max_new_tokens=3, temperature=1.0)
+    scorer = score_difficulty(str(tiny_vlm), num_rollouts=2, max_new_tokens=3, temperature=1.0, verifier=hashed_coin)
     score_to_dir(data, scorer, out, batch_size=8, progress=False, source="digits")
     return out
 
@@ -181,7 +186,7 @@ def test_each_config_loads_back_row_for_row_with_its_image_bytes(hub, hf_home, p
             assert rows_with_image_bytes(loaded[split]) == rows_with_image_bytes(parts[split]), (name, split)
 
 
-def test_the_card_yaml_holds_every_config_and_the_body_the_provenance(hub, hf_home, pushed, trained_vlm):
+def test_the_card_yaml_holds_every_config_and_the_body_the_provenance(hub, hf_home, pushed, tiny_vlm):
     text = client(
         hub, hf_home, "result = open(hf_hub_download('alice/digits', 'README.md', repo_type='dataset')).read()"
     )
@@ -195,9 +200,9 @@ def test_the_card_yaml_holds_every_config_and_the_body_the_provenance(hub, hf_ho
     assert {info["config_name"] for info in meta["dataset_info"]} == set(pushed["configs"])
     assert meta["license"] == "cc-by-4.0" and "difficulty-curation" in meta["tags"]
     for row in (
-        f"| model | `{trained_vlm}` |",
-        "| num_rollouts | `4` |",
-        "| temperature | `1.0` |",
+        f"| model | `{tiny_vlm}` |",
+        "| num_rollouts | `2` |",
+        "| verifier | `test_hub.hashed_coin` |",
         "| source | `digits` |",
     ):
         assert row in body, row
@@ -224,17 +229,22 @@ def test_create_pr_opens_a_pull_request_and_leaves_main_unchanged(hub, hf_home, 
     before = main_sha(hub, hf_home, "alice/digits")
     info = push_json(hub, hf_home, str(scored_dir), "alice/digits", "--create-pr", "--buckets", "medium")
     assert info["pr_revision"].startswith("refs/pr/") and info["pr_url"].endswith(info["pr_revision"].split("/")[-1])
-    assert main_sha(hub, hf_home, "alice/digits") == before
     code = f"""
-    refs = HfApi().list_repo_refs("alice/digits", repo_type="dataset", include_pull_requests=True)
+    api = HfApi()
+    refs = api.list_repo_refs("alice/digits", repo_type="dataset", include_pull_requests=True)
     medium = load_dataset("alice/digits", "medium", revision={info["pr_revision"]!r})
-    result = [[ref.ref for ref in refs.pull_requests], {{split: len(part) for split, part in medium.items()}}]
+    result = {{
+        "main": api.repo_info("alice/digits", repo_type="dataset").sha,
+        "pulls": [ref.ref for ref in refs.pull_requests],
+        "medium": {{split: len(part) for split, part in medium.items()}},
+        "files": api.list_repo_files("alice/digits", repo_type="dataset", revision={info["pr_revision"]!r}),
+    }}
     """
-    pulls, medium_rows = client(hub, hf_home, code)
-    assert info["pr_revision"] in pulls
-    assert medium_rows == info["configs"]["medium"]
-    files = repo_files(hub, hf_home, "alice/digits", info["pr_revision"])
-    assert not any(path.startswith(("easy/", "hard/")) for path in files), "the PR replaces the curated configs"
+    after = client(hub, hf_home, code)
+    assert after["main"] == before
+    assert info["pr_revision"] in after["pulls"]
+    assert after["medium"] == info["configs"]["medium"]
+    assert not any(path.startswith(("easy/", "hard/")) for path in after["files"]), "the PR replaces the configs"
 
 
 def test_an_anonymous_client_and_another_user_cannot_see_the_private_repo(hub, hf_home, pushed):
@@ -272,13 +282,18 @@ def test_private_on_an_existing_public_repo_is_an_error(hub, hf_home, scored_dir
 
 
 def test_overwrite_replaces_the_curated_configs(hub, hf_home, scored_dir):
-    push_json(hub, hf_home, str(scored_dir), "alice/replace-me")
-    assert any(path.startswith("easy/") for path in repo_files(hub, hf_home, "alice/replace-me"))
+    first = push_json(hub, hf_home, str(scored_dir), "alice/replace-me")
+    assert {"easy", "medium"} <= set(first["configs"])
     info = push_json(hub, hf_home, str(scored_dir), "alice/replace-me", "--overwrite", "--buckets", "hard")
-    files = repo_files(hub, hf_home, "alice/replace-me")
-    assert sorted({path.split("/")[0] for path in files if "/" in path}) == ["all", "hard"]
-    code = "result = open(hf_hub_download('alice/replace-me', 'README.md', repo_type='dataset')).read()"
-    meta = yaml.safe_load(client(hub, hf_home, code).split("---\n", 2)[1])
+    code = """
+    result = {
+        "files": HfApi().list_repo_files("alice/replace-me", repo_type="dataset"),
+        "card": open(hf_hub_download("alice/replace-me", "README.md", repo_type="dataset")).read(),
+    }
+    """
+    after = client(hub, hf_home, code)
+    assert sorted({path.split("/")[0] for path in after["files"] if "/" in path}) == ["all", "hard"]
+    meta = yaml.safe_load(after["card"].split("---\n", 2)[1])
     assert [c["config_name"] for c in meta["configs"]] == ["hard", "all"] == list(info["configs"])
 
 
@@ -352,18 +367,19 @@ def test_a_token_saved_by_hf_auth_login_is_used(hub, tmp_path, scored_dir):
 
 
 def test_the_token_appears_in_no_output_file_or_card(hub, hf_home, scored_dir, tmp_path):
-    curate(hub, hf_home, "push", str(scored_dir), "alice/secret-check", "--create-pr", "-v")
+    verbose = curate(hub, hf_home, "--verbose", "push", str(scored_dir), "alice/secret-check", "--buckets", "hard")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "INFO" in verbose.stderr  # the libraries' own logging is on, and still holds no token
     snapshot = tmp_path / "snapshot"
-    client(
-        hub,
-        hf_home,
-        f"from huggingface_hub import snapshot_download\nresult = snapshot_download('alice/secret-check', "
-        f"repo_type='dataset', local_dir={str(snapshot)!r})",
-    )
+    code = f"""
+    from huggingface_hub import snapshot_download
+    result = snapshot_download("alice/secret-check", repo_type="dataset", local_dir={str(snapshot)!r})
+    """
+    client(hub, hf_home, code)
     assert len(OUTPUTS) > 10 and not any(ALICE in text for text in OUTPUTS)
     written = [*snapshot.rglob("*"), *scored_dir.rglob("*"), *(hf_home / "hub").rglob("*")]
     files = [path for path in written if path.is_file()]
-    assert any(path.name == "README.md" for path in files)
+    assert any(path.name == "README.md" for path in files) and any(path.suffix == ".parquet" for path in files)
     assert not [path for path in files if ALICE.encode() in path.read_bytes()]
 
 

@@ -240,19 +240,26 @@ class _Push:
         configs = _configs(splits, buckets)
         rows = {name: {split: len(part) for split, part in parts.items()} for name, parts in configs.items()}
         push_id = _push_id(provenance, splits, [*buckets, ALL_CONFIG], card_options.get("license"))
-        plan = self.plan(push_id, private=private, overwrite=overwrite, create_pr=create_pr)
         with tempfile.TemporaryDirectory(prefix="curate-push-") as folder, _no_cache_files():
             from difficulty_curation.cards import write_card
 
-            readme, histogram = write_card(
-                splits,
-                Path(folder) / "README.md",
-                self.repo_id,
-                buckets=buckets,
-                configs={name: list(parts) for name, parts in configs.items()},
-                **card_options,
-            )
+            try:
+                readme, histogram = write_card(
+                    splits,
+                    Path(folder) / "README.md",
+                    self.repo_id,
+                    buckets=buckets,
+                    configs={name: list(parts) for name, parts in configs.items()},
+                    **card_options,
+                )
+            except ModuleNotFoundError as error:
+                if error.name != "matplotlib":
+                    raise
+                raise ConfigError(
+                    "the card's histogram needs matplotlib: pip install 'difficulty-curation[plot]'"
+                ) from None
             card_text = readme.read_text(encoding="utf-8")
+            plan = self.plan(push_id, private=private, overwrite=overwrite, create_pr=create_pr)
             start = None
             if not plan.resumed:
                 start = self.retrying(
