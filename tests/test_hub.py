@@ -370,13 +370,14 @@ def test_the_token_appears_in_no_output_file_or_card(hub, hf_home, scored_dir, t
     verbose = curate(hub, hf_home, "--verbose", "push", str(scored_dir), "alice/secret-check", "--buckets", "hard")
     assert verbose.returncode == 0, verbose.stderr
     assert "INFO" in verbose.stderr  # the libraries' own logging is on, and still holds no token
+    assert "Pushing to alice/secret-check" in verbose.stderr and "shard" in verbose.stderr  # the progress line
     snapshot = tmp_path / "snapshot"
     code = f"""
     from huggingface_hub import snapshot_download
     result = snapshot_download("alice/secret-check", repo_type="dataset", local_dir={str(snapshot)!r})
     """
     client(hub, hf_home, code)
-    assert len(OUTPUTS) > 10 and not any(ALICE in text for text in OUTPUTS)
+    assert len(OUTPUTS) >= 4 and not any(ALICE in text for text in OUTPUTS)  # every process of this module
     written = [*snapshot.rglob("*"), *scored_dir.rglob("*"), *(hf_home / "hub").rglob("*")]
     files = [path for path in written if path.is_file()]
     assert any(path.name == "README.md" for path in files) and any(path.suffix == ".parquet" for path in files)
