@@ -27,6 +27,8 @@ _EXPORTS = {
     "export_swift": "difficulty_curation.exports",
     "export_llamafactory": "difficulty_curation.exports",
     "export_verl": "difficulty_curation.exports",
+    "push_curated": "difficulty_curation.hub",
+    "PushInfo": "difficulty_curation.hub",
     "RolloutConfig": "difficulty_curation.config",
     "ScoringConfig": "difficulty_curation.config",
     "get_verifier": "difficulty_curation.verifiers",
@@ -36,6 +38,7 @@ _EXPORTS = {
     "ColumnNotFoundError": "difficulty_curation.errors",
     "ModelLoadError": "difficulty_curation.errors",
     "RowError": "difficulty_curation.errors",
+    "PushError": "difficulty_curation.errors",
 }
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "CurationError",
     "DifficultyScorer",
     "ModelLoadError",
+    "PushError",
+    "PushInfo",
     "RolloutConfig",
     "RowError",
     "ScoringConfig",
@@ -57,6 +62,7 @@ __all__ = [
     "filter_difficulty",
     "get_verifier",
     "load_source",
+    "push_curated",
     "register_verifier",
     "rescore_dir",
     "score_dataset",
@@ -82,7 +88,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.config import RolloutConfig, ScoringConfig
-    from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, ModelLoadError, RowError
+    from difficulty_curation.errors import (
+        ColumnNotFoundError,
+        ConfigError,
+        CurationError,
+        ModelLoadError,
+        PushError,
+        RowError,
+    )
     from difficulty_curation.exports import (
         export_dataset,
         export_llamafactory,
@@ -90,6 +103,7 @@ if TYPE_CHECKING:
         export_trl,
         export_verl,
     )
+    from difficulty_curation.hub import PushInfo, push_curated
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source

@@ -8,7 +8,7 @@ wrote into it, so a folder scored days earlier still gets a complete card. No to
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,12 @@ def render_card(
     template: str | Path | None = None,
     license: str | None = None,
     histogram: str = HISTOGRAM_FILE,
+    configs: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`."""
+    """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`.
+
+    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     provenance = read_provenance(dataset)
@@ -61,7 +65,9 @@ def render_card(
         )
     splits = list(dataset) if isinstance(dataset, DatasetDict) else ["train"]
     summary = summarize(dataset)
-    config_names = [*buckets, "all"]
+    if configs is None:
+        configs = {name: splits for name in [*buckets, "all"]}
+    config_names = list(configs)
     has_images = bool(provenance.get("image_column"))
     data = DatasetCardData(
         license=license or provenance.get("license"),
@@ -70,8 +76,8 @@ def render_card(
         tags=["difficulty-curation", "dc-sft", "curated-by-difficulty"],
         pretty_name=f"{repo_id.split('/')[-1]} (curated by difficulty)",
         configs=[
-            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in splits]}
-            for name in config_names
+            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in parts]}
+            for name, parts in configs.items()
         ],
     )
     scored = max(summary.num_scored, 1)

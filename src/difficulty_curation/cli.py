@@ -14,8 +14,9 @@ from typing import Annotated
 
 import typer
 
-from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.config import PAPER_BUCKETS, RolloutConfig, ScoringConfig
 from difficulty_curation.errors import CurationError
+from difficulty_curation.hub import DEFAULT_MAX_RETRIES
 
 app = typer.Typer(
     name="curate",
@@ -328,6 +329,73 @@ def card(
     with _errors():
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")
+
+
+@app.command()
+def push(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, save_to_disk folder).")],
+    repo_id: Annotated[str, typer.Argument(help="The dataset repo, namespace/name, e.g. my-org/digits-dc-sft.")],
+    buckets: Annotated[
+        str, typer.Option(help="Comma-separated buckets to publish as configs, besides `all`.")
+    ] = ",".join(PAPER_BUCKETS),
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the curated configs of a repo that already holds files.")
+    ] = False,
+    create_pr: Annotated[
+        bool, typer.Option("--create-pr", help="Open a pull request with the push; main stays untouched.")
+    ] = False,
+    license: Annotated[str | None, typer.Option(help="License identifier for the card, e.g. cc-by-4.0.")] = None,
+    template: Annotated[Path | None, typer.Option(help="Your own Jinja card template.")] = None,
+    max_retries: Annotated[
+        int, typer.Option(help="Tries again this often after network errors, 429 and 5xx, with backoff.")
+    ] = DEFAULT_MAX_RETRIES,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Publish a scored dataset to the Hub: one config per bucket plus `all`, with its dataset card as README.md.
+
+    The token comes from HF_TOKEN or `hf auth login`. A repo that already holds files is refused
+    unless --overwrite or --create-pr is given; an interrupted push is completed by running it again.
+
+    Example: curate push scored/ my-org/digits-dc-sft --private --license cc-by-4.0
+    """
+    from difficulty_curation.hub import push_curated
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the libraries' notices only with --verbose
+        import datasets
+        import huggingface_hub
+
+        datasets.logging.set_verbosity_error()
+        huggingface_hub.utils.logging.set_verbosity_error()
+    with _errors():
+        info = push_curated(
+            scored,
+            repo_id,
+            buckets=[name.strip() for name in buckets.split(",") if name.strip()],
+            private=private,
+            overwrite=overwrite,
+            create_pr=create_pr,
+            license=license,
+            template=template,
+            max_retries=max_retries,
+            progress=not quiet,
+        )
+        if json_output:
+            typer.echo(json.dumps(info.to_dict()))
+            return
+        _table(
+            f"Pushed to {info.repo_id}" + (" (private)" if info.private else ""),
+            ["config", "split", "rows"],
+            [[name, split, str(rows)] for name, splits in info.configs.items() for split, rows in splits.items()],
+        )
+        if info.empty_buckets:
+            typer.echo(f"buckets without rows, not published: {', '.join(info.empty_buckets)}")
+        if info.failed_rows:
+            typer.echo(f"{info.failed_rows} rows without a difficulty are only in `all`.")
+        typer.echo(f"repo: {info.repo_url}")
+        if info.pr_url:
+            typer.echo(f"pull request: {info.pr_url}")
 
 
 @app.command()
