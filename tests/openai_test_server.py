@@ -1,8 +1,8 @@
 """A TEST server, not for production: an OpenAI-compatible `/v1/chat/completions` endpoint that
 serves a local model through difficulty-curation's own transformers engine.
 
-vLLM (whose `vllm serve` is the real thing) cannot be installed on CI machines, so the openai
-backend is tested against this process on 127.0.0.1. It understands `n`, `temperature`, `top_p`,
+The openai backend's retries, keys and concurrency are tested against this process on 127.0.0.1
+(the vLLM tier also tests it against a real `vllm serve`). It understands `n`, `temperature`, `top_p`,
 `top_k`, `max_tokens`, `seed` and image parts sent as data URLs. For tests it can require an API
 key (`--api-key`), fail its first requests with 503 (`--fail-first N`), reject its first requests
 with 400 (`--reject-first N`), answer 401 once N requests were served (`--revoke-after N`, a key

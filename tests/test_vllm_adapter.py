@@ -1,8 +1,8 @@
-"""The vLLM adapter's request building and output parsing, against vLLM's documented data shapes.
+"""The vLLM adapter's plain functions, without the engine: request building, output parsing, CPU defaults, messages.
 
-vLLM cannot be installed on CI machines, so the engine itself is not run here: these tests use
-plain objects shaped like `vllm.RequestOutput` / `vllm.CompletionOutput` (request_id, outputs[i].index,
-outputs[i].text) and the `TextPrompt` dict (`prompt`, `multi_modal_data={"image": ...}`).
+These run in the default tier, where vLLM is not installed: they use plain objects shaped like
+`vllm.RequestOutput` / `vllm.CompletionOutput` and the `TextPrompt` dict. The engine itself is
+tested in the vLLM tier (`make test-vllm`, tests/test_vllm_engine.py).
 """
 
 import importlib.util
@@ -13,7 +13,13 @@ from PIL import Image
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import resolve_backend
-from difficulty_curation.engines.vllm import build_vllm_prompt, parse_vllm_outputs, sampling_kwargs
+from difficulty_curation.engines.vllm import (
+    build_vllm_prompt,
+    cpu_safe_options,
+    parse_vllm_outputs,
+    sampling_kwargs,
+    start_failure_message,
+)
 from difficulty_curation.errors import BackendUnavailableError
 
 
@@ -79,3 +85,35 @@ def test_without_vllm_the_backend_says_how_to_install_it():
     with pytest.raises(BackendUnavailableError, match=r"pip install 'difficulty-curation\[vllm\]'"):
         VLLMEngine(ScoringConfig(model="m", backend="vllm"))
     assert resolve_backend("auto") == "transformers"
+
+
+def test_on_cpu_chunked_prefill_goes_off_and_float32_is_chosen_without_avx512_bf16():
+    options, note = cpu_safe_options({"max_model_len": 256}, on_cpu=True, cpu_flags={"avx2"})
+    assert options == {"max_model_len": 256, "enable_chunked_prefill": False, "dtype": "float32"}
+    assert note.count("\n") == 0 and "enable_chunked_prefill=False" in note and "dtype=float32" in note
+
+
+def test_cpu_defaults_leave_what_the_user_chose_and_bf16_cpus_alone():
+    chosen = {"enable_chunked_prefill": True, "dtype": "bfloat16"}
+    assert cpu_safe_options(chosen, on_cpu=True, cpu_flags={"avx2"}) == (chosen, "")
+    assert cpu_safe_options({}, on_cpu=True, cpu_flags={"avx512_bf16"})[0] == {"enable_chunked_prefill": False}
+
+
+def test_on_gpus_no_option_is_added():
+    assert cpu_safe_options({}, on_cpu=False, cpu_flags=set()) == ({}, "")
+
+
+def test_a_start_failure_names_the_reason_from_the_engine_log():
+    log = (
+        "INFO loading\nTraceback (most recent call last):\n  ...\nsafetensors_rust.SafetensorError: header too large\n"
+    )
+    message = start_failure_message("m", RuntimeError("Engine core initialization failed."), log)
+    assert message == "vLLM could not start model 'm': safetensors_rust.SafetensorError: header too large"
+
+
+def test_a_checkpoint_with_other_weight_names_suggests_model_impl_transformers():
+    log = (
+        "ValueError: There is no module or parameter named 'vision_tower.embeddings' in LlavaForConditionalGeneration\n"
+    )
+    message = start_failure_message("m", RuntimeError("Engine core initialization failed."), log)
+    assert "--engine-option model_impl=transformers" in message and "vision_tower.embeddings" in message

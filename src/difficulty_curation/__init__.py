@@ -22,6 +22,13 @@ _EXPORTS = {
     "score_to_dir": "difficulty_curation.runs",
     "rescore_dir": "difficulty_curation.runs",
     "load_source": "difficulty_curation.sources",
+    "export_dataset": "difficulty_curation.exports",
+    "export_trl": "difficulty_curation.exports",
+    "export_swift": "difficulty_curation.exports",
+    "export_llamafactory": "difficulty_curation.exports",
+    "export_verl": "difficulty_curation.exports",
+    "push_curated": "difficulty_curation.hub",
+    "PushInfo": "difficulty_curation.hub",
     "RolloutConfig": "difficulty_curation.config",
     "ScoringConfig": "difficulty_curation.config",
     "get_verifier": "difficulty_curation.verifiers",
@@ -32,6 +39,7 @@ _EXPORTS = {
     "ModelLoadError": "difficulty_curation.errors",
     "EngineError": "difficulty_curation.errors",
     "RowError": "difficulty_curation.errors",
+    "PushError": "difficulty_curation.errors",
 }
 
 __all__ = [
@@ -41,14 +49,22 @@ __all__ = [
     "DifficultyScorer",
     "EngineError",
     "ModelLoadError",
+    "PushError",
+    "PushInfo",
     "RolloutConfig",
     "RowError",
     "ScoringConfig",
     "__version__",
     "audit_hard_rows",
+    "export_dataset",
+    "export_llamafactory",
+    "export_swift",
+    "export_trl",
+    "export_verl",
     "filter_difficulty",
     "get_verifier",
     "load_source",
+    "push_curated",
     "register_verifier",
     "rescore_dir",
     "score_dataset",
@@ -80,8 +96,17 @@ if TYPE_CHECKING:
         CurationError,
         EngineError,
         ModelLoadError,
+        PushError,
         RowError,
     )
+    from difficulty_curation.exports import (
+        export_dataset,
+        export_llamafactory,
+        export_swift,
+        export_trl,
+        export_verl,
+    )
+    from difficulty_curation.hub import PushInfo, push_curated
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source

@@ -8,7 +8,7 @@ wrote into it, so a folder scored days earlier still gets a complete card. No to
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,12 @@ def render_card(
     template: str | Path | None = None,
     license: str | None = None,
     histogram: str = HISTOGRAM_FILE,
+    configs: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`."""
+    """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`.
+
+    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     provenance = read_provenance(dataset)
@@ -63,7 +67,9 @@ def render_card(
     provenance = {key: redact(value) if isinstance(value, str) else value for key, value in provenance.items()}
     splits = list(dataset) if isinstance(dataset, DatasetDict) else ["train"]
     summary = summarize(dataset)
-    config_names = [*buckets, "all"]
+    if configs is None:
+        configs = {name: splits for name in [*buckets, "all"]}
+    config_names = list(configs)
     has_images = bool(provenance.get("image_column"))
     data = DatasetCardData(
         license=license or provenance.get("license"),
@@ -72,8 +78,8 @@ def render_card(
         tags=["difficulty-curation", "dc-sft", "curated-by-difficulty"],
         pretty_name=f"{repo_id.split('/')[-1]} (curated by difficulty)",
         configs=[
-            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in splits]}
-            for name in config_names
+            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in parts]}
+            for name, parts in configs.items()
         ],
     )
     scored = max(summary.num_scored, 1)
@@ -82,6 +88,8 @@ def render_card(
         for name in buckets
     ]
     template_file = Path(template) if template is not None else template_path()
+    if not template_file.is_file():
+        raise CurationError(f"card template {str(template_file)!r} does not exist; pass the path of a Jinja file.")
     return DatasetCard.from_template(
         data,
         template_path=str(template_file),
@@ -108,7 +116,8 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
 def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
     """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
     out = Path(out)
+    card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options)  # a bad template fails before any write
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_histogram(summarize(dataset), out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
-    render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options).save(str(out))
+    card.save(str(out))
     return out, figure

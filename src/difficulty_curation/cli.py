@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -14,8 +16,9 @@ from typing import Annotated
 
 import typer
 
-from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.config import PAPER_BUCKETS, RolloutConfig, ScoringConfig
 from difficulty_curation.errors import CurationError
+from difficulty_curation.hub import DEFAULT_MAX_RETRIES
 
 app = typer.Typer(
     name="curate",
@@ -31,6 +34,9 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace OUT if it already holds files (never another scoring run).")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")]
 
 
@@ -81,6 +87,20 @@ def score(
     keep_rollouts: Annotated[
         bool, typer.Option("--keep-rollouts", help="Also store the sampled answers and their scores.")
     ] = False,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Sample in rounds of 2 and stop a row once it has a right and a wrong answer (medium for certain); "
+            "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
+        ),
+    ] = ScoringConfig.adaptive,
+    pass_rate_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Add pass_rate_low / pass_rate_high: this central credible interval (e.g. 0.95) of the pass rate."
+        ),
+    ] = ScoringConfig.pass_rate_interval,
     backend: Annotated[str, typer.Option(help="auto, transformers, vllm or openai.")] = ScoringConfig.backend,
     revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
     max_pixels: Annotated[
@@ -107,6 +127,14 @@ def score(
     api_base: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint for --backend openai, e.g. http://localhost:8000/v1.")
     ] = None,
+    engine_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine-option",
+            help="KEY=VALUE passed to the engine (vllm.LLM, or dtype/attn_implementation/device_map for "
+            "transformers); VALUE is read as JSON when it parses; repeatable. E.g. --engine-option tensor_parallel_size=4",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -117,6 +145,7 @@ def score(
 
     Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
     """
+    from difficulty_curation.config import parse_engine_options
     from difficulty_curation.runs import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source
@@ -141,19 +170,25 @@ def score(
             backend=backend,
             revision=revision,
             max_pixels=max_pixels or None,
+            adaptive=adaptive,
+            pass_rate_interval=pass_rate_interval,
             api_base=api_base,
+            engine_options=parse_engine_options(engine_option),
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
         if use_ray:
             from difficulty_curation.distributed import score_difficulty_distributed
-            from difficulty_curation.sources import save_dataset
+            from difficulty_curation.sources import check_output, save_dataset
 
-            options = {**scorer.config.to_dict(), "api_base": scorer.config.api_base}  # stored without credentials
+            check_output(destination, overwrite=overwrite)
+            options = scorer.config.to_dict()
+            options["api_base"] = scorer.config.api_base  # stored without credentials; the workers need them
+            options["engine_options"] = scorer.config.engine_options  # all of them, not only the recorded ones
             scored = score_difficulty_distributed(
                 dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
             )
-            save_dataset(scored, destination)
+            save_dataset(scored, destination, overwrite=overwrite)
         else:
             scored = score_to_dir(
                 dataset,
@@ -175,6 +210,7 @@ def rescore(
     verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
     correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write to a new folder instead of updating RUN_DIR.")] = None,
+    overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -187,7 +223,12 @@ def rescore(
 
     with _errors(resumable=True):
         rescored = rescore_dir(
-            run_dir, verifier=verifier, correct_threshold=correct_threshold, out_dir=out, progress=not quiet
+            run_dir,
+            verifier=verifier,
+            correct_threshold=correct_threshold,
+            out_dir=out,
+            overwrite=overwrite,
+            progress=not quiet,
         )
         _print_summary(summarize(rescored), json_output, saved_to=out or run_dir)
 
@@ -200,20 +241,22 @@ def filter_command(
     min_difficulty: Annotated[float | None, typer.Option("--min", help="Keep rows with difficulty >= this.")] = None,
     max_difficulty: Annotated[float | None, typer.Option("--max", help="Keep rows with difficulty <= this.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Keep rows by difficulty bucket and/or range. Rows that failed to score are dropped and counted.
 
     Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
     """
-    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.sources import check_output, load_source, save_dataset
     from difficulty_curation.stats import summarize
     from difficulty_curation.transforms import filter_difficulty
 
     with _errors():
+        check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
         kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty)
-        destination = save_dataset(kept, out)
+        destination = save_dataset(kept, out, overwrite=overwrite)
         _print_summary(summarize(kept), json_output, saved_to=destination)
 
 
@@ -224,21 +267,23 @@ def stratify(
     bins: Annotated[str | None, typer.Option(help="Custom edges, e.g. '0,0.25,0.75,1'.")] = None,
     quantiles: Annotated[int | None, typer.Option(help="Number of equal-size bins from the data.")] = None,
     split: Annotated[str, typer.Option(help="Split to stratify.")] = "train",
+    overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Split a scored dataset into disjoint difficulty buckets (paper: easy, medium, hard).
 
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
-    from difficulty_curation.sources import load_source, save_dataset
+    from difficulty_curation.sources import check_output, load_source, save_dataset
     from difficulty_curation.transforms import stratify as stratify_dataset
     from difficulty_curation.transforms import unscored_count
 
     with _errors():
+        edges = _parse_bins(bins) if bins else None
+        check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
-        edges = [float(edge) for edge in bins.split(",")] if bins else None
         buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles)
-        destination = save_dataset(buckets, out)
+        destination = save_dataset(buckets, out, overwrite=overwrite)
         counts = {name: len(part) for name, part in buckets.items()}
         failed = unscored_count(dataset)
         if json_output:
@@ -291,6 +336,107 @@ def card(
     with _errors():
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")
+
+
+@app.command()
+def push(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, save_to_disk folder).")],
+    repo_id: Annotated[str, typer.Argument(help="The dataset repo, namespace/name, e.g. my-org/digits-dc-sft.")],
+    buckets: Annotated[
+        str, typer.Option(help="Comma-separated buckets to publish as configs, besides `all`.")
+    ] = ",".join(PAPER_BUCKETS),
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the curated configs of a repo that already holds files.")
+    ] = False,
+    create_pr: Annotated[
+        bool, typer.Option("--create-pr", help="Open a pull request with the push; main stays untouched.")
+    ] = False,
+    license: Annotated[str | None, typer.Option(help="License identifier for the card, e.g. cc-by-4.0.")] = None,
+    template: Annotated[Path | None, typer.Option(help="Your own Jinja card template.")] = None,
+    max_retries: Annotated[
+        int, typer.Option(help="Tries again this often after network errors, 429 and 5xx, with backoff.")
+    ] = DEFAULT_MAX_RETRIES,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Publish a scored dataset to the Hub: one config per bucket plus `all`, with its dataset card as README.md.
+
+    The token comes from HF_TOKEN or `hf auth login`. A repo that already holds files is refused
+    unless --overwrite or --create-pr is given; an interrupted push is completed by running it again.
+
+    Example: curate push scored/ my-org/digits-dc-sft --private --license cc-by-4.0
+    """
+    from difficulty_curation.hub import push_curated
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the libraries' notices only with --verbose
+        import datasets
+        import huggingface_hub
+
+        datasets.logging.set_verbosity_error()
+        huggingface_hub.utils.logging.set_verbosity_error()
+    with _errors():
+        info = push_curated(
+            scored,
+            repo_id,
+            buckets=[name.strip() for name in buckets.split(",") if name.strip()],
+            private=private,
+            overwrite=overwrite,
+            create_pr=create_pr,
+            license=license,
+            template=template,
+            max_retries=max_retries,
+            progress=not quiet,
+        )
+        if json_output:
+            typer.echo(json.dumps(info.to_dict()))
+            return
+        _table(
+            f"Pushed to {info.repo_id}" + (" (private)" if info.private else ""),
+            ["config", "split", "rows"],
+            [[name, split, str(rows)] for name, splits in info.configs.items() for split, rows in splits.items()],
+        )
+        if info.empty_buckets:
+            typer.echo(f"buckets without rows, not published: {', '.join(info.empty_buckets)}")
+        if info.failed_rows:
+            typer.echo(f"{info.failed_rows} rows without a difficulty are only in `all`.")
+        typer.echo(f"repo: {info.repo_url}")
+        if info.pr_url:
+            typer.echo(f"pull request: {info.pr_url}")
+
+
+@app.command()
+def export(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score` or `curate filter`).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="trl, swift, llamafactory or verl.")],
+    out: Annotated[Path, typer.Option(help="Folder for the export (data files, images/, README.md).")],
+    bucket: Annotated[
+        list[str] | None, typer.Option(help="Export only this bucket (easy, medium, hard); repeatable.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export in OUT.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write curated rows in the layout another trainer reads: TRL, ms-swift, LLaMA-Factory or verl.
+
+    Example: curate export scored/ --format swift --bucket medium --out sft-m-swift/
+    """
+    from difficulty_curation.exports import export_dataset
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        result = export_dataset(
+            load_source(scored, split=split), out, format=format, buckets=bucket, overwrite=overwrite
+        )
+        if json_output:
+            typer.echo(json.dumps(result.to_dict()))
+            return
+        typer.echo(
+            f"exported {result.num_rows} rows and {result.num_images} images for {result.format} to {result.out} "
+            f"({', '.join(result.files)}); {len(result.skipped)} rows could not be exported."
+        )
+        for skipped_split, row, reason in result.skipped[:10]:
+            typer.echo(f"  row {row} of {skipped_split}: {reason}")
 
 
 @app.command()
@@ -436,6 +582,7 @@ def eval_command(
 def demo(
     rows: Annotated[int | None, typer.Option(help="Score only the first ROWS digits.")] = None,
     out: Annotated[Path | None, typer.Option(help="Also save the scored digits here.")] = None,
+    overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -444,13 +591,38 @@ def demo(
     Example: curate demo --rows 200
     """
     from difficulty_curation.demo import run_demo
-    from difficulty_curation.sources import save_dataset
+    from difficulty_curation.sources import check_output, save_dataset
     from difficulty_curation.stats import summarize
 
     with _errors():
+        if out:
+            check_output(out, overwrite=overwrite)
         scored = run_demo(num_rows=rows, progress=not quiet)
-        destination = save_dataset(scored, out) if out else None
+        destination = save_dataset(scored, out, overwrite=overwrite) if out else None
         _print_summary(summarize(scored), json_output, saved_to=destination)
+
+
+def _parse_bins(bins: str) -> list[float]:
+    """`--bins '0,0.25,0.75,1'` as numbers, naming the first that is not one."""
+    edges = []
+    for edge in bins.split(","):
+        try:
+            edges.append(float(edge))
+        except ValueError:
+            raise CurationError(
+                f"--bins {bins!r}: {edge.strip()!r} is not a number; pass comma-separated edges like 0,0.25,0.75,1."
+            ) from None
+    return edges
+
+
+#: OS errors a user's machine causes (a full disk, a folder they cannot write), and what to do about each.
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space and run the same command again (finished work is kept)",
+    errno.EDQUOT: "the disk quota is used up; free some space and run the same command again (finished work is kept)",
+    errno.EROFS: "the file system is read-only; pass a writable folder",
+    errno.EACCES: "permission denied; pass a folder you can write to",
+    errno.EPERM: "operation not permitted; pass a folder you can write to",
+}
 
 
 class _Terminated(KeyboardInterrupt):
@@ -477,12 +649,25 @@ def _errors(*, resumable: bool = False) -> Iterator[None]:
     except CurationError as error:
         typer.echo(f"Error: {redact(error)}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        code = error.errno or _errno_in_message(str(error))
+        if code not in _OS_ADVICE:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"Error: {redact(where)}{_OS_ADVICE[code]}.", err=True)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt as interrupt:
         typer.echo("\ninterrupted" + (": run the same command to resume" if resumable else ""), err=True)
         raise typer.Exit(143 if isinstance(interrupt, _Terminated) else 130) from None
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+
+
+def _errno_in_message(message: str) -> int | None:
+    """The errno that pyarrow reports only in its message ("... [errno 28] No space left on device")."""
+    found = re.search(r"\[errno (\d+)\]", message, flags=re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 def _print_summary(summary: object, json_output: bool, *, warnings: bool = False, **extra: object) -> None:

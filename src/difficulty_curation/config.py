@@ -7,6 +7,7 @@ provenance record and the dataset card, so a scored dataset always says how it w
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,26 @@ BACKENDS = ("auto", "transformers", "vllm", "openai")
 
 #: The paper's buckets, as inclusive ranges of `difficulty` (the fraction of wrong rollouts).
 PAPER_BUCKETS = ("easy", "medium", "hard")
+
+#: Engine options that can change the sampled tokens: they are part of the provenance, the run
+#: folder's settings and the rollout-cache key. Every other engine option (memory, parallelism,
+#: context length, eager mode, ...) only changes how fast rollouts come, never which.
+TOKEN_ENGINE_OPTIONS = frozenset(
+    {
+        "dtype",
+        "quantization",
+        "model_impl",
+        "kv_cache_dtype",
+        "hf_overrides",
+        "tokenizer",
+        "tokenizer_mode",
+        "tokenizer_revision",
+        "load_format",
+        "attn_implementation",
+    }
+)
+#: Set by the toolkit itself from the config; never through engine options.
+RESERVED_ENGINE_OPTIONS = {"model": "model", "revision": "revision", "seed": "seed"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,10 @@ class ScoringConfig:
     pass_rate_interval: float | None = None
     #: Larger images are downscaled to this many pixels before the engine sees them (the paper: 802,816).
     max_pixels: int | None = 802_816
+    #: Extra options for the engine: `vllm.LLM(...)` keywords (tensor_parallel_size, max_model_len,
+    #: gpu_memory_utilization, dtype, quantization, model_impl, ...); the transformers backend takes
+    #: dtype, attn_implementation and device_map. Those that can change tokens are in TOKEN_ENGINE_OPTIONS.
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -86,6 +111,12 @@ class ScoringConfig:
             )
             if self.pass_rate_interval >= 1.0:
                 raise ConfigError(f"pass_rate_interval must be below 1, got {self.pass_rate_interval!r}.")
+        _check_engine_options(self.engine_options)
+
+    @property
+    def token_engine_options(self) -> dict[str, Any]:
+        """The engine options that can change the sampled tokens (see `TOKEN_ENGINE_OPTIONS`)."""
+        return {key: value for key, value in sorted(self.engine_options.items()) if key in TOKEN_ENGINE_OPTIONS}
 
     @property
     def required_columns(self) -> dict[str, str]:
@@ -96,14 +127,57 @@ class ScoringConfig:
         return columns
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-ready record of the configuration (used for provenance and cards).
+        """A flat, JSON-ready record of what decides the scores (used for provenance, run folders and cards).
 
+        Of `engine_options`, only those that can change tokens are kept; speed and memory settings
+        (`gpu_memory_utilization`, `tensor_parallel_size`, ...) may differ between runs of one dataset.
         Credentials in `api_base` are left out: the record is stored and shown.
         """
         record = dataclasses.asdict(self)
         record.update(record.pop("rollout"))
         record["api_base"] = strip_url_credentials(self.api_base)
+        record["engine_options"] = self.token_engine_options
         return record
+
+
+def parse_engine_options(items: list[str] | None) -> dict[str, Any]:
+    """`["KEY=VALUE", ...]` (the CLI's `--engine-option`) as a dict; each VALUE is read as JSON when it parses.
+
+    `max_model_len=2048` gives an int, `enforce_eager=true` a bool, `limit_mm_per_prompt={"image":2}`
+    a dict, and `dtype=bfloat16` (not JSON) stays a string.
+    """
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise ConfigError(
+                f"--engine-option {item!r} is not KEY=VALUE; write e.g. --engine-option max_model_len=4096."
+            )
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def _check_engine_options(options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ConfigError(f"engine_options must be a dict of option name -> value, got {options!r}.")
+    for key, value in options.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"engine_options keys must be option names, got {key!r}.")
+        if key in RESERVED_ENGINE_OPTIONS:
+            raise ConfigError(
+                f"engine_options[{key!r}] is set from the scoring options; pass {RESERVED_ENGINE_OPTIONS[key]}= "
+                "(--" + RESERVED_ENGINE_OPTIONS[key] + ") instead."
+            )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"engine_options[{key!r}] must be a JSON value (number, string, bool, list, dict), got {value!r}."
+            ) from None
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -62,3 +62,11 @@ class ModelLoadError(CurationError):
 
 class BackendUnavailableError(CurationError, ImportError):
     """A backend's optional dependency is not installed."""
+
+
+class PushError(CurationError):
+    """A push to the Hub was refused: no token, a repo that already holds files, access denied, ..."""
+
+
+class HubUnavailableError(PushError, ConnectionError):
+    """The Hub could not be reached, or kept answering 429/5xx, after every retry."""

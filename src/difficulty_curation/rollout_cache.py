@@ -1,13 +1,14 @@
 """A durable, verifier-independent store of sampled rollouts.
 
-Keyed by (model id + revision, backend, sampling options, hash of everything the engine sees for
-the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
+Keyed by (model id + revision, backend, sampling options, engine options that can change tokens,
+hash of everything the engine sees for the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
 re-verifying or re-bucketing never generates again. Each write is one SQLite transaction,
 committed before the scorer moves on, so a crash never loses a finished rollout.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
@@ -38,6 +39,8 @@ def rollout_key(config: ScoringConfig, content_hash: str) -> str:
         "adaptive": config.adaptive,
         "content": content_hash,
     }
+    if config.token_engine_options:  # keys made before engine options existed stay valid
+        identity["engine_options"] = config.token_engine_options
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -79,11 +82,16 @@ class RolloutCache:
         """Store rollouts durably (one committed transaction)."""
         if not items:
             return
-        with self._connection:
-            self._connection.executemany(
-                "INSERT OR REPLACE INTO rollouts (key, rollouts) VALUES (?, ?)",
-                [(key, json.dumps(value)) for key, value in items.items()],
-            )
+        try:
+            with self._connection:
+                self._connection.executemany(
+                    "INSERT OR REPLACE INTO rollouts (key, rollouts) VALUES (?, ?)",
+                    [(key, json.dumps(value)) for key, value in items.items()],
+                )
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(error):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path)) from None
+            raise
 
     def __len__(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM rollouts").fetchone()[0]
@@ -91,3 +99,16 @@ class RolloutCache:
     def close(self) -> None:
         """Close the database."""
         self._connection.close()
+
+
+def copy_cache(source: str | Path, destination: str | Path) -> None:
+    """Copy a rollout cache with SQLite's backup API: consistent even with a write-ahead log beside it."""
+    try:
+        reader, writer = sqlite3.connect(source), sqlite3.connect(destination)
+        try:
+            reader.backup(writer)
+        finally:
+            reader.close()
+            writer.close()
+    except sqlite3.DatabaseError as error:
+        raise RolloutCacheError(f"could not copy rollout cache {str(source)!r} ({error}).") from None

@@ -2,16 +2,18 @@
 
 Layout of a run folder `DIR`::
 
+    DIR/.curate/lock              held (flock) by the one process working on the run; see `RunLock`
     DIR/.curate/run.json          what the run is (scoring config, splits and sizes, batch size)
-    DIR/.curate/manifest.json     which batches are finished, with each shard's size and sha256
-    DIR/.curate/shards/*.parquet  the score columns of one finished batch each
+    DIR/.curate/manifest.json     which batches are finished: each shard's size, sha256, rows' fingerprint
+    DIR/.curate/shards/*.parquet  the score columns of one finished batch each (batch + fingerprint in metadata)
     DIR/.curate/rollouts.sqlite   every generated rollout (see `RolloutCache`), verifier-independent
     DIR/dataset_dict.json, DIR/<split>/   the finished dataset (`datasets.load_from_disk(DIR)`)
 
 Batches are fixed by the batch size and the input order, and each generate call is seeded from
 its batch's content, so a resumed run produces exactly what an uninterrupted one would. Every file
 is written to a temporary name, synced and renamed into place. Shards are checked against the
-manifest on resume; a damaged shard is dropped and its batch redone from the rollout cache.
+manifest on resume; a damaged shard is dropped and its batch redone from the rollout cache, and a
+batch whose rows changed since it was scored (`BatchInputs`) is scored again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from difficulty_curation import __version__
 from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.redact import get_logger
-from difficulty_curation.rollout_cache import RolloutCache
+from difficulty_curation.rollout_cache import RolloutCache, copy_cache
+from difficulty_curation.runlock import RunLock
 from difficulty_curation.scoring import (
     INTERVAL_COLUMNS,
     ROLLOUT_COLUMNS,
@@ -51,9 +54,12 @@ from difficulty_curation.stats import scoring_warnings, summarize
 logger = get_logger(__name__)
 
 STATE_DIR = ".curate"
-#: run.json fields that may differ on resume without changing any generated rollout
-#: (an endpoint that moved to another host or port still serves the same model).
-_RUNTIME_FIELDS = {"toolkit_version", "api_base"}
+#: run.json fields that may differ on resume without changing any generated rollout. The source is
+#: compared by content (each batch's `BatchInputs` fingerprint), not by how its path is spelled.
+#: An endpoint that moved to another host or port still serves the same model.
+_RUNTIME_FIELDS = {"toolkit_version", "source", "api_base"}
+#: Parquet metadata key of a shard: which batch it is and the fingerprint of the rows it scored.
+SHARD_METADATA_KEY = b"difficulty_curation"
 
 
 class RunStateError(CurationError):
@@ -111,6 +117,11 @@ def score_to_dir(
     splits = _as_dict(dataset)
     for part in splits.values():
         scorer.check_columns(part.column_names)
+    if not any(len(part) for part in splits.values()):
+        raise ConfigError(
+            f"the dataset to score has no rows (splits: {', '.join(splits) or 'none'}); "
+            "pass a source or --split that holds rows."
+        )
     spec = RunSpec(
         scoring=scorer.config.to_dict(),
         splits={name: len(part) for name, part in splits.items()},
@@ -118,24 +129,56 @@ def score_to_dir(
         source=source,
     )
     run = RunFolder.open(out_dir, spec, overwrite=overwrite)
-    if retry_failed:
-        run.forget_failed_batches()
+    try:
+        if retry_failed:
+            run.forget_failed_batches()
+        return _score_into(run, splits, dataset, scorer, source=source, progress=progress, fail_fast=fail_fast)
+    finally:
+        run.close()
+
+
+def _score_into(
+    run: RunFolder,
+    splits: dict[str, Dataset],
+    dataset: Dataset | DatasetDict,
+    scorer: DifficultyScorer,
+    *,
+    source: str | None,
+    progress: bool,
+    fail_fast: bool,
+) -> Dataset | DatasetDict:
+    """Score every batch of `splits` that `run` has not finished for these very rows, then assemble."""
+    batch_size = run.spec.batch_size
+    read_columns = list(scorer.config.required_columns.values())
+    readables = {name: undecoded_images(part, scorer.config.image_column) for name, part in splits.items()}
+    inputs = {name: BatchInputs(readable, read_columns) for name, readable in readables.items()}
+    todos: dict[str, list[tuple[int, int, int]]] = {name: [] for name in splits}
+    changed = 0
+    for name, part in splits.items():
+        for index, (start, stop) in enumerate(_batches(len(part), batch_size)):
+            if run.is_finished(name, index):
+                if run.scored_from(name, index) == inputs[name].fingerprint(start, stop):
+                    continue
+                changed += 1
+            todos[name].append((index, start, stop))
+    if changed:
+        logger.warning(
+            "%d finished batches were scored from other rows than the source holds now (edited, relabelled "
+            "or reordered rows); scoring them again, with cached rollouts for every unchanged prompt",
+            changed,
+        )
     cache = RolloutCache(run.state / "rollouts.sqlite")
     scorer.rollout_cache, scorer.fail_fast = cache, fail_fast
-    total = sum(spec.splits.values())
-    if run.finished_rows() < total:
+    total = sum(run.spec.splits.values())
+    remaining = sum(stop - start for todo in todos.values() for _, start, stop in todo)
+    if remaining:
         _ = scorer.engine  # load the model before the clock starts: rates and ETA count generation only
-    bar = RolloutProgress(total, enabled=progress, initial_rows=run.finished_rows())
+    bar = RolloutProgress(total, enabled=progress, initial_rows=total - remaining)
     scorer.on_batch = bar.update
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer:
-            for name, part in splits.items():
-                readable = undecoded_images(part, scorer.config.image_column)
-                todo = [
-                    (index, start, stop)
-                    for index, (start, stop) in enumerate(_batches(len(part), batch_size))
-                    if not run.is_finished(name, index)
-                ]
+            for name, todo in todos.items():
+                readable = readables[name]
                 # Prepare batch i+1 (image decoding, resizing, hashing) while batch i generates.
                 upcoming = preparer.submit(scorer.prepare, readable[todo[0][1] : todo[0][2]]) if todo else None
                 for position, (batch_index, start, stop) in enumerate(todo):
@@ -144,7 +187,8 @@ def score_to_dir(
                         _, next_start, next_stop = todo[position + 1]
                         upcoming = preparer.submit(scorer.prepare, readable[next_start:next_stop])
                     columns = scorer.finish(prepared, indices=range(start, stop))
-                    run.write_shard(name, batch_index, start, stop, score_table(columns, scorer))
+                    table = score_table(columns, scorer)
+                    run.write_shard(name, batch_index, start, stop, table, inputs[name].fingerprint(start, stop))
     finally:
         scorer.on_batch, scorer.rollout_cache, scorer.fail_fast = None, None, False
         bar.close()
@@ -155,43 +199,110 @@ def score_to_dir(
     return scored
 
 
+class BatchInputs:
+    """Fingerprints of a split's batches: a hash of every value the scorer reads from their rows.
+
+    Prompt, answer and raw image values (bytes or path, undecoded), so a finished batch is trusted
+    on resume only if its rows are the very rows it was scored from: fixed labels, edited prompts
+    or reshuffled rows are noticed, whatever the source's path is called.
+    """
+
+    def __init__(self, readable: Dataset, columns: list[str]) -> None:
+        self._rows = readable.select_columns(columns).with_format("arrow")
+
+    def fingerprint(self, start: int, stop: int) -> str:
+        """The fingerprint of rows `start:stop`."""
+        from datasets.fingerprint import Hasher
+
+        return Hasher.hash(self._rows[start:stop].to_pydict())
+
+
 def rescore_dir(
     run_dir: str | Path,
     *,
     verifier: Any = None,
     correct_threshold: float | None = None,
     out_dir: str | Path | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Dataset | DatasetDict:
     """Re-verify a finished run with another verifier or threshold, from its rollout cache: no generation.
 
-    Writes to `out_dir` (a new run folder) or, without it, replaces the scores in `run_dir`.
+    Writes to `out_dir` (a new run folder with a copy of the rollout cache) or, without it, replaces
+    the scores in `run_dir`. Either way the new run is built aside and swapped in only once it is
+    complete, so a rescore that fails half-way leaves every folder as it was. `out_dir` may not be
+    another run (its rollout cache would be lost), nor a non-empty folder unless `overwrite=True`.
     """
     from difficulty_curation.scoring import score_difficulty
+    from difficulty_curation.sources import check_output
 
     run_dir = Path(run_dir)
+    target = Path(out_dir) if out_dir is not None else None
+    if target is not None and target.resolve() == run_dir.resolve():
+        raise ConfigError(
+            f"--out {str(target)!r} is the run being rescored; drop --out to rescore it in place, or pass a new folder."
+        )
     spec = RunFolder.read_spec(run_dir)
-    finished = RunFolder.load_finished(run_dir)
-    options = dict(spec.scoring)
-    model = options.pop("model")
-    if verifier is not None:
-        options["verifier"] = verifier
-    if correct_threshold is not None:
-        options["correct_threshold"] = correct_threshold
-    new_scorer = score_difficulty(model, **options)
-    original = _drop_scores(finished)
-    target = Path(out_dir) if out_dir is not None else run_dir
-    if target != run_dir:
-        target.mkdir(parents=True, exist_ok=True)
-        (target / STATE_DIR).mkdir(exist_ok=True)
-        shutil.copy2(run_dir / STATE_DIR / "rollouts.sqlite", target / STATE_DIR / "rollouts.sqlite")
-    else:
-        shutil.rmtree(target / STATE_DIR / "shards", ignore_errors=True)
-        (target / STATE_DIR / "manifest.json").unlink(missing_ok=True)
-    new_scorer.engine = _CacheOnlyEngine()
-    return score_to_dir(
-        original, new_scorer, target, batch_size=spec.batch_size, source=spec.source, progress=progress, overwrite=True
-    )
+    if target is not None:
+        check_output(target, overwrite=overwrite)
+    state = run_dir / STATE_DIR
+    with RunLock(state):
+        finished = RunFolder.load_finished(run_dir)
+        for leftover in [*state.glob("rescore-*"), *state.glob("replaced-*")]:  # from a rescore that died
+            shutil.rmtree(leftover, ignore_errors=True)
+        options = dict(spec.scoring)
+        model = options.pop("model")
+        if verifier is not None:
+            options["verifier"] = verifier
+        if correct_threshold is not None:
+            options["correct_threshold"] = correct_threshold
+        new_scorer = score_difficulty(model, **options)
+        new_scorer.engine = _CacheOnlyEngine()
+        parent = state if target is None else target.resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix="rescore-" if target is None else f".{target.name}.rescore-", dir=parent)
+        )
+        try:
+            (staging / STATE_DIR).mkdir()
+            if target is None:  # read the run's own cache in place: nothing is written to it
+                os.symlink((state / "rollouts.sqlite").resolve(), staging / STATE_DIR / "rollouts.sqlite")
+            else:
+                copy_cache(state / "rollouts.sqlite", staging / STATE_DIR / "rollouts.sqlite")
+            score_to_dir(
+                _drop_scores(finished),
+                new_scorer,
+                staging,
+                batch_size=spec.batch_size,
+                source=spec.source,
+                progress=progress,
+            )
+            if target is None:
+                _swap_state(staging, run_dir)
+            else:
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return load_from_disk(str(target if target is not None else run_dir))
+
+
+def _swap_state(staging: Path, run_dir: Path) -> None:
+    """Move a finished staged run's shards, manifest, run.json and dataset over `run_dir`'s."""
+    state, new_state = run_dir / STATE_DIR, staging / STATE_DIR
+    replaced = Path(tempfile.mkdtemp(prefix="replaced-", dir=state))
+    os.replace(state / "shards", replaced / "shards")
+    os.replace(new_state / "shards", state / "shards")
+    os.replace(new_state / "manifest.json", state / "manifest.json")
+    os.replace(new_state / "run.json", state / "run.json")
+    entries = [entry for entry in staging.iterdir() if entry.name != STATE_DIR]
+    for entry in sorted(entries, key=lambda p: p.name in ("dataset_dict.json", "state.json")):
+        destination = run_dir / entry.name
+        if destination.is_dir():
+            os.replace(destination, replaced / entry.name)
+        os.replace(entry, destination)
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 class _CacheOnlyEngine:
@@ -212,11 +323,16 @@ class RunFolder:
         self.state = root / STATE_DIR
         self.spec = spec
         self.manifest = manifest
+        self.lock: RunLock | None = None
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
     def open(cls, root: str | Path, spec: RunSpec, *, overwrite: bool = False) -> RunFolder:
-        """Start a run in `root` or resume the one there, refusing other settings."""
+        """Start a run in `root` or resume the one there, refusing other settings.
+
+        Takes the folder's lock (see `RunLock`) until `close()`: a second process gets `RunLockedError`,
+        and `overwrite=True` never removes what a live run is writing.
+        """
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
@@ -226,23 +342,36 @@ class RunFolder:
             raise RunStateError(
                 f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
             )
-        if is_run and overwrite:
-            shutil.rmtree(state / "shards", ignore_errors=True)
-            (state / "manifest.json").unlink(missing_ok=True)
-        elif is_run:
-            existing = cls.read_spec(root)
-            differences = _differences(existing.to_dict(), spec.to_dict())
-            if differences:
-                raise RunStateError(
-                    f"{str(root)!r} holds a run with other settings ({'; '.join(differences)}). "
-                    "Use another --out folder, pass --overwrite to start afresh, or `curate rescore` "
-                    "to change only the verifier or threshold."
-                )
-        (state / "shards").mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(state / "run.json", spec.to_dict())
-        folder = cls(root, spec, {})
-        folder.manifest = folder._load_manifest()
+        lock = RunLock(state).acquire()
+        try:
+            if is_run and overwrite:
+                shutil.rmtree(state / "shards", ignore_errors=True)
+                (state / "manifest.json").unlink(missing_ok=True)
+            elif is_run:
+                existing = cls.read_spec(root)
+                differences = _differences(existing.to_dict(), spec.to_dict())
+                # a run that finished no batch yet (say, it stopped at a setting the model refused) loses nothing
+                if differences and any((state / "shards").glob("*.parquet")):
+                    raise RunStateError(
+                        f"{str(root)!r} holds a run with other settings ({'; '.join(differences)}). "
+                        "Use another --out folder, pass --overwrite to start afresh, or `curate rescore` "
+                        "to change only the verifier or threshold."
+                    )
+            (state / "shards").mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(state / "run.json", spec.to_dict())
+            folder = cls(root, spec, {})
+            folder.manifest = folder._load_manifest()
+        except BaseException:
+            lock.release()
+            raise
+        folder.lock = lock
         return folder
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @staticmethod
     def read_spec(root: str | Path) -> RunSpec:
@@ -270,6 +399,10 @@ class RunFolder:
         """Whether that batch's shard is written and intact."""
         return _shard_name(split, batch_index) in self.manifest
 
+    def scored_from(self, split: str, batch_index: int) -> str | None:
+        """The fingerprint (`BatchInputs`) of the rows a finished batch was scored from."""
+        return self.manifest[_shard_name(split, batch_index)].get("inputs_sha256")
+
     def finished_rows(self) -> int:
         """Rows already scored by earlier runs."""
         return sum(entry["rows"] for entry in self.manifest.values())
@@ -292,19 +425,21 @@ class RunFolder:
         logger.info("retrying the failed rows of %d batches", len(forgotten))
         return len(forgotten)
 
-    def write_shard(self, split: str, batch_index: int, start: int, stop: int, table: pa.Table) -> None:
-        """Write one batch's scores durably, then record it in the manifest."""
+    def write_shard(
+        self, split: str, batch_index: int, start: int, stop: int, table: pa.Table, inputs_sha256: str
+    ) -> None:
+        """Write one batch's scores durably, then record it in the manifest.
+
+        The shard carries its batch and the fingerprint of the rows it scored in its own metadata,
+        so a lost manifest is rebuilt only from shards that belong to the current rows.
+        """
         name = _shard_name(split, batch_index)
         path = self.state / "shards" / name
+        identity = {"split": split, "start": start, "stop": stop, "inputs_sha256": inputs_sha256}
+        metadata = {**(table.schema.metadata or {}), SHARD_METADATA_KEY: json.dumps(identity).encode()}
         with _atomic_path(path) as temporary:
-            pq.write_table(table, temporary)
-        self.manifest[name] = {
-            "split": split,
-            "start": start,
-            "stop": stop,
-            "rows": stop - start,
-            "sha256": _sha256(path),
-        }
+            pq.write_table(table.replace_schema_metadata(metadata), temporary)
+        self.manifest[name] = {**identity, "rows": stop - start, "sha256": _sha256(path)}
         _write_json_atomic(self.state / "manifest.json", {"shards": self.manifest})
 
     # -- assembly -------------------------------------------------------------------------------------
@@ -331,7 +466,7 @@ class RunFolder:
         if covered != len(part):
             raise RunStateError(f"split {split!r} has {covered} of {len(part)} rows scored; run again to finish it.")
         names = [n for n, e in sorted(self.manifest.items(), key=lambda item: item[1]["start"]) if e["split"] == split]
-        scores = pa.concat_tables([pq.read_table(self.state / "shards" / name) for name in names])
+        scores = pa.concat_tables([_read_scores(self.state / "shards" / name) for name in names])
         return concatenate_datasets([_drop_scores(part), Dataset(scores)], axis=1)
 
     # -- manifest -------------------------------------------------------------------------------------
@@ -340,7 +475,8 @@ class RunFolder:
         rewrite = not path.exists()
         try:
             recorded = json.loads(path.read_text())["shards"] if path.exists() else {}
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            _check_manifest_shape(recorded)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
             logger.warning("manifest %s is damaged (%s); rebuilding it from the intact shards", path, error)
             recorded, rewrite = self._entries_from_shards(), True
         intact = {}
@@ -371,15 +507,26 @@ class RunFolder:
         return None
 
     def _entries_from_shards(self) -> dict[str, dict[str, Any]]:
+        """Manifest entries for the shards that say which batch they are, and are named for it.
+
+        Each keeps the fingerprint of the rows it scored, so the resume checks it against the rows
+        of the batch it claims to be (`is_finished`) and scores that batch again if they differ.
+        """
         entries = {}
         size = self.spec.batch_size
         for path in sorted((self.state / "shards").glob("*.parquet")):
-            split, batch_index = _parse_shard_name(path.name)
-            if split not in self.spec.splits:
+            identity = _shard_identity(path)
+            parsed = _parse_shard_name(path.name)
+            if identity is None or parsed is None or parsed[0] not in self.spec.splits:
+                logger.warning("ignoring %s: not a shard of this run", path)
                 continue
+            split, batch_index = parsed
             start = batch_index * size
             stop = min(start + size, self.spec.splits[split])
-            entries[path.name] = {"split": split, "start": start, "stop": stop, "rows": stop - start, "sha256": None}
+            if (identity.get("split"), identity.get("start"), identity.get("stop")) != (split, start, stop):
+                logger.warning("ignoring %s: it holds another batch than its name says", path)
+                continue
+            entries[path.name] = {**identity, "rows": stop - start, "sha256": None}
         return entries
 
 
@@ -433,9 +580,39 @@ def _shard_name(split: str, batch_index: int) -> str:
     return f"{split}-{batch_index:08d}.parquet"
 
 
-def _parse_shard_name(name: str) -> tuple[str, int]:
+def _parse_shard_name(name: str) -> tuple[str, int] | None:
     split, _, index = name.removesuffix(".parquet").rpartition("-")
-    return split, int(index)
+    return (split, int(index)) if split and index.isdigit() else None
+
+
+def _shard_identity(path: Path) -> dict[str, Any] | None:
+    """The batch a shard says it scored (its metadata), or None if it is unreadable or says nothing."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        identity = json.loads(metadata[SHARD_METADATA_KEY])
+    except Exception:  # a truncated, garbled or foreign file: not a shard we can trust
+        return None
+    return identity if isinstance(identity, dict) else None
+
+
+def _read_scores(path: Path) -> pa.Table:
+    """A shard's score columns, without our bookkeeping metadata."""
+    table = pq.read_table(path)
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != SHARD_METADATA_KEY}
+    return table.replace_schema_metadata(metadata)
+
+
+def _check_manifest_shape(recorded: Any) -> None:
+    """Raise ValueError unless `recorded` maps shard names to entries with their batch's bounds."""
+    if not isinstance(recorded, dict):
+        raise ValueError(f"'shards' is a {type(recorded).__name__}, not an object")
+    for name, entry in recorded.items():
+        if not isinstance(entry, dict) or _parse_shard_name(name) is None:
+            raise ValueError(f"entry {name!r} is not a shard entry")
+        if not all(isinstance(entry.get(key), int) for key in ("start", "stop", "rows")):
+            raise ValueError(f"entry {name!r} lacks its row bounds")
+        if not isinstance(entry.get("split"), str):
+            raise ValueError(f"entry {name!r} lacks its split")
 
 
 def _differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from difficulty_curation.config import PROVENANCE_PREFIX, RolloutConfig, ScoringConfig, provenance_record
-from difficulty_curation.engines.base import RolloutEngine, load_engine
+from difficulty_curation.engines.base import RolloutEngine, load_engine, open_session
 from difficulty_curation.errors import (
     ColumnNotFoundError,
     ConfigError,
@@ -36,7 +36,7 @@ SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error"
 ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
 #: Extra columns with `pass_rate_interval` set.
 INTERVAL_COLUMNS = ("pass_rate_low", "pass_rate_high")
-#: Rollouts per round with `adaptive=True`.
+#: Rollouts per round with `adaptive=True` (the last round takes whatever is left of k).
 ADAPTIVE_ROUND = 2
 
 
@@ -210,8 +210,9 @@ class DifficultyScorer:
         """Rollouts per row: from the rollout cache where present, else from the engine.
 
         Identical rows in a batch are generated once and share their rollouts. With `adaptive`,
-        rollouts come in rounds of `ADAPTIVE_ROUND` and a row stops once it has a right and a
-        wrong answer (its paper bucket, medium, can no longer change). New rollouts are written
+        rollouts come in the rounds of `adaptive_rounds` and a row stops once it has a right and a
+        wrong answer (its paper bucket, medium, can no longer change); every prompt is prefilled
+        once and the still-open rows of the whole batch are decoded together each round. New rollouts are written
         to the cache before anything else happens, so a crash never loses them.
         Returns the outcome per row and how many rollouts were generated.
         """
@@ -221,27 +222,41 @@ class DifficultyScorer:
         for index, key in keys.items():
             if key not in cached and key not in pending:
                 pending[key] = index
-        drawn: dict[str, list[str]] = {key: [] for key in pending}
+        order = list(pending)
+        prompts = [requests[pending[key]] for key in order]
+        drawn: dict[str, list[str]] = {key: [] for key in order}
         failed: dict[str, RowError] = {}
-        active, first, k = list(pending), 0, self.config.rollout.num_rollouts
-        while active and first < k:
-            count = min(ADAPTIVE_ROUND, k - first) if self.config.adaptive else k
+        k = self.config.rollout.num_rollouts
+        if self.config.adaptive and order:
+            sample = self._round_sampler(prompts)  # each prompt is prefilled once, for all rounds
+            active, first = list(range(len(order))), 0
+            for count in adaptive_rounds(k):
+                outcomes = sample(active, count, first)
+                still_open = []
+                for position, outcome in zip(active, outcomes):
+                    key = order[position]
+                    if isinstance(outcome, RowError):
+                        failed[key] = outcome
+                        continue
+                    drawn[key].extend(outcome)
+                    if not self._bucket_is_certain(drawn[key], references[pending[key]]):
+                        still_open.append(position)
+                active, first = still_open, first + count
+                if not active:
+                    break
+        elif order:
             try:
-                outcomes = self._generate([requests[pending[key]] for key in active], count, first)
+                outcomes = self._generate(prompts, k, 0)
             except BaseException as error:  # a stopped run keeps the rows its engine finished
                 finished = getattr(error, "completed_requests", None) or {}
-                if self.rollout_cache is not None and finished and count == k:
-                    self.rollout_cache.put_many({active[position]: done for position, done in finished.items()})
+                if self.rollout_cache is not None and finished:
+                    self.rollout_cache.put_many({order[position]: done for position, done in finished.items()})
                 raise
-            still_open = []
-            for key, outcome in zip(active, outcomes):
+            for key, outcome in zip(order, outcomes):
                 if isinstance(outcome, RowError):
                     failed[key] = outcome
-                    continue
-                drawn[key].extend(outcome)
-                if self.config.adaptive and not self._bucket_is_certain(drawn[key], references[pending[key]]):
-                    still_open.append(key)
-            active, first = still_open, first + count
+                else:
+                    drawn[key] = outcome
         generated = {key: rollouts for key, rollouts in drawn.items() if key not in failed}
         if self.rollout_cache is not None:
             self.rollout_cache.put_many(generated)
@@ -249,6 +264,20 @@ class DifficultyScorer:
         for index, key in keys.items():
             outcomes_by_row[index] = cached.get(key) or failed.get(key) or generated[key]
         return outcomes_by_row, sum(len(rollouts) for rollouts in drawn.values())
+
+    def _round_sampler(self, prompts: list[PromptRequest]) -> Callable[[list[int], int, int], list[Any]]:
+        """Adaptive rounds from one prefill of `prompts`; if the batch cannot be prefilled as a whole
+        (one bad row can fail it), each round is generated with `_generate`, which isolates that row."""
+        try:
+            session = open_session(self.engine, prompts)
+        except CurationError:
+            raise
+        except Exception as error:
+            logger.warning(
+                "could not prefill the batch as a whole (%s); sampling it round by round", redact(str(error))
+            )
+            return lambda active, count, first: self._generate([prompts[i] for i in active], count, first)
+        return lambda active, count, first: session.sample(active, count, first_rollout=first)
 
     def _generate(self, requests: list[PromptRequest], count: int, first: int) -> list[list[str] | RowError]:
         """`engine.generate`, where a batch that fails as a whole is halved until the failing rows are found.
@@ -344,6 +373,12 @@ class DifficultyScorer:
         return columns
 
 
+def adaptive_rounds(num_rollouts: int, round_size: int = ADAPTIVE_ROUND) -> list[int]:
+    """How many rollouts each adaptive round draws: `round_size` each, summing to `num_rollouts`."""
+    sizes = [round_size] * (num_rollouts // round_size)
+    return [*sizes, num_rollouts % round_size] if num_rollouts % round_size else sizes
+
+
 def pass_rate_interval(num_correct: int, num_rollouts: int, mass: float = 0.95) -> tuple[float, float]:
     """Central credible interval of the pass rate under a Jeffreys prior: Beta(c + 1/2, n - c + 1/2).
 
@@ -381,6 +416,7 @@ def score_difficulty(
     adaptive: bool = ScoringConfig.adaptive,
     pass_rate_interval: float | None = ScoringConfig.pass_rate_interval,
     api_base: str | None = ScoringConfig.api_base,
+    engine_options: dict[str, Any] | None = None,
 ) -> DifficultyScorer:
     """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
 
@@ -395,6 +431,9 @@ def score_difficulty(
     With `adaptive=True`, rollouts are drawn in rounds and a row stops as soon as it has both a
     right and a wrong answer (medium for certain); `num_rollouts` then records how many were drawn.
     With `pass_rate_interval=0.95`, `pass_rate_low` / `pass_rate_high` give a Jeffreys interval.
+    `engine_options` go to the engine: `vllm.LLM(...)` keywords such as `tensor_parallel_size`,
+    `max_model_len`, `gpu_memory_utilization`, `dtype` or `model_impl`; the transformers backend
+    takes `dtype`, `attn_implementation` and `device_map`.
 
     Options are validated here, before any model is loaded; the model loads on the first batch.
     """
@@ -425,6 +464,7 @@ def score_difficulty(
         adaptive=adaptive,
         pass_rate_interval=pass_rate_interval,
         api_base=api_base,
+        engine_options=dict(engine_options) if engine_options is not None else {},
     )
     return DifficultyScorer(config, verifier=custom_verifier)
 

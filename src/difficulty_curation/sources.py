@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -34,18 +38,61 @@ def load_source(source: str | Path, *, split: str | None = None) -> Dataset | Da
     return _select_split(dataset, split, str(source))
 
 
-def save_dataset(dataset: Dataset | DatasetDict, out: str | Path) -> Path:
-    """`save_to_disk` into `out`, refusing to write over a file."""
+#: The state folder of a scoring run (see `difficulty_curation.runs`): its rollout cache is never ours to delete.
+RUN_STATE_DIR = ".curate"
+
+
+def check_output(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Refuse an output folder that would lose something: a file, another run, or (unless `overwrite`) any files.
+
+    Call it before the work, so a refusal costs nothing; `save_dataset` checks again.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {str(out)!r} is a file; pass a folder path for --out.")
-    dataset.save_to_disk(str(out))
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if (out / RUN_STATE_DIR).exists():
+        raise ConfigError(
+            f"output {str(out)!r} holds a scoring run (its scores and rollout cache would be lost); "
+            "pass a new folder for --out."
+        )
+    if not overwrite:
+        raise ConfigError(
+            f"output {str(out)!r} is not empty; pass a new folder for --out, or --overwrite to replace it."
+        )
+    return out
+
+
+def save_dataset(dataset: Dataset | DatasetDict, out: str | Path, *, overwrite: bool = False) -> Path:
+    """`save_to_disk` into `out` (see `check_output`): saved aside, then swapped in whole.
+
+    A save that fails half-way (full disk, Ctrl-C) leaves `out` as it was.
+    """
+    out = check_output(out, overwrite=overwrite)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.saving-", dir=out.resolve().parent))
+    try:
+        dataset.save_to_disk(str(staging))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
 def _load_local(path: Path) -> Dataset | DatasetDict:
     if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        return load_from_disk(str(path))
+        try:
+            return load_from_disk(str(path))
+        except Exception as error:  # a damaged arrow or json file: datasets raises many kinds
+            raise CurationError(
+                f"could not read the dataset in {str(path)!r} ({type(error).__name__}: {error}): it is damaged "
+                "or has an empty split; save it again (a run folder: run `curate score` again)."
+            ) from None
+    if path.is_dir() and (path / RUN_STATE_DIR / "run.json").exists():
+        raise ConfigError(f"the run in {str(path)!r} is not finished; run `curate score` again to finish it.")
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
@@ -53,20 +100,38 @@ def _load_local(path: Path) -> Dataset | DatasetDict:
                 f"cannot read {str(path)!r}: unknown file type {path.suffix!r}; "
                 f"use one of {', '.join(FILE_BUILDERS)} or a save_to_disk folder."
             )
-        return load_dataset(builder, data_files=str(path))
+        return _load_files(path, builder, data_files=str(path))
     files = [p for p in path.iterdir() if p.suffix.lower() in FILE_BUILDERS]
     if not files:
         raise ConfigError(
             f"folder {str(path)!r} holds no dataset: expected a save_to_disk folder or "
             f"{', '.join(FILE_BUILDERS)} files."
         )
-    return load_dataset(str(path))
+    return _load_files(path, str(path))
+
+
+def _load_files(path: Path, *args: str, **kwargs: str) -> DatasetDict:
+    """`load_dataset` on local files, saying which split is empty (datasets cannot load one)."""
+    try:
+        return load_dataset(*args, **kwargs)
+    except ValueError as error:
+        empty = re.fullmatch(r'Instruction "(.+)" corresponds to no data!', str(error))
+        if empty is None:
+            raise
+        raise ConfigError(
+            f"{str(path)!r} has no rows in split {empty.group(1)!r}; add rows or remove its empty file."
+        ) from None
 
 
 def _select_split(dataset: Dataset | DatasetDict, split: str | None, source: str) -> Dataset | DatasetDict:
     if split is None:
         return dataset
-    if isinstance(dataset, Dataset):
+    if isinstance(dataset, Dataset):  # one split saved alone: answer to its own name, and to "train"
+        if split not in ("train", str(dataset.split)):
+            raise ConfigError(
+                f"split {split!r} is not in {source!r}: it holds a single split ({dataset.split or 'train'}); "
+                "drop --split."
+            )
         return dataset
     if split not in dataset:
         raise ConfigError(f"split {split!r} is not in {source!r}; available splits: {', '.join(dataset)}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +26,38 @@ class RolloutEngine(Protocol):
         A request the engine cannot serve (say, a prompt longer than the context) gets a `RowError`.
         """
         ...
+
+
+class PromptSession(Protocol):
+    """Rollouts in rounds for a fixed list of requests (see `open_session`)."""
+
+    def sample(
+        self, positions: Iterable[int], num_rollouts: int, *, first_rollout: int = 0
+    ) -> list[list[str] | RowError]:
+        """Rollouts `first_rollout` onwards for the requests at `positions`, in that order."""
+        ...
+
+
+def open_session(engine: RolloutEngine, requests: Sequence[PromptRequest]) -> PromptSession:
+    """`engine.prefill(requests)` where the engine can keep prompts prefilled between rounds.
+
+    Other engines (vLLM caches prefixes itself, an HTTP server is out of our hands) get a session
+    that calls `engine.generate` for each round.
+    """
+    prefill = getattr(engine, "prefill", None)
+    return prefill(requests) if prefill is not None else _GenerateEachRound(engine, requests)
+
+
+class _GenerateEachRound:
+    def __init__(self, engine: RolloutEngine, requests: Sequence[PromptRequest]) -> None:
+        self.engine = engine
+        self.requests = requests
+
+    def sample(
+        self, positions: Iterable[int], num_rollouts: int, *, first_rollout: int = 0
+    ) -> list[list[str] | RowError]:
+        chosen = [self.requests[position] for position in positions]
+        return self.engine.generate(chosen, num_rollouts, first_rollout=first_rollout)
 
 
 def resolve_backend(backend: str) -> str:

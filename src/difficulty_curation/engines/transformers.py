@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
-from difficulty_curation.errors import ModelLoadError, RowError
+from difficulty_curation.errors import ConfigError, ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger
 
@@ -27,13 +29,20 @@ class TransformersEngine:
         self.config = config
         self.rollout = config.rollout
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processor, self.model = load_model_and_processor(config.model, config.revision, self.device)
+        self.processor, self.model = load_model_and_processor(
+            config.model, config.revision, self.device, options=config.engine_options
+        )
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         text_config = self.model.config.get_text_config()
         self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        if self.context_length is not None and self.rollout.max_new_tokens >= self.context_length:
+            raise ConfigError(
+                f"max_new_tokens={self.rollout.max_new_tokens} does not fit the context of {config.model!r} "
+                f"({self.context_length} tokens, prompt included); pass a smaller --max-new-tokens."
+            )
         #: Prefill each prompt once and share its KV cache across rollouts (off if the model rejects it).
         self.shared_prefill = True
         #: The model's commit hash when it came from the Hub cache (None for plain local folders).
@@ -42,18 +51,29 @@ class TransformersEngine:
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
     ) -> list[list[str] | RowError]:
-        """One `generate` call per modality group; a row the model cannot take becomes a `RowError`.
+        """Prefill every prompt once, then decode `num_rollouts` rollouts per row from its KV cache.
 
         Rollout `i` of a row is drawn from its own stream, seeded by (seed, row content,
         `first_rollout + i`), so the result does not depend on which rows share the call.
         """
-        results: list[list[str] | RowError | None] = [None] * len(requests)
+        prompts = self.prefill(requests)
+        return prompts.sample(range(len(requests)), num_rollouts, first_rollout=first_rollout, keep_cache=False)
+
+    def prefill(self, requests: Sequence[PromptRequest]) -> PrefilledPrompts:
+        """Encode and prefill `requests` once (images included), in groups of similar length.
+
+        The returned `PrefilledPrompts` decodes rollouts for any subset of the rows, in as many
+        rounds as asked, from the saved KV caches: adaptive sampling never prefills a row twice.
+        A row the model cannot take becomes a `RowError`.
+        """
+        errors: dict[int, RowError] = {}
         texts: dict[int, str] = {}
         for index, request in enumerate(requests):
             try:
                 texts[index] = render_chat(self.processor, request.messages)
             except Exception as error:  # a template that rejects this row's messages
-                results[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
+                errors[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
+        groups: list[PromptGroup] = []
         with_images = [i for i in texts if requests[i].images]
         text_only = [i for i in texts if not requests[i].images]
         for modality in (with_images, text_only):
@@ -62,102 +82,151 @@ class TransformersEngine:
             lengths = [
                 len(ids) for ids in self.tokenizer([texts[i] for i in modality], add_special_tokens=False)["input_ids"]
             ]
-            for group in length_buckets(modality, lengths):
-                outcomes = self._generate_group(requests, texts, group, num_rollouts, first_rollout)
-                for index, outcome in zip(group, outcomes):
-                    results[index] = outcome
-        return results  # type: ignore[return-value]
+            for rows in length_buckets(modality, lengths):
+                group = self._prefill_group(requests, texts, rows, errors)
+                if group is not None:
+                    groups.append(group)
+        return PrefilledPrompts(self, groups, errors)
 
-    def _generate_group(
-        self,
-        requests: Sequence[PromptRequest],
-        texts: dict[int, str],
-        group: list[int],
-        num_rollouts: int,
-        first_rollout: int,
-    ) -> list[list[str] | RowError]:
+    def _prefill_group(
+        self, requests: Sequence[PromptRequest], texts: dict[int, str], rows: list[int], errors: dict[int, RowError]
+    ) -> PromptGroup | None:
         import torch
 
-        inputs = self._encode([texts[i] for i in group], [requests[i].images for i in group])
-        outcomes: list[list[str] | RowError] = [[] for _ in group]
+        inputs = self._encode([texts[i] for i in rows], [requests[i].images for i in rows])
         too_long = self._too_long(inputs["attention_mask"].sum(dim=1).tolist())
         for position, length in too_long.items():
-            outcomes[position] = RowError(
+            errors[rows[position]] = RowError(
                 self.config.prompt_column,
                 f"prompt is {length} tokens; with max_new_tokens={self.rollout.max_new_tokens} "
                 f"it exceeds the model's context of {self.context_length}",
             )
-        keep = [p for p in range(len(group)) if p not in too_long]
-        if not keep:
-            return outcomes
         if too_long:
-            inputs = self._encode([texts[group[p]] for p in keep], [requests[group[p]].images for p in keep])
-        hashes = [requests[group[p]].content_hash for p in keep]
-        with torch.no_grad():
-            output = self._sample(inputs.to(self.device), hashes, num_rollouts, first_rollout)
-        completions = self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        for order, position in enumerate(keep):
-            outcomes[position] = completions[order * num_rollouts : (order + 1) * num_rollouts]
-        return outcomes
-
-    def _sample(self, inputs: Any, hashes: list[str], num_rollouts: int, first_rollout: int) -> Any:
-        import torch
-        from transformers import LogitsProcessorList
-
-        rollout = self.rollout
-        common = {"max_new_tokens": rollout.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        if rollout.temperature == 0:  # greedy: every rollout is the same answer
-            output = self.model.generate(**inputs, do_sample=False, num_return_sequences=1, **common)
-            return output.repeat_interleave(num_rollouts, dim=0)
-        sampler = CounterSampler(
-            [derive_seed(rollout.seed, h, str(first_rollout + i)) for h in hashes for i in range(num_rollouts)],
-            prompt_length=inputs["input_ids"].shape[1],
-            temperature=rollout.temperature,
-            top_k=rollout.top_k,
-            top_p=rollout.top_p,
+            rows = [row for position, row in enumerate(rows) if position not in too_long]
+            if not rows:
+                return None
+            inputs = self._encode([texts[i] for i in rows], [requests[i].images for i in rows])
+        group = PromptGroup(
+            rows=rows,
+            texts=[texts[i] for i in rows],
+            images=[requests[i].images for i in rows],
+            hashes=[requests[i].content_hash for i in rows],
+            inputs=inputs.to(self.device),
         )
-        processors = LogitsProcessorList([sampler])
         if self.shared_prefill:
             try:
-                return self._generate_after_shared_prefill(inputs, processors, num_rollouts, common)
+                with torch.no_grad():
+                    group.cache_name, group.cache = self._prefill(group.inputs)
             except torch.OutOfMemoryError:
                 raise
-            except Exception as error:  # a model whose generate() does not accept a prefilled cache
-                logger.warning(
-                    "%s: shared prefill failed (%s: %s); prefilling every rollout instead",
-                    type(self.model).__name__,
-                    type(error).__name__,
-                    error,
-                )
-                self.shared_prefill = False
+            except Exception as error:  # a model whose forward() does not return a reusable cache
+                self._give_up_shared_prefill(error)
+        return group
+
+    def _prefill(self, inputs: Any) -> tuple[str, Any]:
+        """Run the prompts (all but their last token, images included) once; returns their KV cache."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        extra = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
+        output = self.model(
+            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1, **extra
+        )
+        cache_name = "cache" if getattr(output, "cache", None) is not None else "past_key_values"
+        return cache_name, getattr(output, cache_name)
+
+    def _give_up_shared_prefill(self, error: Exception) -> None:
+        logger.warning(
+            "%s: shared prefill failed (%s: %s); prefilling every rollout instead",
+            type(self.model).__name__,
+            type(error).__name__,
+            error,
+        )
+        self.shared_prefill = False
+
+    def _decode(
+        self, group: PromptGroup, chosen: list[int], num_rollouts: int, first_rollout: int, keep_cache: bool
+    ) -> list[list[str]]:
+        """`num_rollouts` rollouts for the group's rows at positions `chosen` (rollouts `first_rollout` on)."""
+        import torch
+
+        hashes = [group.hashes[position] for position in chosen]
+        output = None
+        with torch.no_grad():
+            if group.cache is not None:
+                try:
+                    output = self._decode_from_cache(group, chosen, hashes, num_rollouts, first_rollout, keep_cache)
+                    prompt_width = group.inputs["input_ids"].shape[1]
+                except torch.OutOfMemoryError:
+                    raise
+                except Exception as error:  # a model whose generate() does not accept a prefilled cache
+                    self._give_up_shared_prefill(error)
+                    group.cache = None
+            if output is None:  # `generate` prefills again (the whole group's encoding is reused when it can be)
+                inputs = group.inputs
+                if len(chosen) < len(group.rows):
+                    inputs = self._encode([group.texts[p] for p in chosen], [group.images[p] for p in chosen])
+                    inputs = inputs.to(self.device)
+                output = self._generate_prefilling(inputs, hashes, num_rollouts, first_rollout)
+                prompt_width = inputs["input_ids"].shape[1]
+        completions = self.tokenizer.batch_decode(output[:, prompt_width:], skip_special_tokens=True)
+        return [completions[order * num_rollouts : (order + 1) * num_rollouts] for order in range(len(chosen))]
+
+    def _decode_from_cache(
+        self,
+        group: PromptGroup,
+        chosen: list[int],
+        hashes: list[str],
+        num_rollouts: int,
+        first_rollout: int,
+        keep_cache: bool,
+    ) -> Any:
+        """Select the chosen rows' KV cache, repeat it once per rollout, and decode."""
+        import torch
+
+        greedy = self.rollout.temperature == 0  # every rollout is the same answer: decode one
+        copies = 1 if greedy else num_rollouts
+        rows = torch.tensor(chosen, device=group.inputs["input_ids"].device).repeat_interleave(copies)
+        cache = copy.deepcopy(group.cache) if keep_cache else group.cache
+        if len(rows) != len(group.rows) or not torch.equal(rows, torch.arange(len(rows), device=rows.device)):
+            cache.batch_select_indices(rows)  # select and repeat in one copy
+        ids, mask = group.inputs["input_ids"][rows], group.inputs["attention_mask"][rows]
+        common = {"max_new_tokens": self.rollout.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if greedy:
+            output = self.model.generate(
+                input_ids=ids, attention_mask=mask, do_sample=False, **{group.cache_name: cache}, **common
+            )
+            return output.repeat_interleave(num_rollouts, dim=0)
+        return self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            logits_processor=self._processors(ids.shape[1], hashes, num_rollouts, first_rollout),
+            **{group.cache_name: cache},
+            **_NATIVE_SAMPLING_OFF,
+            **common,
+        )
+
+    def _generate_prefilling(self, inputs: Any, hashes: list[str], num_rollouts: int, first_rollout: int) -> Any:
+        """The slow path: `generate(num_return_sequences=k)`, which prefills every rollout again."""
+        common = {"max_new_tokens": self.rollout.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if self.rollout.temperature == 0:
+            output = self.model.generate(**inputs, do_sample=False, num_return_sequences=1, **common)
+            return output.repeat_interleave(num_rollouts, dim=0)
+        processors = self._processors(inputs["input_ids"].shape[1], hashes, num_rollouts, first_rollout)
         return self.model.generate(
             **inputs, num_return_sequences=num_rollouts, logits_processor=processors, **_NATIVE_SAMPLING_OFF, **common
         )
 
-    def _generate_after_shared_prefill(
-        self, inputs: Any, processors: Any, num_rollouts: int, common: dict[str, Any]
-    ) -> Any:
-        """Prefill each prompt once (images included), repeat its KV cache k times, then decode.
+    def _processors(self, prompt_length: int, hashes: list[str], num_rollouts: int, first_rollout: int) -> Any:
+        from transformers import LogitsProcessorList
 
-        `generate(num_return_sequences=k)` repeats the inputs *before* the prefill, so the vision
-        tower and the prompt run k times per row; here they run once.
-        """
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        prefill_inputs = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
-        prefill = self.model(
-            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1, **prefill_inputs
+        rollout = self.rollout
+        sampler = CounterSampler(
+            [derive_seed(rollout.seed, h, str(first_rollout + i)) for h in hashes for i in range(num_rollouts)],
+            prompt_length=prompt_length,
+            temperature=rollout.temperature,
+            top_k=rollout.top_k,
+            top_p=rollout.top_p,
         )
-        cache_name = "cache" if getattr(prefill, "cache", None) is not None else "past_key_values"
-        cache = getattr(prefill, cache_name)
-        cache.batch_repeat_interleave(num_rollouts)
-        return self.model.generate(
-            input_ids=ids.repeat_interleave(num_rollouts, dim=0),
-            attention_mask=mask.repeat_interleave(num_rollouts, dim=0),
-            logits_processor=processors,
-            **{cache_name: cache},
-            **_NATIVE_SAMPLING_OFF,
-            **common,
-        )
+        return LogitsProcessorList([sampler])
 
     def _encode(self, texts: list[str], images: list[list[Any]]) -> Any:
         if any(images):
@@ -169,6 +238,46 @@ class TransformersEngine:
             return {}
         limit = self.context_length - self.rollout.max_new_tokens
         return {position: length for position, length in enumerate(lengths) if length > limit}
+
+
+@dataclass
+class PromptGroup:
+    """Prompts of similar length, encoded and padded together, with their KV cache after the prefill."""
+
+    rows: list[int]  #: positions in the request list, in encoding order
+    texts: list[str]
+    images: list[list[Any]]
+    hashes: list[str]
+    inputs: Any
+    cache: Any = None  #: None when the model cannot reuse a prefilled cache: every round prefills again
+    cache_name: str = "past_key_values"
+
+
+class PrefilledPrompts:
+    """A batch of prompts prefilled once; `sample` decodes rollouts for any of them from the saved cache."""
+
+    def __init__(self, engine: TransformersEngine, groups: list[PromptGroup], errors: dict[int, RowError]) -> None:
+        self.engine = engine
+        self.groups = groups
+        self.errors = errors
+
+    def sample(
+        self, positions: Iterable[int], num_rollouts: int, *, first_rollout: int = 0, keep_cache: bool = True
+    ) -> list[list[str] | RowError]:
+        """Rollouts `first_rollout` to `first_rollout + num_rollouts - 1` for the rows at `positions`.
+
+        Rows of one length group are decoded together in one `generate` call. With
+        `keep_cache=False` the saved caches are consumed (for a last round: no copy is made).
+        """
+        positions = list(positions)
+        wanted = set(positions)
+        results: dict[int, list[str] | RowError] = dict(self.errors)
+        for group in self.groups:
+            chosen = [order for order, row in enumerate(group.rows) if row in wanted]
+            if chosen:
+                rollouts = self.engine._decode(group, chosen, num_rollouts, first_rollout, keep_cache)
+                results.update({group.rows[order]: found for order, found in zip(chosen, rollouts)})
+        return [results[position] for position in positions]
 
 
 def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float = 1.5) -> list[list[int]]:
@@ -189,12 +298,34 @@ def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float =
     return groups
 
 
-def load_model_and_processor(model: str, revision: str | None, device: str) -> tuple[Any, Any]:
-    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM)."""
+#: The engine options `from_pretrained` takes; the others are for vLLM and are not used here.
+TRANSFORMERS_ENGINE_OPTIONS = ("dtype", "attn_implementation", "device_map")
+
+
+def load_model_and_processor(
+    model: str, revision: str | None, device: str, *, options: Mapping[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM).
+
+    `options` are the config's engine options: `dtype` (default bfloat16 on CUDA, float32 on CPU),
+    `attn_implementation` and `device_map` go to `from_pretrained`; the rest (vLLM's) are ignored.
+    """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    options = dict(options or {})
+    ignored = sorted(set(options) - set(TRANSFORMERS_ENGINE_OPTIONS))
+    if ignored:
+        logger.info("the transformers backend ignores engine options %s (they are vLLM's)", ", ".join(ignored))
+    loader_options = {key: options[key] for key in TRANSFORMERS_ENGINE_OPTIONS if key in options}
+    dtype = loader_options.pop("dtype", torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelLoadError(
+                f"engine option dtype={options['dtype']!r} is not a torch dtype; use e.g. float32, bfloat16 or auto."
+            )
     try:
         processor = AutoProcessor.from_pretrained(model, revision=revision)
     except (OSError, ValueError) as error:
@@ -204,10 +335,16 @@ def load_model_and_processor(model: str, revision: str | None, device: str) -> t
         ) from None
     try:
         try:
-            loaded = AutoModelForImageTextToText.from_pretrained(model, revision=revision, dtype=dtype)
+            loaded = AutoModelForImageTextToText.from_pretrained(
+                model, revision=revision, dtype=dtype, **loader_options
+            )
         except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
-            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
+            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype, **loader_options)
+    except (OSError, ValueError, ImportError, SafetensorError) as error:  # missing, incomplete or corrupt weights
+        raise ModelLoadError(
+            f"could not load model {model!r}: {error}. Check that its weights are complete (download or save it again)."
+        ) from None
     logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
+    if "device_map" in loader_options:  # accelerate placed the weights already
+        return processor, loaded.eval()
     return processor, loaded.to(device).eval()

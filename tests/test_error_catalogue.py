@@ -1,0 +1,222 @@
+"""Every command over a catalogue of bad inputs: one `Error:` line saying what to do, exit 2, never a traceback."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+from typer.testing import CliRunner
+
+from difficulty_curation import score_difficulty
+from difficulty_curation.cli import app
+from difficulty_curation.demo import digits_dataset
+from difficulty_curation.errors import RowFailedError
+from difficulty_curation.runs import STATE_DIR, score_to_dir
+
+runner = CliRunner()
+SCORE = ["--model", "MODEL", "-k", "2", "--max-new-tokens", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
+    """The bad (and good) inputs the catalogue points at, built once."""
+    root = tmp_path_factory.mktemp("catalogue")
+    eight = digits.select(range(8))
+    eight.to_parquet(str(root / "digits.parquet"))
+    eight.select([]).to_parquet(str(root / "empty.parquet"))
+    (root / "splits").mkdir()  # a test split with a header and no rows
+    (root / "splits" / "train.csv").write_text("problem,solution\n1+1?,2\n")
+    (root / "splits" / "test.csv").write_text("problem,solution\n")
+    eight.save_to_disk(str(root / "single"))
+    shutil.copytree(root / "single", root / "damaged")
+    arrow = next((root / "damaged").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:200])
+    shutil.copytree(tiny_vlm, root / "corrupt-model")
+    (root / "corrupt-model" / "model.safetensors").write_bytes(b"\x00" * 64 + b"not safetensors")
+    finished = runner.invoke(
+        app,
+        ["score", str(root / "digits.parquet"), *_args(SCORE, {"MODEL": str(tiny_vlm)}), "--out", str(root / "run")],
+    )
+    assert finished.exit_code == 0, finished.output
+    unfinished = digits.select(range(4)).map(
+        lambda row, index: {"problem": "" if index == 1 else row["problem"]}, with_indices=True
+    )
+    with pytest.raises(RowFailedError):  # a run that stopped at its first batch
+        score_to_dir(
+            unfinished,
+            score_difficulty(str(tiny_vlm), num_rollouts=2, max_new_tokens=2),
+            root / "unfinished",
+            batch_size=2,
+            progress=False,
+            fail_fast=True,
+        )
+    (root / "full").mkdir()
+    (root / "full" / "notes.txt").write_text("mine")
+    names = [
+        "digits.parquet",
+        "empty.parquet",
+        "splits",
+        "single",
+        "damaged",
+        "corrupt-model",
+        "run",
+        "unfinished",
+        "full",
+    ]
+    return {
+        "MODEL": str(tiny_vlm),
+        "NEW": str(root / "new"),
+        **{name.upper().replace(".PARQUET", "").replace("-", "_"): str(root / name) for name in names},
+    }
+
+
+def _args(args: list[str], places: dict[str, str]) -> list[str]:
+    """Put the places into `args`, also after `NAME=` (eval's --dataset id=PLACE)."""
+    named = [arg.partition("=") if "=" in arg else ("", "", arg) for arg in args]
+    return [f"{name}{equals}{places.get(value, value)}" for name, equals, value in named]
+
+
+CATALOGUE = {
+    "empty dataset": (["score", "EMPTY", *SCORE, "--out", "NEW"], "has no rows in split 'train'"),
+    "empty split": (
+        ["score", "SPLITS", "--split", "test", *SCORE, "--image-column", "none", "--out", "NEW"],
+        "has no rows in split 'test'",
+    ),
+    "corrupt safetensors": (["score", "DIGITS", *SCORE, "--model", "CORRUPT_MODEL", "--out", "NEW"], "could not load"),
+    "unknown split of a single-split source": (
+        ["score", "SINGLE", "--split", "nosuch", *SCORE, "--out", "NEW"],
+        "split 'nosuch' is not in",
+    ),
+    "max-new-tokens beyond the context": (
+        ["score", "DIGITS", *SCORE, "--max-new-tokens", "100000", "--out", "NEW"],
+        "does not fit the context",
+    ),
+    "bins that are not numbers": (["stratify", "RUN", "--bins", "0,abc,1", "--out", "NEW"], "'abc' is not a number"),
+    "missing card template": (
+        ["card", "RUN", "--template", "/missing/card.md.j2", "--out", "NEW/README.md"],
+        "'/missing/card.md.j2' does not exist",
+    ),
+    "stats on a damaged arrow file": (["stats", "DAMAGED"], "could not read the dataset"),
+    "rescore into itself": (["rescore", "RUN", "--out", "RUN"], "is the run being rescored"),
+    "rescore into another run": (["rescore", "RUN", "--out", "UNFINISHED"], "holds a scoring run"),
+    "rescore of an unfinished run": (["rescore", "UNFINISHED", "--verifier", "math"], "run `curate score` again"),
+    "filter on an unfinished run": (
+        ["filter", "UNFINISHED", "--bucket", "easy", "--out", "NEW"],
+        "run `curate score` again to finish it",
+    ),
+    "stats on an unfinished run": (["stats", "UNFINISHED"], "run `curate score` again to finish it"),
+    "stratify on an unfinished run": (["stratify", "UNFINISHED", "--out", "NEW"], "run `curate score` again"),
+    "card on an unfinished run": (["card", "UNFINISHED", "--out", "NEW/README.md"], "run `curate score` again"),
+    "audit on an unfinished run": (["audit", "UNFINISHED"], "run `curate score` again to finish it"),
+    "sft on an unfinished run": (["sft", "UNFINISHED", "--model", "MODEL", "--out", "NEW"], "run `curate score` again"),
+    "eval on an unfinished run": (["eval", "MODEL", "--dataset", "id=UNFINISHED"], "run `curate score` again"),
+    "filter into a non-empty folder": (["filter", "RUN", "--bucket", "hard", "--out", "FULL"], "is not empty"),
+    "demo into a non-empty folder": (["demo", "--rows", "2", "--out", "FULL"], "is not empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CATALOGUE))
+def test_a_bad_input_is_one_error_line_and_exit_code_2(case, places, tmp_path):
+    args, message = CATALOGUE[case]
+    places = {**places, "NEW": str(tmp_path / "new")}
+    finished = _snapshot(Path(places["RUN"]))
+    result = runner.invoke(app, _args(args, places), catch_exceptions=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2, result.output
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.output
+    assert _snapshot(Path(places["RUN"])) == finished  # nothing finished lost
+    assert (Path(places["FULL"]) / "notes.txt").read_text() == "mine"
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("manifest.json", '{"shards": [1, 2, 3]}'),
+        ("manifest.json", '{"shards": {"train-00000000.parquet": 7}}'),
+        ("shards/notes-final.parquet", "a stray file"),
+        ("shards/train-abc.parquet", "a stray file"),
+    ],
+    ids=["manifest a list", "manifest entry a number", "stray parquet", "stray shard-like name"],
+)
+def test_a_damaged_manifest_or_a_stray_shard_file_is_recovered_from_with_a_warning(damage, places, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(places["RUN"], run)
+    name, text = damage
+    (run / STATE_DIR / name).write_text(text)
+    if name.startswith("shards/"):
+        (run / STATE_DIR / "manifest.json").write_text("{")  # so the shards are looked at one by one
+    result = runner.invoke(
+        app, ["score", places["DIGITS"], *_args(SCORE, places), "--out", str(run), "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_rows"] == 8
+    assert load_from_disk(str(run))["train"]["difficulty"] == load_from_disk(places["RUN"])["train"]["difficulty"]
+
+
+# -- errors from the machine: a full disk and a read-only folder, on real file systems ------------------
+
+
+def _in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `script` (sh) as root of a new user + mount namespace, where it may mount a small tmpfs."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux `unshare` to mount a small file system without privileges")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user namespaces are not available here: {probe.stderr.decode().strip()}")
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+CURATE = f"{sys.executable} -m difficulty_curation.cli"
+
+
+def test_a_full_disk_is_one_error_line_and_the_run_resumes_once_there_is_space(tiny_vlm, digits, tmp_path):
+    data, disk = tmp_path / "data", tmp_path / "disk"
+    digits_dataset(split="train", num_rows=40).save_to_disk(str(data))
+    disk.mkdir()
+    script = f"""
+        mount -t tmpfs -o size=$3 tmpfs "$2" || exit 99
+        {CURATE} score "$1" --model "$4" --out "$2/run" -k 2 --max-new-tokens 2 --batch-size 2 --quiet
+        echo "first exit $?"
+        echo "finished shards $(ls "$2/run/.curate/shards" | grep -c parquet)"
+        mount -o remount,size=64m tmpfs "$2"
+        {CURATE} score "$1" --model "$4" --out "$2/run" -k 2 --max-new-tokens 2 --batch-size 2 --quiet --json
+        echo "second exit $?"
+    """
+    result = _in_mount_namespace(script, str(data), str(disk), "160k", str(tiny_vlm))
+    assert "first exit 2" in result.stdout, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "run the same command again" in errors[0]
+    assert int(result.stdout.split("finished shards ")[1].split()[0]) > 0  # finished batches were kept
+    assert "second exit 0" in result.stdout, result.stdout + result.stderr
+    assert '"num_rows": 40' in result.stdout
+
+
+def test_a_read_only_output_folder_is_one_error_line(tiny_vlm, digits, tmp_path):
+    data, disk = tmp_path / "data.parquet", tmp_path / "disk"
+    digits.select(range(4)).to_parquet(str(data))
+    disk.mkdir()
+    script = f"""
+        mount -t tmpfs -o ro tmpfs "$2" || exit 99
+        {CURATE} score "$1" --model "$3" --out "$2/run" -k 2 --max-new-tokens 2 --quiet
+        echo "exit $?"
+    """
+    result = _in_mount_namespace(script, str(data), str(disk), str(tiny_vlm))
+    assert "exit 2" in result.stdout, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "read-only" in errors[0] and str(disk / "run") in errors[0], result.stderr

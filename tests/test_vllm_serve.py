@@ -1,0 +1,117 @@
+"""The openai backend against vLLM's own OpenAI-compatible server (`vllm serve`) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from difficulty_curation import score_difficulty
+from difficulty_curation.engines.openai import OpenAIEngine
+from difficulty_curation.scoring import score_dataset
+
+pytestmark = pytest.mark.vllm
+
+SECRET = "sk-vllm-test-do-not-print-3c9a"
+START_TIMEOUT_S = 240
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(trained_vlm, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    environment = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT") or tempfile.mkdtemp(prefix="vllm-cache-"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("vllm")),
+        "serve",
+        str(trained_vlm),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-key",
+        SECRET,
+        "--model-impl",
+        "transformers",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "256",
+        "--enforce-eager",
+        "--no-enable-chunked-prefill",  # the openai backend seeds every request (see cpu_safe_options)
+    ]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"vllm serve did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        yield f"{url}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and the engine processes it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def served_scorer(model, url, **options):
+    scorer = score_difficulty(str(model), backend="openai", api_base=url, num_rollouts=4, max_new_tokens=8, **options)
+    scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_concurrency=4)
+    return scorer
+
+
+def test_the_openai_backend_scores_images_through_vllm_serve(vllm_server, trained_vlm, digits):
+    scored = score_dataset(digits, served_scorer(trained_vlm, vllm_server, keep_rollouts=True), progress=False)
+    assert scored["difficulty_error"] == [""] * len(digits)
+    assert all(len(rollouts) == 4 for rollouts in scored["rollouts"])
+    assert sum(scored["num_correct"]) > 0
+
+
+def test_vllm_serve_honours_the_seed_so_reruns_repeat(vllm_server, trained_vlm, digits):
+    rows = digits.select(range(8))
+    first = score_dataset(rows, served_scorer(trained_vlm, vllm_server, keep_rollouts=True), progress=False)
+    again = score_dataset(rows, served_scorer(trained_vlm, vllm_server, keep_rollouts=True), progress=False)
+    assert first["rollouts"] == again["rollouts"]
+
+
+def test_a_prompt_too_long_for_vllm_serve_fails_only_its_row(vllm_server, trained_vlm, digits):
+    rows = digits.select(range(4)).map(
+        lambda row, index: {"problem": "Count the strokes. " * 150 if index == 2 else row["problem"]}, with_indices=True
+    )
+    scored = score_dataset(rows, served_scorer(trained_vlm, vllm_server), progress=False)
+    errors = scored["difficulty_error"]
+    assert "the endpoint rejected the request (400" in errors[2]
+    assert [errors[i] for i in (0, 1, 3)] == [""] * 3
