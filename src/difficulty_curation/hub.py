@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from difficulty_curation.config import PAPER_BUCKETS
 from difficulty_curation.errors import ConfigError, CurationError, HubUnavailableError, PushError
+from difficulty_curation.redact import redact, register_secret
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -127,6 +128,7 @@ def push_curated(
             "info); score it with `curate score` or `score_to_dir` first."
         )
     token = token or _stored_token()
+    register_secret(token)  # masked in every message and log line from here on
     push = _Push(repo_id, token, max_retries)
     try:
         return push.run(
@@ -146,7 +148,7 @@ def push_curated(
         http = _http_error(error)
         if http is None:
             raise
-        raise PushError(_scrub(_describe_http(http, repo_id), token)) from None
+        raise PushError(redact(_describe_http(http, repo_id))) from None
 
 
 def _check_arguments(
@@ -434,7 +436,7 @@ class _Push:
             except Exception as error:
                 if not _is_transient(error):
                     raise
-                reason = _scrub(_short_reason(error), self.token)
+                reason = redact(_short_reason(error))
                 if attempt == self.max_retries:
                     raise HubUnavailableError(
                         f"could not {what} for {self.repo_id} at {self.api.endpoint} after {attempt + 1} tries "
@@ -611,11 +613,6 @@ def _describe_http(error: Any, repo_id: str) -> str:
     if status == 404:
         return f"{repo_id} was not found or is not visible to this token (HTTP 404: {detail_text})."
     return f"the Hub refused the push to {repo_id} (HTTP {status}: {detail_text})."
-
-
-def _scrub(text: str, token: str | None) -> str:
-    """Never let a token reach a message."""
-    return text.replace(token, "***") if token else text
 
 
 __all__ = ["ALL_CONFIG", "PushInfo", "push_curated"]
