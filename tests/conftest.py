@@ -14,7 +14,13 @@ import pytest
 from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from difficulty_curation.demo import build_tiny_lm, build_tiny_vlm, cold_start, digits_dataset
+from difficulty_curation.demo import (
+    DEMO_MODEL_VERSION,
+    build_tiny_lm,
+    build_tiny_vlm,
+    digits_dataset,
+    ensure_demo_model,
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +30,14 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny LLaVA after a short cold start: right often enough that buckets are mixed."""
-    path = build_tiny_vlm(tmp_path_factory.mktemp("trained-vlm"))
-    return cold_start(path)
+def trained_vlm() -> Path:
+    """The tiny LLaVA after a short cold start (the demo model): right often enough that buckets are mixed.
+
+    The cold start is the slowest fixture, so it is built once per checkout, in `.cache/` (git-ignored),
+    and shared by every test tier (`make test`, `make test-vllm`, `make test-exports`) and session.
+    `DEMO_MODEL_VERSION` is in its name: bump it when the cold start changes.
+    """
+    return ensure_demo_model(Path(__file__).resolve().parents[1] / ".cache" / f"demo-vlm-{DEMO_MODEL_VERSION}")
 
 
 @pytest.fixture(scope="session")
