@@ -32,6 +32,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -563,6 +564,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, once per arm
     from datasets.utils.logging import disable_progress_bar
     from transformers.utils import logging as transformers_logging
 
