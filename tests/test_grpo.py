@@ -1,7 +1,6 @@
 import json
 import statistics
 
-import click
 import pytest
 import torch
 import typer
@@ -116,7 +115,7 @@ def test_curate_grpo_bad_input_is_one_line_and_exit_code_2(digits, tmp_path, ext
 
 def test_curate_grpo_defaults_are_the_library_defaults():
     command = typer.main.get_command(app).commands["grpo"]
-    defaults = {param.name: param.default for param in command.params if isinstance(param, click.Option)}
+    defaults = {param.name: param.default for param in command.params}
     options = GRPOOptions()
     for name in ("learning_rate", "num_generations", "temperature", "beta", "max_completion_length", "batch_size"):
         assert defaults[name] == getattr(options, name), name
