@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import statistics
 
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from difficulty_curation.cli import app
 from difficulty_curation.demo import build_tiny_vlm, cold_start
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError
 from difficulty_curation.recipes.grpo import GRPOOptions, grpo, verifier_reward
 from difficulty_curation.verifiers import get_verifier
 
@@ -84,6 +85,13 @@ def test_an_unknown_verifier_fails_before_any_model_loads(digits, tmp_path):
 def test_one_generation_per_prompt_is_refused(digits, tmp_path):
     with pytest.raises(ConfigError, match="num_generations must be at least 2"):
         grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(num_generations=1))
+
+
+def test_use_vllm_without_vllm_installed_fails_before_any_model_loads(digits, tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(BackendUnavailableError, match="pip install vllm"):
+        grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(use_vllm=True))
 
 
 def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_path):

@@ -12,6 +12,7 @@ advantage and no gradient, so dropping them up front saves their generations.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
@@ -104,6 +105,7 @@ def grpo(
     Raises:
         ColumnNotFoundError: a named column is not in the dataset (checked before any model loads).
         ConfigError: unknown verifier, empty dataset, or options GRPO cannot use.
+        BackendUnavailableError: `use_vllm=True` without vLLM installed.
 
     Example:
         >>> grpo(filter_difficulty(scored, "medium"), "my-org/my-vlm", "grpo-m/", merge=True)  # doctest: +SKIP
@@ -117,6 +119,10 @@ def grpo(
         )
     if options.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {options.batch_size}.")
+    if options.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise BackendUnavailableError(
+            "use_vllm=True needs vLLM: `pip install vllm` (on a GPU machine), or drop --use-vllm."
+        )
 
     import torch
     from peft import LoraConfig
