@@ -111,6 +111,8 @@ def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_p
     [
         (["--answer-column", "label"], "answer_column='label' is not a column"),
         (["--verifier", "nope"], "verifier='nope' is not known"),
+        (["--num-generations", "1"], "num_generations must be at least 2"),
+        ([], "could not load model 'unused'"),
     ],
 )
 def test_curate_grpo_bad_input_is_one_line_and_exit_code_2(digits, tmp_path, extra, message):

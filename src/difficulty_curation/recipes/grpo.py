@@ -24,7 +24,7 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError
+from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError, ModelLoadError
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
@@ -106,13 +106,12 @@ def grpo(
         ColumnNotFoundError: a named column is not in the dataset (checked before any model loads).
         ConfigError: unknown verifier, empty dataset, or options GRPO cannot use.
         BackendUnavailableError: `use_vllm=True` without vLLM installed.
+        ModelLoadError: the model or its processor cannot be loaded.
 
     Example:
         >>> grpo(filter_difficulty(scored, "medium"), "my-org/my-vlm", "grpo-m/", merge=True)  # doctest: +SKIP
     """
     options = options or GRPOOptions()
-    reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
-    train = _grpo_rows(dataset, prompt_column, answer_column, image_column, system_prompt)
     if options.num_generations < 2:
         raise ConfigError(
             f"num_generations must be at least 2 (GRPO compares completions), got {options.num_generations}."
@@ -123,6 +122,8 @@ def grpo(
         raise BackendUnavailableError(
             "use_vllm=True needs vLLM: `pip install vllm` (on a GPU machine), or drop --use-vllm."
         )
+    reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
+    train = _grpo_rows(dataset, prompt_column, answer_column, image_column, system_prompt)
 
     import torch
     from peft import LoraConfig
@@ -132,13 +133,16 @@ def grpo(
     from difficulty_curation.recipes.training import TrainingProgress, use_progress, write_log_history
 
     on_gpu = torch.cuda.is_available()
+    try:
+        processor = AutoProcessor.from_pretrained(model)
+        try:
+            network = AutoModelForImageTextToText.from_pretrained(model)
+        except ValueError:
+            network = AutoModelForCausalLM.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    processor = AutoProcessor.from_pretrained(model)
-    try:
-        network = AutoModelForImageTextToText.from_pretrained(model)
-    except ValueError:
-        network = AutoModelForCausalLM.from_pretrained(model)
     rollouts: list[dict[str, Any]] = []
 
     def recorded_reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
