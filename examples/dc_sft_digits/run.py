@@ -334,7 +334,12 @@ def summary(by_condition: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     "mean": statistics.mean(diffs) if diffs else None,
                     "ci95": interval[1:] if interval else (None, None),
                 }
+        sizes = [r["bucket_sizes"] for r in runs if "bucket_sizes" in r]
+        mean_sizes = (
+            {b: statistics.mean(z.get(b, 0) for z in sizes) for b in ("easy", "medium", "hard")} if sizes else {}
+        )
         out[condition] = {
+            "bucket_sizes_mean": mean_sizes,
             "seeds": [r["seed"] for r in runs],
             "complete_seeds": [r["seed"] for r in runs if r["complete"]],
             "arms": arms,
@@ -431,6 +436,9 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
                 low, high = cell["ci95"]
                 row.append(_pct(cell["mean"]) + (f" [{_pct(low)}, {_pct(high)}]" if low is not None else ""))
             lines.append(f"| {arm} | {n} | " + " | ".join(row) + " |")
+        if part.get("bucket_sizes_mean"):
+            sizes = ", ".join(f"{b} {n:.0f}" for b, n in part["bucket_sizes_mean"].items())
+            lines += ["", f"Bucket sizes of the {settings['pool_rows']}-row pool, mean over seeds: {sizes}."]
         lines += [
             "",
             "Paired per-seed differences, percentage points [95% t-interval]; **bold** = the interval excludes zero.",
