@@ -54,7 +54,8 @@ class GRPOOptions:
     num_train_epochs: float = 1.0
     max_steps: int = -1
     seed: int = 0
-    logging_steps: int = 10
+    #: log mean reward, its spread and the loss every this many steps (each GRPO step is costly: log each)
+    logging_steps: int = 1
     #: generate with vLLM inside TRL (GPU; `pip install vllm`)
     use_vllm: bool = False
 
