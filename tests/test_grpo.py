@@ -2,10 +2,12 @@ import importlib.util
 import json
 import statistics
 
+import datasets
 import pytest
 import torch
 import typer
 from transformers import AutoModelForImageTextToText
+from transformers.utils import logging as transformers_logging
 from typer.testing import CliRunner
 
 from difficulty_curation.cli import app
@@ -134,8 +136,17 @@ def test_curate_grpo_defaults_are_the_library_defaults():
 
 
 def test_the_cold_start_shows_one_progress_bar_and_no_loss_dictionaries(tmp_path, capfd):
-    cold_start(build_tiny_vlm(tmp_path / "m"), steps=4, num_rows=8, batch_size=4)
+    model = build_tiny_vlm(tmp_path / "m")
+    transformers_logging.disable_progress_bar()  # as the CLI does: the libraries' own bars only with --verbose
+    datasets.disable_progress_bars()
+    try:
+        capfd.readouterr()
+        cold_start(model, steps=4, num_rows=8, batch_size=4)
+    finally:
+        transformers_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
     captured = capfd.readouterr()
-    assert "{'loss'" not in captured.out + captured.err
-    final = captured.err.replace("\r", "\n").strip().splitlines()[-1]
-    assert final.startswith("Cold start: 100%") and "4/4" in final
+    assert "{'loss'" not in captured.out + captured.err and "train_runtime" not in captured.out + captured.err
+    bars = [line for line in captured.err.replace("\r", "\n").splitlines() if "%|" in line]
+    assert {line.split(":")[0] for line in bars} == {"Cold start"}
+    assert bars[-1].startswith("Cold start: 100%") and "4/4" in bars[-1]
