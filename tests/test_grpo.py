@@ -17,14 +17,14 @@ from difficulty_curation.recipes.grpo import GRPOOptions, grpo, verifier_reward
 from difficulty_curation.verifiers import get_verifier
 
 FEW_STEPS = GRPOOptions(
-    learning_rate=5e-3, num_generations=4, batch_size=2, max_completion_length=4, max_steps=3, logging_steps=1
+    learning_rate=5e-3, num_generations=4, batch_size=4, max_completion_length=4, max_steps=3, logging_steps=1
 )
 
 
 @pytest.fixture(scope="module")
 def grpo_run(trained_vlm, digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("grpo")
-    merged = grpo(digits.select(range(8)), str(trained_vlm), out, options=FEW_STEPS, merge=True, progress=False)
+    merged = grpo(digits.select(range(12)), str(trained_vlm), out, options=FEW_STEPS, merge=True, progress=False)
     return out, merged
 
 
@@ -44,7 +44,7 @@ def test_every_logged_reward_re_verifies_with_the_scoring_verifier(grpo_run, dig
     assert len(rollouts) == FEW_STEPS.max_steps * FEW_STEPS.batch_size * FEW_STEPS.num_generations
     exact = get_verifier("exact")
     assert all(r["reward"] == exact(r["completion"], r["reference"]) for r in rollouts)
-    assert {r["reference"] for r in rollouts} <= set(digits.select(range(8))["solution"])
+    assert {r["reference"] for r in rollouts} <= set(digits.select(range(12))["solution"])
     logged = [entry for entry in json.loads((out / "log_history.json").read_text()) if "reward" in entry]
     assert [entry["step"] for entry in logged] == [1, 2, 3]
     for entry in logged:  # the trainer's mean reward at step s is the mean over the rollouts it generated for s
@@ -52,7 +52,7 @@ def test_every_logged_reward_re_verifies_with_the_scoring_verifier(grpo_run, dig
         assert entry["reward"] == pytest.approx(statistics.mean(step_rewards), abs=1e-6)
     assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
     options = json.loads((out / "grpo_options.json").read_text())
-    assert options["verifier"] == "exact" and options["rows"] == 8
+    assert options["verifier"] == "exact" and options["rows"] == 12
 
 
 def test_grpo_defaults_are_the_papers():
