@@ -1,15 +1,22 @@
-"""DC-SFT in miniature: the shape of the paper's experiment on real digits, offline, on a CPU.
+"""DC-SFT against SFT and GRPO in miniature: real digits, offline, on a CPU, many seeds, paired intervals.
 
-    python examples/dc_sft_digits/run.py                 # 3 seeds, a few minutes on 2 cores
-    python examples/dc_sft_digits/run.py --seeds 0 --steps 20 --out /tmp/quick
+    python examples/dc_sft_digits/run.py                    # the study: seeds 0-9, clean and noisy labels
+    python examples/dc_sft_digits/run.py --report           # only rebuild results.md, the plot and the README table
+    python examples/dc_sft_digits/run.py --quick --out /tmp/q   # a minutes-long smoke run (the slow test)
 
-Per seed: (1) build a tiny LLaVA from configs and cold-start it with full SFT on the first 400
-training digits; (2) score the other 1,037 training digits with 8 rollouts at temperature 0.9;
-(3) stratify into easy / medium / hard; (4) LoRA-SFT the cold-started model for the same number
-of steps on: all rows (SFT), easy, medium (the paper's SFT-M), hard, easy + medium (SFT-EM);
-(5) evaluate each, and the cold start itself, with greedy decoding on the 360 test digits (ID)
-and on the same test digits rotated by 25 degrees (OOD). Writes results.md, results.json and
-accuracy.png to --out. Seed 0's cold start is the `make demo` model, cached and reused.
+Per seed: (1) build a tiny LLaVA from configs and cold-start it with full SFT on the first 400 training
+digits; (2) score the other 1,037 training digits (the pool) once, 8 rollouts at temperature 0.9,
+rollouts kept; (3) make the noisy pool: 15% of its labels replaced by a wrong digit (rows recorded)
+and re-verify the same rollouts against those labels (no generation); (4) per condition (clean,
+noisy) stratify into easy / medium / hard and train the cold start for the same number of optimizer
+steps on seven arms: LoRA-SFT on all rows, easy, medium (SFT-M), hard, easy + medium (SFT-EM), and
+LoRA-GRPO on all rows and on medium rows, rewarded by the scoring verifier; (5) evaluate every arm
+and the cold start with greedy decoding on the 360 test digits (ID) and on two renditions of them
+fixed in `difficulty_curation.demo` before any run: rotated 25 degrees and slanted (OOD).
+
+Every setting is in `SETTINGS` and fixed before the multi-seed run. Each (seed, condition) writes
+`results/raw/seed<S>-<condition>.json` after every arm, so an interrupted run loses at most one arm
+and resumes where it stopped; `--report` recomputes every table from those files alone.
 """
 
 from __future__ import annotations
@@ -17,146 +24,575 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
+import random
+import re
 import shutil
 import statistics
 import tempfile
 import time
+import warnings
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from transformers.utils import logging as transformers_logging
-
-from difficulty_curation import filter_difficulty, score_difficulty, score_to_dir, stratify
+from difficulty_curation import audit_hard_rows, filter_difficulty, score_difficulty, score_to_dir, stratify
 from difficulty_curation.demo import build_tiny_vlm, cold_start, digits_dataset, ensure_demo_model
-from difficulty_curation.recipes.evaluate import EvalReport, evaluate
+from difficulty_curation.recipes.evaluate import evaluate
+from difficulty_curation.recipes.grpo import GRPOOptions, grpo
 from difficulty_curation.recipes.sft import SFTOptions, sft
 
-COLD_START_ROWS = 400
-OOD_RENDITION = "rotated"
-ARMS = ("SFT (all)", "easy", "medium (SFT-M)", "hard", "easy+medium (SFT-EM)")
+HERE = Path(__file__).parent
+CONDITIONS = ("clean", "noisy")
+SFT_ARMS = ("SFT (all)", "easy", "medium (SFT-M)", "hard", "easy+medium (SFT-EM)")
+GRPO_ARMS = ("GRPO (all)", "GRPO (medium)")
+ARMS = (*SFT_ARMS, *GRPO_ARMS)
+#: the paper's three contrasts (and hard - SFT), as (arm, minus arm)
+CONTRASTS = (
+    ("medium (SFT-M)", "SFT (all)"),
+    ("easy+medium (SFT-EM)", "SFT (all)"),
+    ("easy+medium (SFT-EM)", "GRPO (all)"),
+    ("medium (SFT-M)", "GRPO (all)"),
+    ("GRPO (medium)", "GRPO (all)"),
+    ("hard", "SFT (all)"),
+)
 
 
-def run_seed(
-    seed: int, work: Path, *, steps: int, learning_rate: float
-) -> tuple[dict[str, EvalReport], dict[str, int]]:
-    """Steps 1-5 for one seed; returns the evaluation of every arm and the bucket sizes."""
-    # Seed 0's cold start is the `make demo` model (same build, same seed): reuse or cache it.
-    cold = ensure_demo_model() if seed == 0 else cold_start(build_tiny_vlm(work / "cold", seed=seed), seed=seed)
-    pool = digits_dataset(split="train").select(range(COLD_START_ROWS, 1437))
-    scorer = score_difficulty(str(cold), num_rollouts=8, temperature=0.9, max_new_tokens=4, seed=seed)
-    scored = score_to_dir(pool, scorer, work / "scored", progress=False)
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines the study's numbers; written into every raw result."""
+
+    cold_start_rows: int = 400
+    cold_start_steps: int = 400
+    pool_rows: int = 1037  # training digits 400..1436
+    test_rows: int | None = None  # all 360
+    num_rollouts: int = 8
+    rollout_temperature: float = 0.9
+    max_new_tokens: int = 4
+    steps: int = 150  # optimizer steps for every arm
+    learning_rate: float = 1e-3  # every arm; far above the paper's 1e-5 (random-init model, seconds of training)
+    sft_batch_size: int = 16  # rows per step
+    grpo_batch_size: int = 4  # prompts per step, each with grpo_generations completions
+    grpo_generations: int = 8
+    grpo_temperature: float = 0.9
+    grpo_beta: float = 0.04
+    noise_fraction: float = 0.15
+    ood_renditions: tuple[str, ...] = ("rotated", "slanted")
+
+
+SETTINGS = Settings()
+QUICK = replace(SETTINGS, cold_start_steps=20, pool_rows=64, test_rows=20, steps=2)
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
+    """Everything for one seed, both conditions, resuming from whatever `raw_dir` already holds."""
+    results = {c: _load(raw_dir / f"seed{seed}-{c}.json", seed, c, settings) for c in CONDITIONS}
+    if all(r["complete"] for r in results.values()):
+        return
+    cold = _cold_start(seed, settings, work)
+    pool = digits_dataset(split="train").select(
+        range(settings.cold_start_rows, settings.cold_start_rows + settings.pool_rows)
+    )
+    pool = pool.add_column("pool_index", list(range(len(pool))))
+    noisy_pool, corrupted = _corrupt(pool, settings.noise_fraction, seed)
+    scorer_options = dict(
+        num_rollouts=settings.num_rollouts,
+        temperature=settings.rollout_temperature,
+        max_new_tokens=settings.max_new_tokens,
+        seed=seed,
+        keep_rollouts=True,
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    scored = {
+        "clean": score_to_dir(pool, score_difficulty(str(cold), **scorer_options), work / "scored", progress=False)
+    }
+    scoring_cost = {"scoring_wall_s": time.perf_counter() - wall, "scoring_cpu_s": time.process_time() - cpu}
+    # The rollout cache is verifier- and label-independent: the noisy pool re-uses every rollout.
+    (work / "scored-noisy" / ".curate").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / "scored" / ".curate" / "rollouts.sqlite", work / "scored-noisy" / ".curate" / "rollouts.sqlite")
+    noisy_scorer = score_difficulty(str(cold), **scorer_options)
+    scored["noisy"] = score_to_dir(noisy_pool, noisy_scorer, work / "scored-noisy", progress=False, overwrite=True)
+    tests = {"ID": digits_dataset(split="test", num_rows=settings.test_rows)}
+    tests |= {
+        name: digits_dataset(split="test", rendition=name, num_rows=settings.test_rows)
+        for name in settings.ood_renditions
+    }
+    cold_report = None
+    for condition in CONDITIONS:
+        result = results[condition]
+        buckets = stratify(scored[condition])
+        result["bucket_sizes"] = {name: len(part) for name, part in buckets.items()}
+        if condition == "clean" and "scoring_wall_s" not in result:
+            result.update(scoring_cost)  # the first, generating pass; a resumed one would undercount
+        if condition == "noisy":
+            result["noise"] = _noise_report(scored["noisy"], corrupted)
+        if "cold start" not in result["accuracy"]:
+            cold_report = cold_report or _evaluate(cold, tests, settings)
+            result["accuracy"]["cold start"] = cold_report
+        training = {
+            "SFT (all)": scored[condition],
+            "easy": buckets["easy"],
+            "medium (SFT-M)": buckets["medium"],
+            "hard": buckets["hard"],
+            "easy+medium (SFT-EM)": filter_difficulty(scored[condition], ["easy", "medium"]),
+            "GRPO (all)": scored[condition],
+            "GRPO (medium)": buckets["medium"],
+        }
+        for arm, rows in training.items():
+            if arm in result["accuracy"] or arm in result["skipped"]:
+                continue
+            if len(rows) == 0:
+                result["skipped"][arm] = "no rows"
+                _save(raw_dir, result)
+                continue
+            folder = work / f"{condition}-{re.sub(r'[^a-z]+', '-', arm.lower()).strip('-')}"
+            wall, cpu = time.perf_counter(), time.process_time()
+            model = _train(arm, rows, cold, folder, settings, seed)
+            result["train_wall_s"][arm] = time.perf_counter() - wall
+            result["train_cpu_s"][arm] = time.process_time() - cpu
+            result["train_rows"][arm] = len(rows)
+            result["accuracy"][arm] = _evaluate(model, tests, settings)
+            shutil.rmtree(folder, ignore_errors=True)
+            _save(raw_dir, result)
+            accuracy = ", ".join(f"{k} {v:.1%}" for k, v in result["accuracy"][arm].items())
+            print(f"seed {seed} {condition:5s} {arm:22s} {result['train_wall_s'][arm]:6.0f} s  {accuracy}", flush=True)
+        result["complete"] = True
+        _save(raw_dir, result)
+
+
+def _cold_start(seed: int, settings: Settings, work: Path) -> Path:
+    """Seed 0's full-size cold start is the `make demo` model (same build, same seed): reuse or cache it."""
+    if seed == 0 and settings.cold_start_steps == SETTINGS.cold_start_steps:
+        return ensure_demo_model()
+    cold = work / "cold"
+    if not (cold / "sft_options.json").exists():  # written last: a crashed cold start is redone
+        shutil.rmtree(cold, ignore_errors=True)
+        build_tiny_vlm(cold, seed=seed)
+        cold_start(cold, steps=settings.cold_start_steps, num_rows=settings.cold_start_rows, seed=seed, progress=False)
+    return cold
+
+
+def _corrupt(pool: Any, fraction: float, seed: int) -> tuple[Any, dict[int, tuple[str, str]]]:
+    """Replace `fraction` of the labels by a different digit; returns the pool and {row: (true, noisy)}."""
+    rng = random.Random(f"noise-{seed}")
+    rows = sorted(rng.sample(range(len(pool)), round(fraction * len(pool))))
+    labels = list(pool["solution"])
+    corrupted = {}
+    for row in rows:
+        wrong = rng.choice([d for d in "0123456789" if d != labels[row]])
+        corrupted[row] = (labels[row], wrong)
+        labels[row] = wrong
+    return pool.remove_columns("solution").add_column("solution", labels), corrupted
+
+
+def _noise_report(scored: Any, corrupted: dict[int, tuple[str, str]]) -> dict[str, Any]:
+    """Where the corrupted rows land, and how well the hard-row audit finds them."""
     buckets = stratify(scored)
-    training = {
-        "SFT (all)": scored,
-        "easy": buckets["easy"],
-        "medium (SFT-M)": buckets["medium"],
-        "hard": buckets["hard"],
-        "easy+medium (SFT-EM)": filter_difficulty(scored, ["easy", "medium"]),
+    landed = {name: sum(i in corrupted for i in part["pool_index"]) for name, part in buckets.items()}
+    flagged = {row for group in audit_hard_rows(scored) for row in group.rows}
+    pool_index = scored["pool_index"]
+    flagged_pool = {pool_index[row] for row in flagged}
+    hits = len(flagged_pool & set(corrupted))
+    return {
+        "corrupted_rows": {str(row): {"true": t, "noisy": n} for row, (t, n) in sorted(corrupted.items())},
+        "corrupted_by_bucket": landed,
+        "audit_flagged": len(flagged_pool),
+        "audit_true_positives": hits,
+        "audit_precision": hits / len(flagged_pool) if flagged_pool else None,
+        "audit_recall": hits / len(corrupted) if corrupted else None,
     }
-    tests = {
-        "ID": digits_dataset(split="test"),
-        "OOD": digits_dataset(split="test", rendition=OOD_RENDITION),
-    }
-    reports = {"cold start": evaluate(str(cold), tests, ood={"OOD"}, max_new_tokens=4)}
-    options = SFTOptions(learning_rate=learning_rate, max_steps=steps, batch_size=16, seed=seed, logging_steps=50)
-    for arm, rows in training.items():
-        if len(rows) == 0:
-            logging.warning("seed %d: arm %r has no rows; skipped", seed, arm)
-            continue
-        model = sft(rows, str(cold), work / arm.split()[0], options=options, merge=True)
-        reports[arm] = evaluate(str(model), tests, ood={"OOD"}, max_new_tokens=4)
-    return reports, {name: len(part) for name, part in buckets.items()}
 
 
-def summarise(per_seed: list[dict[str, EvalReport]]) -> dict[str, dict[str, list[float]]]:
-    """arm -> {"ID": [accuracy per seed], "OOD": [...]}."""
-    table: dict[str, dict[str, list[float]]] = {}
-    for reports in per_seed:
-        for arm, report in reports.items():
-            for result in report.results:
-                table.setdefault(arm, {}).setdefault(result.dataset, []).append(result.accuracy)
-    return table
-
-
-def markdown(
-    table: dict[str, dict[str, list[float]]], sizes: list[dict[str, int]], seeds: list[int], steps: int
-) -> str:
-    def cell(values: list[float]) -> str:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.1%} ± {spread:.1%}"
-
-    lines = [
-        f"Greedy accuracy, mean ± standard deviation over seeds {seeds}; every arm trained {steps} LoRA steps.",
-        "",
-        "| trained on | ID (test digits) | OOD (rotated 25°) | per-seed OOD |",
-        "| --- | ---: | ---: | --- |",
-    ]
-    for arm in ("cold start", *ARMS):
-        if arm in table:
-            per_seed = ", ".join(f"{v:.1%}" for v in table[arm]["OOD"])
-            lines.append(f"| {arm} | {cell(table[arm]['ID'])} | {cell(table[arm]['OOD'])} | {per_seed} |")
-    lines += [
-        "",
-        "Bucket sizes of the 1,037-row pool per seed: "
-        + "; ".join(
-            f"seed {seed}: " + ", ".join(f"{k} {v}" for k, v in size.items()) for seed, size in zip(seeds, sizes)
+def _train(arm: str, rows: Any, cold: Path, folder: Path, settings: Settings, seed: int) -> Path:
+    if arm in GRPO_ARMS:
+        options = GRPOOptions(
+            learning_rate=settings.learning_rate,
+            num_generations=settings.grpo_generations,
+            temperature=settings.grpo_temperature,
+            beta=settings.grpo_beta,
+            max_completion_length=settings.max_new_tokens,
+            batch_size=settings.grpo_batch_size,
+            max_steps=settings.steps,
+            seed=seed,
+            logging_steps=10,
         )
-        + ".",
+        return grpo(rows, str(cold), folder, options=options, merge=True, progress=False)
+    options = SFTOptions(
+        learning_rate=settings.learning_rate,
+        max_steps=settings.steps,
+        batch_size=settings.sft_batch_size,
+        seed=seed,
+        logging_steps=50,
+    )
+    return sft(rows, str(cold), folder, options=options, merge=True, progress=False)
+
+
+def _evaluate(model: Path, tests: dict[str, Any], settings: Settings) -> dict[str, float]:
+    report = evaluate(str(model), tests, ood=set(settings.ood_renditions), max_new_tokens=settings.max_new_tokens)
+    return {result.dataset: result.accuracy for result in report.results}
+
+
+def _load(path: Path, seed: int, condition: str, settings: Settings) -> dict[str, Any]:
+    if path.exists():
+        result = json.loads(path.read_text())
+        if result["settings"] != json.loads(json.dumps(asdict(settings))):
+            raise SystemExit(f"{path} was made with other settings; move it away or use another --out.")
+        return result
+    return {
+        "seed": seed,
+        "condition": condition,
+        "settings": asdict(settings),
+        "complete": False,
+        "accuracy": {},
+        "skipped": {},
+        "train_wall_s": {},
+        "train_cpu_s": {},
+        "train_rows": {},
+        "machine": _machine(),
+    }
+
+
+def _machine() -> dict[str, Any]:
+    """Where the seconds were measured: they compare arms within one machine, never across machines."""
+    import platform
+
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+
+
+def _save(raw_dir: Path, result: dict[str, Any]) -> None:
+    path = raw_dir / f"seed{result['seed']}-{result['condition']}.json"
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(result, indent=1))
+    os.replace(staging, path)
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float] | None:
+    """Mean and 95% Student-t interval; None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    from scipy.stats import t
+
+    mean = statistics.mean(values)
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def load_raw(raw_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """condition -> raw results (complete or not), in seed order; all must share one settings record."""
+    runs = [json.loads(p.read_text()) for p in sorted(raw_dir.glob("seed*-*.json"))]
+    if len({json.dumps(r["settings"], sort_keys=True) for r in runs}) > 1:
+        raise SystemExit(f"{raw_dir} mixes results made with different settings.")
+    by_condition: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        by_condition[run["condition"]].append(run)
+    return by_condition
+
+
+def summary(by_condition: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Every number the report shows, from the raw results."""
+    out: dict[str, Any] = {}
+    for condition, runs in by_condition.items():
+        splits = [s for s in ("ID", *(runs[0]["settings"]["ood_renditions"] if runs else ())) if runs]
+        arms = {}
+        for arm in ("cold start", *ARMS):
+            arms[arm] = {}
+            for split in splits:
+                values = [r["accuracy"][arm][split] for r in runs if arm in r["accuracy"]]
+                arms[arm][split] = {
+                    "n": len(values),
+                    "mean": statistics.mean(values) if values else None,
+                    "ci95": (t_interval(values) or (None, None, None))[1:],
+                }
+        contrasts = {}
+        for arm, minus in CONTRASTS:
+            name = f"{arm} - {minus}"
+            contrasts[name] = {}
+            for split in splits:
+                diffs = [
+                    r["accuracy"][arm][split] - r["accuracy"][minus][split]
+                    for r in runs
+                    if arm in r["accuracy"] and minus in r["accuracy"]
+                ]
+                interval = t_interval(diffs)
+                contrasts[name][split] = {
+                    "n": len(diffs),
+                    "per_seed": diffs,
+                    "mean": statistics.mean(diffs) if diffs else None,
+                    "ci95": interval[1:] if interval else (None, None),
+                }
+        sizes = [r["bucket_sizes"] for r in runs if "bucket_sizes" in r]
+        mean_sizes = (
+            {b: statistics.mean(z.get(b, 0) for z in sizes) for b in ("easy", "medium", "hard")} if sizes else {}
+        )
+        out[condition] = {
+            "bucket_sizes_mean": mean_sizes,
+            "seeds": [r["seed"] for r in runs],
+            "complete_seeds": [r["seed"] for r in runs if r["complete"]],
+            "arms": arms,
+            "contrasts": contrasts,
+        }
+    clean = by_condition.get("clean", [])
+    out["compute"] = _compute(clean)
+    out["noise"] = _noise_summary(by_condition.get("noisy", []))
+    return out
+
+
+def _compute(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean wall-clock and CPU seconds per arm; DC-SFT counts the scoring pass."""
+
+    def mean_of(key: str, arm: str) -> float | None:
+        values = [r[key][arm] for r in runs if arm in r[key]]
+        return statistics.mean(values) if values else None
+
+    scoring = [r["scoring_wall_s"] for r in runs if "scoring_wall_s" in r]
+    scoring_cpu = [r["scoring_cpu_s"] for r in runs if "scoring_cpu_s" in r]
+    table = {arm: {"wall_s": mean_of("train_wall_s", arm), "cpu_s": mean_of("train_cpu_s", arm)} for arm in ARMS}
+    table["scoring pass"] = {
+        "wall_s": statistics.mean(scoring) if scoring else None,
+        "cpu_s": statistics.mean(scoring_cpu) if scoring_cpu else None,
+    }
+    ratios = {}
+    for dc in ("medium (SFT-M)", "easy+medium (SFT-EM)"):
+        for clock in ("wall_s", "cpu_s"):
+            dc_cost, grpo_cost = table[dc][clock], table["GRPO (all)"][clock]
+            if dc_cost is not None and grpo_cost and table["scoring pass"][clock] is not None:
+                ratios[f"{dc} + scoring / GRPO (all), {clock[:-2]}"] = (
+                    dc_cost + table["scoring pass"][clock]
+                ) / grpo_cost
+    return {"seconds": table, "ratios": ratios, "n": len(scoring)}
+
+
+def _noise_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    reports = [r["noise"] for r in runs if "noise" in r]
+    if not reports:
+        return {}
+    total = sum(len(n["corrupted_rows"]) for n in reports)
+    landed = {b: sum(n["corrupted_by_bucket"].get(b, 0) for n in reports) for b in ("easy", "medium", "hard")}
+    sizes = {b: sum(r["bucket_sizes"].get(b, 0) for r in runs if "noise" in r) for b in ("easy", "medium", "hard")}
+    precision = [n["audit_precision"] for n in reports if n["audit_precision"] is not None]
+    recall = [n["audit_recall"] for n in reports if n["audit_recall"] is not None]
+    return {
+        "seeds": len(reports),
+        "corrupted": total,
+        "landed": landed,
+        "bucket_sizes": sizes,
+        "audit_flagged": sum(n["audit_flagged"] for n in reports),
+        "audit_true_positives": sum(n["audit_true_positives"] for n in reports),
+        "precision_mean": statistics.mean(precision) if precision else None,
+        "recall_mean": statistics.mean(recall) if recall else None,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The report: per-arm accuracy, paired contrasts, noise, compute."""
+    splits = ["ID", *settings["ood_renditions"]]
+    names = {"ID": "ID", "rotated": "OOD rotated 25°", "slanted": "OOD slanted"}
+    lines = [
+        f"Every arm: {settings['steps']} optimizer steps from the same cold start, lr {settings['learning_rate']:g}; "
+        f"SFT {settings['sft_batch_size']} rows/step; GRPO {settings['grpo_batch_size']} prompts/step x "
+        f"{settings['grpo_generations']} generations, temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}. "
+        "Greedy accuracy in %, mean over seeds [95% t-interval]; n = seeds with that arm finished.",
     ]
+    for condition in CONDITIONS:
+        part = result.get(condition)
+        if not part or not part["seeds"]:
+            lines += ["", f"### {condition} labels: no results yet"]
+            continue
+        title = (
+            "clean labels" if condition == "clean" else f"noisy labels ({settings['noise_fraction']:.0%} of the pool)"
+        )
+        lines += ["", f"### {title}: seeds {part['seeds']} (finished: {part['complete_seeds']})", ""]
+        lines.append("| arm | n | " + " | ".join(names.get(s, s) for s in splits) + " |")
+        lines.append("| --- | ---: |" + " ---: |" * len(splits))
+        for arm, cells in part["arms"].items():
+            n = cells[splits[0]]["n"]
+            if not n:
+                continue
+            row = []
+            for split in splits:
+                cell = cells[split]
+                low, high = cell["ci95"]
+                row.append(_pct(cell["mean"]) + (f" [{_pct(low)}, {_pct(high)}]" if low is not None else ""))
+            lines.append(f"| {arm} | {n} | " + " | ".join(row) + " |")
+        if part.get("bucket_sizes_mean"):
+            sizes = ", ".join(f"{b} {n:.0f}" for b, n in part["bucket_sizes_mean"].items())
+            lines += ["", f"Bucket sizes of the {settings['pool_rows']}-row pool, mean over seeds: {sizes}."]
+        lines += [
+            "",
+            "Paired per-seed differences, percentage points [95% t-interval]; **bold** = the interval excludes zero.",
+            "",
+        ]
+        lines.append("| contrast | n | " + " | ".join(names.get(s, s) for s in splits) + " |")
+        lines.append("| --- | ---: |" + " ---: |" * len(splits))
+        for name, cells in part["contrasts"].items():
+            n = cells[splits[0]]["n"]
+            if not n:
+                continue
+            row = []
+            for split in splits:
+                cell = cells[split]
+                low, high = cell["ci95"]
+                text = _signed(cell["mean"]) + (f" [{_signed(low)}, {_signed(high)}]" if low is not None else "")
+                row.append(f"**{text}**" if low is not None and (low > 0 or high < 0) else text)
+            lines.append(f"| {name} | {n} | " + " | ".join(row) + " |")
+    noise = result.get("noise") or {}
+    if noise:
+        landed, sizes = noise["landed"], noise["bucket_sizes"]
+        lines += [
+            "",
+            f"### Where the corrupted labels land ({noise['seeds']} seeds, {noise['corrupted']} corrupted rows)",
+            "",
+            "| bucket | corrupted rows | share of corrupted | share of bucket |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for bucket in ("easy", "medium", "hard"):
+            share = landed[bucket] / noise["corrupted"] if noise["corrupted"] else 0
+            of_bucket = landed[bucket] / sizes[bucket] if sizes[bucket] else 0
+            lines.append(f"| {bucket} | {landed[bucket]} | {share:.1%} | {of_bucket:.1%} |")
+        lines += [
+            "",
+            f"Hard-row audit (`audit_hard_rows`, agreement >= 0.5): flagged {noise['audit_flagged']} rows, "
+            f"{noise['audit_true_positives']} of them corrupted; mean precision "
+            f"{_pct(noise['precision_mean'])}%, mean recall {_pct(noise['recall_mean'])}% per seed.",
+        ]
+    compute = result.get("compute") or {}
+    if compute.get("n"):
+        lines += [
+            "",
+            f"### Compute (clean condition, mean over {compute['n']} seeds; this machine, see README)",
+            "",
+            "| arm | wall-clock s | CPU s |",
+            "| --- | ---: | ---: |",
+        ]
+        for arm, cost in compute["seconds"].items():
+            if cost["wall_s"] is not None:
+                lines.append(f"| {arm} | {cost['wall_s']:.0f} | {cost['cpu_s']:.0f} |")
+        lines += [""] + [
+            f"- {name}: **{ratio:.2f}** (paper, 7B on ImageNet: 53/261 = 0.20)"
+            for name, ratio in compute["ratios"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict[str, dict[str, list[float]]], path: Path) -> None:
+def plot(result: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    arms = [arm for arm in ("cold start", *ARMS) if arm in table]
-    figure, axes = plt.subplots(figsize=(8, 3.8), dpi=100)
-    for offset, split in ((-0.2, "ID"), (0.2, "OOD")):
-        means = [statistics.mean(table[a][split]) for a in arms]
-        errors = [statistics.stdev(table[a][split]) if len(table[a][split]) > 1 else 0 for a in arms]
-        axes.bar(np.arange(len(arms)) + offset, means, 0.4, yerr=errors, capsize=3, label=split)
-    axes.set_xticks(np.arange(len(arms)), [a.replace(" (", "\n(") for a in arms], fontsize=8)
-    axes.set_ylabel("greedy accuracy")
-    axes.set_ylim(0, 1)
-    axes.legend()
-    axes.set_title("DC-SFT in miniature: digits, OOD = rotated 25°")
+    splits = ["ID", *settings["ood_renditions"]]
+    figure, panels = plt.subplots(1, 2, figsize=(12, 4), dpi=100, sharey=True)
+    for axes, condition in zip(panels, CONDITIONS):
+        part = result.get(condition)
+        axes.set_title(f"{condition} labels")
+        if not part:
+            continue
+        arms = [a for a, cells in part["arms"].items() if cells.get("ID", {}).get("n")]
+        width = 0.8 / len(splits)
+        for position, split in enumerate(splits):
+            means = np.array([part["arms"][a][split]["mean"] for a in arms])
+            lows = np.array(
+                [
+                    part["arms"][a][split]["ci95"][0] if part["arms"][a][split]["ci95"][0] is not None else m
+                    for a, m in zip(arms, means)
+                ]
+            )
+            highs = np.array(
+                [
+                    part["arms"][a][split]["ci95"][1] if part["arms"][a][split]["ci95"][1] is not None else m
+                    for a, m in zip(arms, means)
+                ]
+            )
+            x = np.arange(len(arms)) + position * width
+            axes.bar(x, means, width, yerr=[means - lows, highs - means], capsize=2, label=split)
+        axes.set_xticks(np.arange(len(arms)) + 0.4 - width / 2, [a.replace(" (", "\n(") for a in arms], fontsize=7)
+        axes.set_ylim(0, 1)
+    panels[0].set_ylabel("greedy accuracy (mean, 95% t-interval)")
+    panels[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
 
 
+def report(out: Path, readme: Path | None) -> str:
+    """Rebuild results.json, results.md, accuracy.png (and the README block) from `out/raw`."""
+    by_condition = load_raw(out / "raw")
+    runs = [r for rs in by_condition.values() for r in rs]
+    if not runs:
+        raise SystemExit(f"no raw results in {out / 'raw'}")
+    settings = runs[0]["settings"]
+    result = summary(by_condition)
+    (out / "results.json").write_text(json.dumps({"settings": settings, **result}, indent=1))
+    text = markdown(result, settings)
+    (out / "results.md").write_text(text)
+    plot(result, settings, out / "accuracy.png")
+    if readme is not None and readme.exists():
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        page = readme.read_text()
+        if start in page and end in page:
+            head, rest = page.split(start, 1)
+            readme.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=150, help="LoRA steps for every arm")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "dc-sft-digits-work",
+        help="scratch folder for models and scored pools (kept until a seed finishes, for resuming)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny pool, 2 steps: a smoke run, never the study")
+    parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, once per arm
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bar()
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
-    started = time.perf_counter()
-    per_seed, sizes = [], []
-    for seed in args.seeds:
-        work = Path(tempfile.mkdtemp(prefix=f"dc-sft-seed{seed}-"))
-        try:
-            reports, size = run_seed(seed, work, steps=args.steps, learning_rate=args.learning_rate)
-        finally:
+    readme = HERE / "README.md" if args.out.resolve() == (HERE / "results").resolve() else None
+    settings = QUICK if args.quick else SETTINGS
+    if not args.report:
+        raw_dir = args.out / "raw"
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for seed in args.seeds:
+            work = args.work / (f"quick-seed{seed}" if args.quick else f"seed{seed}")
+            work.mkdir(parents=True, exist_ok=True)
+            run_seed(seed, settings, raw_dir, work)
             shutil.rmtree(work, ignore_errors=True)
-        per_seed.append(reports)
-        sizes.append(size)
-        print(f"seed {seed} done after {time.perf_counter() - started:.0f} s", flush=True)
-    table = summarise(per_seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(markdown(table, sizes, args.seeds, args.steps))
-    (args.out / "results.json").write_text(
-        json.dumps({"seeds": args.seeds, "steps": args.steps, "bucket_sizes": sizes, "accuracy": table}, indent=1)
-    )
-    plot(table, args.out / "accuracy.png")
-    print((args.out / "results.md").read_text())
-    print(f"total {time.perf_counter() - started:.0f} s; written to {args.out}")
+            print(f"seed {seed} done after {time.perf_counter() - started:.0f} s", flush=True)
+            report(args.out, readme)
+    print(report(args.out, readme))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ _EXPORTS = {
     "EngineError": "difficulty_curation.errors",
     "RowError": "difficulty_curation.errors",
     "PushError": "difficulty_curation.errors",
+    "grpo": "difficulty_curation.recipes.grpo",
+    "GRPOOptions": "difficulty_curation.recipes.grpo",
 }
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "CurationError",
     "DifficultyScorer",
     "EngineError",
+    "GRPOOptions",
     "ModelLoadError",
     "PushError",
     "PushInfo",
@@ -63,6 +66,7 @@ __all__ = [
     "export_verl",
     "filter_difficulty",
     "get_verifier",
+    "grpo",
     "load_source",
     "push_curated",
     "register_verifier",
@@ -107,6 +111,7 @@ if TYPE_CHECKING:
         export_verl,
     )
     from difficulty_curation.hub import PushInfo, push_curated
+    from difficulty_curation.recipes.grpo import GRPOOptions, grpo
     from difficulty_curation.runs import rescore_dir, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_dataset, score_difficulty
     from difficulty_curation.sources import load_source

@@ -527,6 +527,76 @@ def sft(
         typer.echo(f"saved to {saved}")
 
 
+@app.command()
+def grpo(
+    dataset: Annotated[
+        str, typer.Argument(help="Training prompts with answers (e.g. `curate filter --bucket medium`).")
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to train: local folder or Hub id.")],
+    out: Annotated[Path, typer.Option(help="Folder for the adapter, the processor, the reward log and curve.")],
+    merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
+    verifier: Annotated[
+        str, typer.Option(help="Reward: exact, iou, math or choice (as in scoring).")
+    ] = ScoringConfig.verifier,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")] = -1,
+    epochs: Annotated[float, typer.Option(help="Passes over the prompts.")] = 1.0,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(help="Prompts per step; each gets --num-generations completions.")] = 8,
+    num_generations: Annotated[int, typer.Option(help="Completions per prompt (paper: 8).")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.9).")] = 0.9,
+    beta: Annotated[
+        float, typer.Option(help="KL coefficient against the model without the adapter (paper: 0.04).")
+    ] = 0.04,
+    max_completion_length: Annotated[int, typer.Option(help="Longest completion, in tokens.")] = 128,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")] = 32,
+    use_vllm: Annotated[bool, typer.Option("--use-vllm", help="Generate with vLLM inside TRL (GPU).")] = False,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
+    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    answer_column: Annotated[str, typer.Option(help="Column with the reference answer.")] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
+    quiet: QuietOption = False,
+) -> None:
+    """GRPO with TRL and a LoRA adapter, rewarded by the scoring verifier (paper defaults).
+
+    On medium rows this is DAPO's dynamic-sampling filter done once, before training.
+
+    Example: curate filter scored/ --bucket medium --out medium/ && curate grpo medium/ --model M --out grpo-m/ --merge
+    """
+    from difficulty_curation.recipes.grpo import GRPOOptions
+    from difficulty_curation.recipes.grpo import grpo as run_grpo
+    from difficulty_curation.sources import load_source
+
+    with _errors():
+        options = GRPOOptions(
+            lora_rank=lora_rank,
+            lora_alpha=2 * lora_rank,
+            learning_rate=learning_rate,
+            num_generations=num_generations,
+            temperature=temperature,
+            beta=beta,
+            max_completion_length=max_completion_length,
+            batch_size=batch_size,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            seed=seed,
+            use_vllm=use_vllm,
+        )
+        saved = run_grpo(
+            load_source(dataset, split=split),
+            model,
+            out,
+            options=options,
+            merge=merge,
+            verifier=verifier,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            image_column=None if image_column.lower() == "none" else image_column,
+            progress=not quiet,
+        )
+        typer.echo(f"saved to {saved}")
+
+
 @app.command("eval")
 def eval_command(
     model: Annotated[str, typer.Argument(help="Model to evaluate: local folder or Hub id.")],

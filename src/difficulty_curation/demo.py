@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 DIGIT_PROMPT = "What digit is shown in the image? Answer with a single digit."
 DEMO_MODEL_VERSION = "v3"
-RENDITIONS = ("original", "inverted", "rotated", "noisy", "shifted")
+RENDITIONS = ("original", "inverted", "rotated", "slanted", "noisy", "shifted")
 
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<s>{{ message['role'] }}\n"
@@ -93,7 +93,8 @@ def _render(scan: np.ndarray, rendition: str, *, seed: int) -> Any:
     """One 8x8 scan (values 0-16) as an image, drawn the way `rendition` says.
 
     original: as scanned; inverted: ink and paper swapped; rotated: turned 25 degrees clockwise;
-    noisy: Gaussian noise (sd 48 of 255), seeded per scan; shifted: moved one pixel right and down.
+    slanted: sheared like italic handwriting (top leans right by 0.4 of the height); noisy: Gaussian
+    noise (sd 48 of 255), seeded per scan; shifted: moved one pixel right and down.
     """
     from PIL import Image as PILImage
 
@@ -107,6 +108,9 @@ def _render(scan: np.ndarray, rendition: str, *, seed: int) -> Any:
     image = PILImage.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
     if rendition == "rotated":
         image = image.rotate(-25, resample=PILImage.Resampling.BILINEAR)
+    elif rendition == "slanted":  # output (x, y) samples input (x + 0.4 * (y - 3.5), y): the top leans right
+        shear = (1, 0.4, -0.4 * 3.5, 0, 1, 0)
+        image = image.transform(image.size, PILImage.Transform.AFFINE, shear, resample=PILImage.Resampling.BILINEAR)
     return image
 
 
@@ -193,21 +197,29 @@ def build_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
 
 
 def cold_start(
-    path: str | os.PathLike[str], *, steps: int = 400, num_rows: int = 400, batch_size: int = 32, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    steps: int = 400,
+    num_rows: int = 400,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
 ) -> Path:
     """Briefly teach the tiny model at `path` to read digits (the paper's step 1), in place.
 
     Full fine-tuning with the SFT recipe (TRL) on the first `num_rows` training digits, loss on the
     answer only; about 20 s on two CPU cores. The result reads most digits but not all, so sampled
     rollouts split rows into easy, medium and hard. The learning rate (1e-3) is far above the
-    paper's 1e-5: this model starts from random weights and has seconds, not hours.
+    paper's 1e-5: this model starts from random weights and has seconds, not hours. Shows one
+    progress bar that ends as a one-line summary (steps, time, last loss); no per-step log lines.
     """
     from difficulty_curation.recipes.sft import SFTOptions, sft
 
     options = SFTOptions(
         full=True, learning_rate=1e-3, warmup_ratio=0.0, max_steps=steps, batch_size=batch_size, seed=seed
     )
-    return sft(digits_dataset(split="train", num_rows=num_rows), str(path), path, options=options)
+    rows = digits_dataset(split="train", num_rows=num_rows)
+    return sft(rows, str(path), path, options=options, progress=progress, progress_label="Cold start")
 
 
 def default_cache_dir() -> Path:

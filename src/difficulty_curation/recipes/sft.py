@@ -48,12 +48,15 @@ def sft(
     answer_column: str = ScoringConfig.answer_column,
     image_column: str | None = ScoringConfig.image_column,
     system_prompt: str | None = None,
+    progress: bool = True,
+    progress_label: str = "SFT",
 ) -> Path:
     """Fine-tune `model` on `dataset` (rows with question, answer, images) and save to `out_dir`.
 
     Saves the LoRA adapter (or the full model) with the processor; with `merge=True` also a merged
-    model in `out_dir/merged`, loadable like any model. Returns the folder to load for evaluation
-    (`out_dir/merged`, or `out_dir`).
+    model in `out_dir/merged`, loadable like any model, and `log_history.json` (the logged losses).
+    Returns the folder to load for evaluation (`out_dir/merged`, or `out_dir`). Progress is one bar
+    labelled `progress_label` (none with `progress=False`); the losses go to `logging`.
 
     Example:
         >>> sft(filter_difficulty(scored, "medium"), "my-org/my-vlm", "sft-m/", merge=True)  # doctest: +SKIP
@@ -62,6 +65,8 @@ def sft(
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
+
+    from difficulty_curation.recipes.training import TrainingProgress, use_progress, write_log_history
 
     options = options or SFTOptions()
     on_gpu = torch.cuda.is_available()
@@ -109,10 +114,12 @@ def sft(
     trainer = SFTTrainer(
         model=network, args=config, train_dataset=train, processing_class=processor, peft_config=peft_config
     )
+    use_progress(trainer, TrainingProgress(progress_label, enabled=progress))
     result = trainer.train()
     logger.info("trained %d steps, mean loss %.4f", result.global_step, result.training_loss)
     trainer.save_model(str(out_dir))
     processor.save_pretrained(str(out_dir))
+    write_log_history(trainer, out_dir / "log_history.json")
     (out_dir / "sft_options.json").write_text(_json({**asdict(options), "base_model": model, "rows": len(dataset)}))
     if options.full or not merge:
         return out_dir

@@ -1,0 +1,152 @@
+import importlib.util
+import json
+import statistics
+
+import datasets
+import pytest
+import torch
+import typer
+from transformers import AutoModelForImageTextToText
+from transformers.utils import logging as transformers_logging
+from typer.testing import CliRunner
+
+from difficulty_curation.cli import app
+from difficulty_curation.demo import build_tiny_vlm, cold_start
+from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError
+from difficulty_curation.recipes.grpo import GRPOOptions, grpo, verifier_reward
+from difficulty_curation.verifiers import get_verifier
+
+FEW_STEPS = GRPOOptions(
+    learning_rate=5e-3, num_generations=4, batch_size=4, max_completion_length=4, max_steps=3, logging_steps=1
+)
+
+
+@pytest.fixture(scope="module")
+def grpo_run(trained_vlm, digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grpo")
+    merged = grpo(digits.select(range(12)), str(trained_vlm), out, options=FEW_STEPS, merge=True, progress=False)
+    return out, merged
+
+
+def test_a_few_grpo_steps_change_the_adapter(grpo_run, trained_vlm):
+    out, merged = grpo_run
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (32, 64, 0.05)
+    assert merged == out / "merged" and (merged / "config.json").exists()
+    before = AutoModelForImageTextToText.from_pretrained(trained_vlm).state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(merged).state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_every_logged_reward_re_verifies_with_the_scoring_verifier(grpo_run, digits):
+    out, _ = grpo_run
+    rollouts = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert len(rollouts) == FEW_STEPS.max_steps * FEW_STEPS.batch_size * FEW_STEPS.num_generations
+    exact = get_verifier("exact")
+    assert all(r["reward"] == exact(r["completion"], r["reference"]) for r in rollouts)
+    assert {r["reference"] for r in rollouts} <= set(digits.select(range(12))["solution"])
+    logged = [entry for entry in json.loads((out / "log_history.json").read_text()) if "reward" in entry]
+    assert [entry["step"] for entry in logged] == [1, 2, 3]
+    for entry in logged:  # the trainer's mean reward at step s is the mean over the rollouts it generated for s
+        step_rewards = [r["reward"] for r in rollouts if r["step"] == entry["step"] - 1]
+        assert entry["reward"] == pytest.approx(statistics.mean(step_rewards), abs=1e-6)
+    assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
+    options = json.loads((out / "grpo_options.json").read_text())
+    assert options["verifier"] == "exact" and options["rows"] == 12
+
+
+def test_grpo_defaults_are_the_papers():
+    options = GRPOOptions()
+    assert (options.num_generations, options.temperature, options.beta, options.learning_rate) == (8, 0.9, 0.04, 1e-5)
+    assert (options.lora_rank, options.lora_alpha, options.lora_dropout) == (32, 64, 0.05)
+
+
+def test_the_reward_reads_plain_and_conversational_completions():
+    reward = verifier_reward("exact")
+    conversational = [
+        [{"role": "assistant", "content": "7"}],
+        [{"role": "assistant", "content": [{"type": "text", "text": "1"}]}],
+    ]
+    assert reward(prompts=["q", "q"], completions=conversational, reference=["7", "7"]) == [1.0, 0.0]
+    assert reward(prompts=["q"], completions=["<answer>7.</answer>"], reference=["7"]) == [1.0]
+
+
+def test_a_missing_answer_column_fails_before_any_model_loads(digits, tmp_path):
+    rows = digits.select(range(4)).remove_columns("solution")
+    with pytest.raises(ColumnNotFoundError, match="answer_column='solution'"):
+        grpo(rows, str(tmp_path / "no-such-model"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_verifier_fails_before_any_model_loads(digits, tmp_path):
+    with pytest.raises(ConfigError, match="verifier='nope' is not known"):
+        grpo(digits.select(range(4)), str(tmp_path / "no-such-model"), tmp_path / "out", verifier="nope")
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_generation_per_prompt_is_refused(digits, tmp_path):
+    with pytest.raises(ConfigError, match="num_generations must be at least 2"):
+        grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(num_generations=1))
+
+
+def test_use_vllm_without_vllm_installed_fails_before_any_model_loads(digits, tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(BackendUnavailableError, match="pip install vllm"):
+        grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(use_vllm=True))
+
+
+def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_path):
+    data = tmp_path / "medium"
+    digits.select(range(4)).save_to_disk(str(data))
+    arguments = ["grpo", str(data), "--model", str(trained_vlm), "--out", str(tmp_path / "grpo"), "--merge"]
+    arguments += ["--max-steps", "1", "--batch-size", "2", "--num-generations", "2", "--max-completion-length", "4"]
+    result = CliRunner().invoke(app, [*arguments, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"saved to {tmp_path / 'grpo' / 'merged'}" in result.stdout
+    assert (tmp_path / "grpo" / "adapter_config.json").exists()
+    assert (tmp_path / "grpo" / "processor_config.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--answer-column", "label"], "answer_column='label' is not a column"),
+        (["--verifier", "nope"], "verifier='nope' is not known"),
+        (["--num-generations", "1"], "num_generations must be at least 2"),
+        ([], "could not load model 'unused'"),
+    ],
+)
+def test_curate_grpo_bad_input_is_one_line_and_exit_code_2(digits, tmp_path, extra, message):
+    data = tmp_path / "rows"
+    digits.select(range(4)).save_to_disk(str(data))
+    result = CliRunner().invoke(app, ["grpo", str(data), "--model", "unused", "--out", str(tmp_path / "o"), *extra])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_curate_grpo_defaults_are_the_library_defaults():
+    command = typer.main.get_command(app).commands["grpo"]
+    defaults = {param.name: param.default for param in command.params}
+    options = GRPOOptions()
+    for name in ("learning_rate", "num_generations", "temperature", "beta", "max_completion_length", "batch_size"):
+        assert defaults[name] == getattr(options, name), name
+    assert defaults["lora_rank"] == options.lora_rank and defaults["epochs"] == options.num_train_epochs
+    assert "Example:" in CliRunner().invoke(app, ["grpo", "--help"]).output
+
+
+def test_the_cold_start_shows_one_progress_bar_and_no_loss_dictionaries(tmp_path, capfd):
+    model = build_tiny_vlm(tmp_path / "m")
+    transformers_logging.disable_progress_bar()  # as the CLI does: the libraries' own bars only with --verbose
+    datasets.disable_progress_bars()
+    try:
+        capfd.readouterr()
+        cold_start(model, steps=4, num_rows=8, batch_size=4)
+    finally:
+        transformers_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+    captured = capfd.readouterr()
+    assert "{'loss'" not in captured.out + captured.err and "train_runtime" not in captured.out + captured.err
+    bars = [line for line in captured.err.replace("\r", "\n").splitlines() if "%|" in line]
+    assert {line.split(":")[0] for line in bars} == {"Cold start"}
+    assert bars[-1].startswith("Cold start: 100%") and "4/4" in bars[-1]
