@@ -147,7 +147,7 @@ def run_workload(workload: Workload, engine: Any, args: argparse.Namespace) -> d
     from difficulty_curation.demo import digits_dataset
     from difficulty_curation.engines.base import render_chat
     from difficulty_curation.prompts import build_request
-    from difficulty_curation.scoring import score_dataset
+    from difficulty_curation.runners.in_memory import score_dataset
     from difficulty_curation.transforms import bucket_of
     from difficulty_curation.verifiers import get_verifier
 
@@ -436,7 +436,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
     from difficulty_curation.engines.base import derive_seed, render_chat
     from difficulty_curation.engines.vllm import VLLMEngine, build_vllm_prompt, parse_vllm_outputs, sampling_kwargs
     from difficulty_curation.prompts import build_request
-    from difficulty_curation.scoring import score_dataset
+    from difficulty_curation.runners.in_memory import score_dataset
     from difficulty_curation.transforms import bucket_of
 
     model = args.model or str(ensure_demo_model())

@@ -7,8 +7,8 @@ import hashlib
 from datasets import Dataset
 from PIL import Image
 
-from difficulty_curation.config import ScoringConfig, provenance_record
-from difficulty_curation.scoring import attach_provenance
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.provenance import attach_provenance, provenance_record
 
 SYSTEM_PROMPT = "Answer with one digit."
 #: Rows 0-3 easy, 4-7 medium, 8-11 hard; row 12 failed to score (difficulty None).

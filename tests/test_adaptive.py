@@ -6,8 +6,9 @@ from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
-from difficulty_curation.engines.base import load_engine
-from difficulty_curation.scoring import ADAPTIVE_ROUND, adaptive_rounds, read_provenance
+from difficulty_curation.engines.loader import load_engine
+from difficulty_curation.provenance import read_provenance
+from difficulty_curation.scoring import ADAPTIVE_ROUND, adaptive_rounds
 
 
 class PrefillCounter:

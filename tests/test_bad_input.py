@@ -17,7 +17,7 @@ from difficulty_curation import ColumnNotFoundError, ConfigError, ModelLoadError
 from difficulty_curation.cli import app
 from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import load_image
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 from difficulty_curation.transforms import filter_difficulty, stratify
 
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from difficulty_curation.cards import render_card, size_category
 from difficulty_curation.cli import app
 from difficulty_curation.errors import CurationError
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 from difficulty_curation.scoring import score_difficulty
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from difficulty_curation import ConfigError, score_difficulty
-from difficulty_curation.distributed import score_difficulty_distributed
+from difficulty_curation.runners.distributed import score_difficulty_distributed
 
 ray = pytest.importorskip("ray")
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}

@@ -12,8 +12,8 @@ from difficulty_curation.cli import app
 from difficulty_curation.config import parse_engine_options
 from difficulty_curation.engines.transformers import TransformersEngine
 from difficulty_curation.errors import ConfigError, ModelLoadError
+from difficulty_curation.provenance import read_provenance
 from difficulty_curation.rollout_cache import rollout_key
-from difficulty_curation.scoring import read_provenance
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.demo import digits_dataset
 from difficulty_curation.errors import RowFailedError
-from difficulty_curation.runs import STATE_DIR, score_to_dir
+from difficulty_curation.runners.run_folder import STATE_DIR, score_to_dir
 
 runner = CliRunner()
 SCORE = ["--model", "MODEL", "-k", "2", "--max-new-tokens", "2", "--quiet"]

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from difficulty_curation import ConfigError, CurationError, export_dataset
 from difficulty_curation.cli import app
-from difficulty_curation.config import ScoringConfig, provenance_record
+from difficulty_curation.config import ScoringConfig
 from difficulty_curation.exports import MARKER_FILE, export_llamafactory, export_swift, export_trl, export_verl
+from difficulty_curation.provenance import attach_provenance, provenance_record
 from difficulty_curation.recipes.formats import to_trl_format
-from difficulty_curation.scoring import attach_provenance
 from difficulty_curation.transforms import filter_difficulty
 
 MEDIUM_ROWS = [4, 5, 6, 7]

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from difficulty_curation import push_curated
 from difficulty_curation.cli import app
 from difficulty_curation.demo import digits_dataset
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 from difficulty_curation.scoring import score_difficulty
 from difficulty_curation.transforms import stratify
 

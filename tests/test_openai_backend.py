@@ -20,7 +20,7 @@ from difficulty_curation.engines.openai import (
     parse_chat_response,
 )
 from difficulty_curation.prompts import PromptRequest
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 
 SECRET = "sk-test-do-not-print-7d1f"
 SERVER = Path(__file__).with_name("openai_test_server.py")

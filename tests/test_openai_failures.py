@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.engines.openai import EndpointError, OpenAIEngine
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 
 SECRET = "sk-test-do-not-print-7d1f"
 SERVER = Path(__file__).with_name("openai_test_server.py")

@@ -3,7 +3,7 @@
 import logging
 
 from difficulty_curation import ScoringConfig
-from difficulty_curation.config import provenance_record
+from difficulty_curation.provenance import provenance_record
 from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials
 
 

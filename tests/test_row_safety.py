@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from difficulty_curation import ConfigError, ModelLoadError, score_difficulty
 from difficulty_curation.cli import app
-from difficulty_curation.runs import score_to_dir
+from difficulty_curation.runners.run_folder import score_to_dir
 
 runner = CliRunner()
 

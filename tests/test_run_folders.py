@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
-from difficulty_curation.engines.base import load_engine
+from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.rollout_cache import rollout_key
-from difficulty_curation.runs import STATE_DIR, RunStateError, rescore_dir, score_to_dir
+from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
 
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
 SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
@@ -75,8 +75,8 @@ SLOW_RUN = textwrap.dedent(
     import sys, time
     from datasets import load_from_disk
     from difficulty_curation import score_difficulty
-    from difficulty_curation.engines.base import load_engine
-    from difficulty_curation.runs import score_to_dir
+    from difficulty_curation.engines.loader import load_engine
+    from difficulty_curation.runners.run_folder import score_to_dir
 
     data, model, out, started = sys.argv[1:5]
     scorer = score_difficulty(model, num_rollouts=4, max_new_tokens=4)

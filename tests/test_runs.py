@@ -13,10 +13,10 @@ from datasets import Dataset, load_from_disk
 
 from difficulty_curation import register_verifier, score_difficulty, verifiers
 from difficulty_curation.demo import digits_dataset
-from difficulty_curation.engines.base import load_engine
+from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import ConfigError, RowFailedError
 from difficulty_curation.rollout_cache import RolloutCacheError, rollout_key
-from difficulty_curation.runs import STATE_DIR, RunStateError, rescore_dir, score_to_dir
+from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
 
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
 SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
@@ -79,8 +79,8 @@ RUNNER = textwrap.dedent(
     import json, os, sys, time
     from datasets import load_from_disk
     from difficulty_curation import score_difficulty
-    from difficulty_curation.engines.base import load_engine
-    from difficulty_curation.runs import score_to_dir
+    from difficulty_curation.engines.loader import load_engine
+    from difficulty_curation.runners.run_folder import score_to_dir
 
     data, model, out, log = sys.argv[1:5]
     scorer = score_difficulty(model, num_rollouts=4, max_new_tokens=4, keep_rollouts=True)
@@ -298,7 +298,7 @@ def test_a_durable_run_equals_a_plain_map_and_prepares_rows_off_the_main_thread(
 
 
 def test_a_finished_run_records_its_provenance_in_the_saved_dataset(tiny_vlm, twelve_digits, tmp_path):
-    from difficulty_curation.scoring import read_provenance
+    from difficulty_curation.provenance import read_provenance
 
     scorer, _ = counted_scorer(tiny_vlm, temperature=0.7)
     score_to_dir(twelve_digits, scorer, tmp_path / "run", batch_size=4, progress=False, source="digits/train")

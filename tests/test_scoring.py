@@ -12,7 +12,7 @@ from datasets.fingerprint import Hasher
 
 import difficulty_curation.scoring as scoring
 from difficulty_curation import ColumnNotFoundError, ModelLoadError, score_difficulty
-from difficulty_curation.scoring import score_dataset
+from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.stats import summarize
 from difficulty_curation.verifiers import get_verifier
 
@@ -231,7 +231,7 @@ def test_the_transformers_backend_runs_on_cuda(tiny_vlm, digits):
 
 
 def test_score_dataset_records_provenance_in_the_dataset_info(tiny_vlm, digits):
-    from difficulty_curation.scoring import read_provenance
+    from difficulty_curation.provenance import read_provenance
 
     scored = score_dataset(digits.select(range(2)), score_difficulty(str(tiny_vlm), **FAST), progress=False)
     record = read_provenance(scored)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import resolve_backend
+from difficulty_curation.engines.loader import resolve_backend
 from difficulty_curation.engines.vllm import (
     build_vllm_prompt,
     cpu_safe_options,

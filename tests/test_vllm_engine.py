@@ -19,8 +19,8 @@ from datasets import Dataset, Features, Image, List, Value, load_from_disk
 from difficulty_curation import score_difficulty
 from difficulty_curation.demo import digits_dataset
 from difficulty_curation.errors import ModelLoadError
-from difficulty_curation.runs import score_to_dir
-from difficulty_curation.scoring import score_dataset
+from difficulty_curation.runners.in_memory import score_dataset
+from difficulty_curation.runners.run_folder import score_to_dir
 from difficulty_curation.transforms import bucket_of
 
 pytestmark = pytest.mark.vllm

@@ -16,7 +16,7 @@ import pytest
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.engines.openai import OpenAIEngine
-from difficulty_curation.scoring import score_dataset
+from difficulty_curation.runners.in_memory import score_dataset
 
 pytestmark = pytest.mark.vllm
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.splits import one_split_only
 from difficulty_curation.verifiers import extract_answer, normalize_label
 
 
@@ -37,7 +39,7 @@ class AuditGroup:
 
 
 def audit_hard_rows(
-    dataset: Dataset | DatasetDict, *, answer_column: str = "solution", min_agreement: float = 0.5
+    dataset: Dataset | DatasetDict, *, answer_column: str = ScoringConfig.answer_column, min_agreement: float = 0.5
 ) -> list[AuditGroup]:
     """Group hard rows whose rollouts agree (share >= `min_agreement`) on one wrong answer.
 
@@ -48,8 +50,7 @@ def audit_hard_rows(
         >>> for group in audit_hard_rows(scored)[:10]:  # doctest: +SKIP
         ...     print(group.reference, "->", group.majority_answer, group.count)
     """
-    if isinstance(dataset, DatasetDict):
-        raise ConfigError("audit one split at a time, e.g. audit_hard_rows(scored['train']).")
+    one_split_only(dataset, "audit_hard_rows(scored['train'])")
     if not 0 < min_agreement <= 1:
         raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement!r}.")
     for column in ("difficulty", "rollouts", answer_column):

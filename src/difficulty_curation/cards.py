@@ -14,14 +14,15 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS
 from difficulty_curation.errors import CurationError
+from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
-from difficulty_curation.scoring import read_provenance
+from difficulty_curation.splits import as_splits
 from difficulty_curation.stats import plot_histogram, summarize
 
 DEFAULT_TEMPLATE = "dataset_card.md.j2"
 HISTOGRAM_FILE = "difficulty_histogram.png"
-BUCKETS = ("easy", "medium", "hard")
 
 
 def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
@@ -46,7 +47,7 @@ def render_card(
     dataset: Dataset | DatasetDict,
     repo_id: str,
     *,
-    buckets: Sequence[str] = BUCKETS,
+    buckets: Sequence[str] = PAPER_BUCKETS,
     template: str | Path | None = None,
     license: str | None = None,
     histogram: str = HISTOGRAM_FILE,
@@ -65,7 +66,7 @@ def render_card(
             "info); score it with `curate score` or `score_to_dir` first."
         )
     provenance = {key: redact(value) if isinstance(value, str) else value for key, value in provenance.items()}
-    splits = list(dataset) if isinstance(dataset, DatasetDict) else ["train"]
+    splits = list(as_splits(dataset))
     summary = summarize(dataset)
     if configs is None:
         configs = {name: splits for name in [*buckets, "all"]}
@@ -104,8 +105,6 @@ def render_card(
 
 
 def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
-    from difficulty_curation.transforms import PAPER_BUCKET_RANGES
-
     rows = {key: value for key, value in provenance.items() if value is not None}
     rows["model_revision"] = provenance.get("model_revision") or "not known (a local folder has no commit)"
     rows["source_revision"] = provenance.get("source_revision") or "not known"

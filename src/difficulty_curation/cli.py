@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from difficulty_curation.config import PAPER_BUCKETS, RolloutConfig, ScoringConfig
+from difficulty_curation.buckets import PAPER_BUCKETS
+from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig, option_help
 from difficulty_curation.errors import CurationError
 from difficulty_curation.hub import DEFAULT_MAX_RETRIES
 
@@ -59,54 +60,38 @@ def score(
     source: Annotated[
         str, typer.Argument(help="save_to_disk folder, parquet/jsonl/json/csv file or folder, or Hub id.")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Local model folder or Hub id of the scoring model.")],
+    model: Annotated[str, typer.Option("--model", "-m", help=option_help("model"))],
     out: Annotated[Path | None, typer.Option(help="Folder for the scored dataset [default: <source>-scored].")] = None,
     split: Annotated[str | None, typer.Option(help="Score only this split.")] = None,
     num_rollouts: Annotated[
-        int, typer.Option("--num-rollouts", "-k", help="Answers sampled per row.")
+        int, typer.Option("--num-rollouts", "-k", help=option_help("num_rollouts"))
     ] = RolloutConfig.num_rollouts,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = RolloutConfig.temperature,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = RolloutConfig.top_p,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = RolloutConfig.top_k,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = RolloutConfig.max_new_tokens,
-    seed: Annotated[
-        int, typer.Option(help="Sampling seed; same seed, model and data give the same scores.")
-    ] = RolloutConfig.seed,
-    verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
+    temperature: Annotated[float, typer.Option(help=option_help("temperature"))] = RolloutConfig.temperature,
+    top_p: Annotated[float, typer.Option(help=option_help("top_p"))] = RolloutConfig.top_p,
+    top_k: Annotated[int, typer.Option(help=option_help("top_k"))] = RolloutConfig.top_k,
+    max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
+    seed: Annotated[int, typer.Option(help=option_help("seed"))] = RolloutConfig.seed,
+    verifier: Annotated[str, typer.Option(help=option_help("verifier"))] = ScoringConfig.verifier,
     correct_threshold: Annotated[
-        float, typer.Option(help="A rollout is correct when its score is at least this.")
+        float, typer.Option(help=option_help("correct_threshold"))
     ] = ScoringConfig.correct_threshold,
-    prompt_column: Annotated[
-        str, typer.Option(help="Column with the question text (or chat messages).")
-    ] = ScoringConfig.prompt_column,
-    answer_column: Annotated[
-        str, typer.Option(help="Column with the ground-truth answer.")
-    ] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
-    system_prompt: Annotated[str | None, typer.Option(help="System message put before every prompt.")] = None,
+    prompt_column: Annotated[str, typer.Option(help=option_help("prompt_column"))] = ScoringConfig.prompt_column,
+    answer_column: Annotated[str, typer.Option(help=option_help("answer_column"))] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
+    system_prompt: Annotated[str | None, typer.Option(help=option_help("system_prompt"))] = ScoringConfig.system_prompt,
     keep_rollouts: Annotated[
-        bool, typer.Option("--keep-rollouts", help="Also store the sampled answers and their scores.")
-    ] = False,
-    adaptive: Annotated[
-        bool,
-        typer.Option(
-            "--adaptive",
-            help="Sample in rounds of 2 and stop a row once it has a right and a wrong answer (medium for certain); "
-            "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
-        ),
-    ] = ScoringConfig.adaptive,
+        bool, typer.Option("--keep-rollouts", help=option_help("keep_rollouts"))
+    ] = ScoringConfig.keep_rollouts,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help=option_help("adaptive"))] = ScoringConfig.adaptive,
     pass_rate_interval: Annotated[
-        float | None,
-        typer.Option(
-            help="Add pass_rate_low / pass_rate_high: this central credible interval (e.g. 0.95) of the pass rate."
-        ),
+        float | None, typer.Option(help=option_help("pass_rate_interval"))
     ] = ScoringConfig.pass_rate_interval,
-    backend: Annotated[str, typer.Option(help="auto, transformers, vllm or openai.")] = ScoringConfig.backend,
-    revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
-    max_pixels: Annotated[
-        int, typer.Option(help="Downscale larger images to this many pixels (0 = never).")
-    ] = ScoringConfig.max_pixels,
-    batch_size: Annotated[int, typer.Option(help="Rows per generate call (part of the run: keep it to resume).")] = 64,
+    backend: Annotated[str, typer.Option(help=option_help("backend"))] = ScoringConfig.backend,
+    revision: Annotated[str | None, typer.Option(help=option_help("revision"))] = ScoringConfig.revision,
+    max_pixels: Annotated[int, typer.Option(help=option_help("max_pixels") + " 0 = never.")] = ScoringConfig.max_pixels,  # type: ignore[assignment]
+    batch_size: Annotated[
+        int, typer.Option(help="Rows per generate call (part of the run: keep it to resume).")
+    ] = DEFAULT_BATCH_SIZE,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first row that cannot be scored.")
     ] = False,
@@ -124,15 +109,13 @@ def score(
         ),
     ] = False,
     num_workers: Annotated[int, typer.Option(help="Ray workers, one engine each (with --ray).")] = 2,
-    api_base: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint for --backend openai, e.g. http://localhost:8000/v1.")
-    ] = None,
+    api_base: Annotated[str | None, typer.Option(help=option_help("api_base"))] = ScoringConfig.api_base,
     engine_option: Annotated[
         list[str] | None,
         typer.Option(
             "--engine-option",
-            help="KEY=VALUE passed to the engine (vllm.LLM, or dtype/attn_implementation/device_map for "
-            "transformers); VALUE is read as JSON when it parses; repeatable. E.g. --engine-option tensor_parallel_size=4",
+            help="KEY=VALUE, repeatable; VALUE is read as JSON when it parses, e.g. --engine-option "
+            "tensor_parallel_size=4. " + option_help("engine_options"),
         ),
     ] = None,
     quiet: QuietOption = False,
@@ -146,7 +129,7 @@ def score(
     Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
     """
     from difficulty_curation.config import parse_engine_options
-    from difficulty_curation.runs import score_to_dir
+    from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
@@ -178,15 +161,12 @@ def score(
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
         if use_ray:
-            from difficulty_curation.distributed import score_difficulty_distributed
+            from difficulty_curation.runners.distributed import score_distributed
             from difficulty_curation.sources import check_output, save_dataset
 
             check_output(destination, overwrite=overwrite)
-            options = scorer.config.to_dict()
-            options["api_base"] = scorer.config.api_base  # stored without credentials; the workers need them
-            options["engine_options"] = scorer.config.engine_options  # all of them, not only the recorded ones
-            scored = score_difficulty_distributed(
-                dataset, options.pop("model"), num_workers=num_workers, batch_size=batch_size, **options
+            scored = score_distributed(
+                dataset, scorer, batch_size=batch_size, progress=not quiet, num_workers=num_workers
             )
             save_dataset(scored, destination, overwrite=overwrite)
         else:
@@ -218,7 +198,7 @@ def rescore(
 
     Example: curate rescore scored/ --verifier math --out scored-math/
     """
-    from difficulty_curation.runs import rescore_dir
+    from difficulty_curation.runners.run_folder import rescore_dir
     from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):

@@ -15,10 +15,11 @@ from typing import Any
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.redact import register_secret, strip_url_credentials, url_secrets
 
+#: Rows per engine call in every runner (part of a run folder's settings: keep it to resume).
+DEFAULT_BATCH_SIZE = 64
+
 BACKENDS = ("auto", "transformers", "vllm", "openai")
 
-#: The paper's buckets, as inclusive ranges of `difficulty` (the fraction of wrong rollouts).
-PAPER_BUCKETS = ("easy", "medium", "hard")
 
 #: Engine options that can change the sampled tokens: they are part of the provenance, the run
 #: folder's settings and the rollout-cache key. Every other engine option (memory, parallelism,
@@ -41,16 +42,34 @@ TOKEN_ENGINE_OPTIONS = frozenset(
 RESERVED_ENGINE_OPTIONS = {"model": "model", "revision": "revision", "seed": "seed"}
 
 
+def option(default: Any = dataclasses.MISSING, *, help: str, rollouts: bool = False) -> Any:
+    """A config field with its help text (the one description the library, the CLI and the docs show).
+
+    `rollouts=True` marks an option that changes which rollouts are generated: it is part of the
+    rollout-cache key (`ScoringConfig.rollout_identity`).
+    """
+    return field(default=default, metadata={"help": help, "rollouts": rollouts})
+
+
+def option_help(name: str) -> str:
+    """The help text of a scoring option (a field of `ScoringConfig` or `RolloutConfig`)."""
+    for cls in (ScoringConfig, RolloutConfig):
+        for item in dataclasses.fields(cls):
+            if item.name == name:
+                return item.metadata["help"]
+    raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class RolloutConfig:
     """How rollouts are sampled. Defaults follow DC-SFT (Lu et al., 2026): k=8, T=0.9, top_p=1.0."""
 
-    num_rollouts: int = 8
-    temperature: float = 0.9
-    top_p: float = 1.0
-    top_k: int = 50
-    max_new_tokens: int = 128
-    seed: int = 0
+    num_rollouts: int = option(8, help="Answers sampled per row.", rollouts=True)
+    temperature: float = option(0.9, help="Sampling temperature.", rollouts=True)
+    top_p: float = option(1.0, help="Nucleus sampling mass.", rollouts=True)
+    top_k: int = option(50, help="Top-k sampling (0 = off).", rollouts=True)
+    max_new_tokens: int = option(128, help="Longest answer, in tokens.", rollouts=True)
+    seed: int = option(0, help="Sampling seed; same seed, model and data give the same scores.", rollouts=True)
 
     def __post_init__(self) -> None:
         _check_int("num_rollouts", self.num_rollouts, minimum=1)
@@ -65,29 +84,44 @@ class RolloutConfig:
 class ScoringConfig:
     """Everything that determines a row's difficulty: model, sampling, verifier and columns."""
 
-    model: str
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    revision: str | None = None
-    backend: str = "auto"
-    verifier: str = "exact"
-    correct_threshold: float = 0.5
-    prompt_column: str = "problem"
-    answer_column: str = "solution"
-    image_column: str | None = "image"
-    system_prompt: str | None = None
-    keep_rollouts: bool = False
-    #: The OpenAI-compatible endpoint for backend="openai" (else $OPENAI_BASE_URL). Keys never go here.
-    api_base: str | None = None
-    #: Draw rollouts in rounds and stop a row once its paper bucket is certain (medium).
-    adaptive: bool = False
-    #: Add `pass_rate_low` / `pass_rate_high`: this central credible interval of a Jeffreys Beta posterior.
-    pass_rate_interval: float | None = None
-    #: Larger images are downscaled to this many pixels before the engine sees them (the paper: 802,816).
-    max_pixels: int | None = 802_816
-    #: Extra options for the engine: `vllm.LLM(...)` keywords (tensor_parallel_size, max_model_len,
-    #: gpu_memory_utilization, dtype, quantization, model_impl, ...); the transformers backend takes
-    #: dtype, attn_implementation and device_map. Those that can change tokens are in TOKEN_ENGINE_OPTIONS.
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    model: str = option(help="Local model folder or Hub id of the scoring model.", rollouts=True)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "How rollouts are sampled."})
+    revision: str | None = option(None, help="Model revision (branch, tag or commit).", rollouts=True)
+    backend: str = option("auto", help="auto, transformers, vllm or openai.", rollouts=True)
+    verifier: str = option("exact", help="exact, iou, math or choice (or a registered name).")
+    correct_threshold: float = option(0.5, help="A rollout is correct when its score is at least this.")
+    prompt_column: str = option("problem", help="Column with the question text (or chat messages).")
+    answer_column: str = option("solution", help="Column with the ground-truth answer.")
+    image_column: str | None = option("image", help="Column with the image(s); None ('none') for text-only data.")
+    system_prompt: str | None = option(None, help="System message put before every prompt.")
+    keep_rollouts: bool = option(False, help="Also store the sampled answers and their scores.")
+    api_base: str | None = option(
+        None,
+        help="OpenAI-compatible endpoint for backend openai (else $OPENAI_BASE_URL), e.g. "
+        "http://localhost:8000/v1. Keys never go here.",
+    )
+    adaptive: bool = option(
+        False,
+        rollouts=True,
+        help="Sample in rounds of 2 and stop a row once it has a right and a wrong answer (medium for certain); "
+        "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
+    )
+    pass_rate_interval: float | None = option(
+        None,
+        help="Add pass_rate_low / pass_rate_high: this central credible interval (e.g. 0.95) of the pass rate "
+        "(Jeffreys prior).",
+    )
+    max_pixels: int | None = option(
+        802_816, help="Downscale larger images to this many pixels before the engine sees them (the paper's value)."
+    )
+    engine_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Options for the engine: vllm.LLM keywords (tensor_parallel_size, max_model_len, gpu_memory_utilization, "
+            "dtype, quantization, model_impl, ...), or dtype/attn_implementation/device_map for transformers. Those that "
+            "can change tokens (TOKEN_ENGINE_OPTIONS) are recorded with the scores."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -125,6 +159,59 @@ class ScoringConfig:
         if self.image_column is not None:
             columns["image_column"] = self.image_column
         return columns
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The flat option names, as `score_difficulty` and `curate score` take them (rollout fields inlined)."""
+        names = [item.name for item in dataclasses.fields(cls) if item.name != "rollout"]
+        return [*names, *(item.name for item in dataclasses.fields(RolloutConfig))]
+
+    @classmethod
+    def from_options(cls, model: str, **options: Any) -> ScoringConfig:
+        """A config from flat options (`num_rollouts=8, verifier="exact", ...`), checked by name and value.
+
+        Raises:
+            ConfigError: an option that does not exist, or a bad value.
+        """
+        rollout_names = {item.name for item in dataclasses.fields(RolloutConfig)}
+        known = set(cls.option_names())
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown scoring option(s) {unknown}; the options are: {', '.join(sorted(known))}.")
+        rollout = RolloutConfig(**{key: value for key, value in options.items() if key in rollout_names})
+        rest = {key: value for key, value in options.items() if key not in rollout_names}
+        if rest.get("engine_options") is None:
+            rest["engine_options"] = {}
+        return cls(model=str(model), rollout=rollout, **rest)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ScoringConfig:
+        """The inverse of `to_dict` (a run's settings, a provenance record); keys that are not options are ignored."""
+        known = set(cls.option_names())
+        options = {key: value for key, value in record.items() if key in known}
+        return cls.from_options(options.pop("model"), **options)
+
+    def replace(self, **options: Any) -> ScoringConfig:
+        """A copy with some flat options changed (`config.replace(verifier="math", num_rollouts=16)`)."""
+        current = self.to_dict()
+        current.update(api_base=self.api_base, engine_options=self.engine_options)  # all of them, as set
+        return type(self).from_options(**{**current, **options})
+
+    def rollout_identity(self) -> dict[str, Any]:
+        """The options that decide which rollouts are generated for a prompt (the rollout-cache key).
+
+        Never the verifier or threshold (a rescore reuses the rollouts), and of the engine options
+        only those that can change tokens, left out when there are none.
+        """
+        identity = {
+            item.name: getattr(source, item.name)
+            for source in (self, self.rollout)
+            for item in dataclasses.fields(source)
+            if item.metadata.get("rollouts")
+        }
+        if self.token_engine_options:  # keys made before engine options existed stay valid
+            identity["engine_options"] = self.token_engine_options
+        return identity
 
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-ready record of what decides the scores (used for provenance, run folders and cards).
@@ -200,32 +287,3 @@ def _check_number(
         low = f"> {minimum}" if exclusive_minimum else f">= {minimum}"
         high = "" if maximum == math.inf else f" and <= {maximum}"
         raise ConfigError(f"{name} must be a number {low}{high}, got {value!r}.")
-
-
-#: How a provenance record is marked inside `DatasetInfo.description`.
-PROVENANCE_PREFIX = "difficulty-curation provenance: "
-
-
-def provenance_record(
-    config: ScoringConfig,
-    *,
-    model_revision: str | None = None,
-    source: str | None = None,
-    source_revision: str | None = None,
-) -> dict[str, Any]:
-    """Everything needed to reproduce a dataset's scores: config, model revision, source, version, date."""
-    import datetime
-    import importlib.metadata
-
-    try:
-        version = importlib.metadata.version("difficulty-curation")
-    except importlib.metadata.PackageNotFoundError:  # running from a source tree
-        version = "unknown"
-    return {
-        **config.to_dict(),
-        "model_revision": model_revision or config.revision,
-        "source": source,
-        "source_revision": source_revision,
-        "toolkit_version": version,
-        "scored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from difficulty_curation.config import DEFAULT_BATCH_SIZE
+
 logger = logging.getLogger(__name__)
 
 DIGIT_PROMPT = "What digit is shown in the image? Answer with a single digit."
@@ -252,9 +254,12 @@ def ensure_demo_model(path: str | os.PathLike[str] | None = None, *, rebuild: bo
     return target
 
 
-def run_demo(*, num_rows: int | None = None, batch_size: int = 64, progress: bool = True, seed: int = 0) -> Any:
+def run_demo(
+    *, num_rows: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True, seed: int = 0
+) -> Any:
     """Score the bundled digits (train split) with the cold-started demo model; returns the scored `Dataset`."""
-    from difficulty_curation.scoring import score_dataset, score_difficulty
+    from difficulty_curation.runners.in_memory import score_dataset
+    from difficulty_curation.scoring import score_difficulty
 
     model = ensure_demo_model()
     scorer = score_difficulty(str(model), max_new_tokens=8, seed=seed)

@@ -1,8 +1,15 @@
-"""The few exception classes of difficulty-curation, in one place."""
+"""Every exception class of difficulty-curation, in one place.
+
+All derive from `CurationError`, so `except CurationError` catches every error this package raises
+on purpose; each also derives from the built-in a caller might already catch (`ValueError` for a bad
+option, `KeyError` for a missing column, `ImportError` for a missing dependency).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class CurationError(Exception):
@@ -62,6 +69,52 @@ class ModelLoadError(CurationError):
 
 class BackendUnavailableError(CurationError, ImportError):
     """A backend's optional dependency is not installed."""
+
+
+class MissingDependencyError(BackendUnavailableError, ConfigError):
+    """An optional dependency a step needs is not installed (see `require`).
+
+    A `ConfigError` too: asking for a step whose extra is not installed is an option the user chose.
+    """
+
+
+def missing_dependency(package: str, extra: str, purpose: str, *, hint: str = "") -> MissingDependencyError:
+    """The one message for a missing optional dependency: what needs it and the pip command."""
+    message = f"{purpose} needs {package}, which is not installed: pip install 'difficulty-curation[{extra}]'"
+    return MissingDependencyError(message + (f" ({hint})." if hint else "."))
+
+
+def require(module: str, extra: str, purpose: str, *, package: str | None = None, hint: str = "") -> None:
+    """Raise `MissingDependencyError` unless `module` can be imported (without importing it).
+
+    Example: `require("ray", "ray", "--ray")` before any work starts.
+    """
+    if importlib.util.find_spec(module) is None:
+        raise missing_dependency(package or module, extra, purpose, hint=hint)
+
+
+class RunStateError(CurationError):
+    """The run folder cannot be used as it is (other settings, damaged state, not finished)."""
+
+
+class RunLockedError(CurationError):
+    """Another process is using the run folder."""
+
+    def __init__(self, folder: Path, pid: str) -> None:
+        self.folder = folder
+        self.pid = pid
+        super().__init__(
+            f"{str(folder)!r} is in use by another curate process (PID {pid}); wait for it to finish "
+            "or stop it, then run the same command again."
+        )
+
+
+class RolloutCacheError(CurationError):
+    """The rollout cache file is unreadable or corrupt."""
+
+
+class EndpointError(EngineError):
+    """The endpoint refused the key, is unreachable, or kept failing after every retry: the run stops."""
 
 
 class PushError(CurationError):

@@ -34,6 +34,7 @@ from PIL import Image
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, RowError
 from difficulty_curation.prompts import build_request, row_reference
+from difficulty_curation.splits import as_splits
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +299,7 @@ def _export(
     config = _scoring_config(provenance)
     out = Path(out)
     _check_destination(out, overwrite=overwrite)
-    splits = dataset if isinstance(dataset, DatasetDict) else {"train": dataset}
+    splits = as_splits(dataset)
     selected = {split: _select(part, buckets) for split, part in splits.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"  # mkdir, not mkdtemp: honours the umask
@@ -327,7 +328,7 @@ def _export(
 
 
 def _provenance_of(dataset: Dataset | DatasetDict) -> dict[str, Any]:
-    from difficulty_curation.scoring import read_provenance
+    from difficulty_curation.provenance import read_provenance
 
     provenance = read_provenance(dataset)
     if provenance is None:
@@ -373,7 +374,7 @@ def _select(dataset: Dataset, buckets: str | Sequence[str] | None) -> Dataset:
 
 
 def _rows(dataset: Dataset, split: str, config: ScoringConfig, skipped: list[tuple[str, int, str]]) -> Iterator[_Row]:
-    from difficulty_curation.scoring import undecoded_images
+    from difficulty_curation.schema import undecoded_images
 
     for option, column in config.required_columns.items():
         if column not in dataset.column_names:

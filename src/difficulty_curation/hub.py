@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from difficulty_curation.config import PAPER_BUCKETS
-from difficulty_curation.errors import ConfigError, CurationError, HubUnavailableError, PushError
+from difficulty_curation.buckets import PAPER_BUCKETS, paper_buckets
+from difficulty_curation.errors import ConfigError, CurationError, HubUnavailableError, PushError, require
 from difficulty_curation.redact import redact, register_secret
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def push_curated(
     """
     names = _check_arguments(repo_id, buckets, overwrite, create_pr, max_retries)
     splits = _as_splits(dataset_or_path)
-    from difficulty_curation.scoring import read_provenance
+    from difficulty_curation.provenance import read_provenance
 
     provenance = read_provenance(splits)
     if provenance is None:
@@ -158,10 +158,8 @@ def _check_arguments(
         raise ConfigError("pass either --overwrite (overwrite=True) or --create-pr (create_pr=True), not both.")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-    names = [buckets] if isinstance(buckets, str) else list(dict.fromkeys(buckets))
-    unknown = [name for name in names if name not in PAPER_BUCKETS]
-    if unknown:
-        raise ConfigError(f"unknown bucket(s) {unknown}; choose from: {', '.join(PAPER_BUCKETS)}.")
+    names = [bucket.name for bucket in paper_buckets(buckets)]
+    require("matplotlib", "plot", "the card's histogram")
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
@@ -245,21 +243,14 @@ class _Push:
         with tempfile.TemporaryDirectory(prefix="curate-push-") as folder, _no_cache_files():
             from difficulty_curation.cards import write_card
 
-            try:
-                readme, histogram = write_card(
-                    splits,
-                    Path(folder) / "README.md",
-                    self.repo_id,
-                    buckets=buckets,
-                    configs={name: list(parts) for name, parts in configs.items()},
-                    **card_options,
-                )
-            except ModuleNotFoundError as error:
-                if error.name != "matplotlib":
-                    raise
-                raise ConfigError(
-                    "the card's histogram needs matplotlib: pip install 'difficulty-curation[plot]'"
-                ) from None
+            readme, histogram = write_card(
+                splits,
+                Path(folder) / "README.md",
+                self.repo_id,
+                buckets=buckets,
+                configs={name: list(parts) for name, parts in configs.items()},
+                **card_options,
+            )
             card_text = readme.read_text(encoding="utf-8")
             plan = self.plan(push_id, private=private, overwrite=overwrite, create_pr=create_pr)
             start = None

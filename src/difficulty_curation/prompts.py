@@ -29,7 +29,12 @@ class PromptRequest:
 def build_request(row: Mapping[str, Any], config: ScoringConfig) -> PromptRequest:
     """Turn one dataset row into a `PromptRequest`, or raise `RowError` naming the bad column."""
     images = _row_images(row, config)
-    messages = _row_messages(row.get(config.prompt_column), config, num_images=len(images))
+    messages = build_messages(
+        row.get(config.prompt_column),
+        num_images=len(images),
+        system_prompt=config.system_prompt,
+        prompt_column=config.prompt_column,
+    )
     return PromptRequest(messages=messages, images=images, content_hash=_content_hash(messages, images))
 
 
@@ -112,8 +117,23 @@ def _row_images(row: Mapping[str, Any], config: ScoringConfig) -> list[Image.Ima
     return images
 
 
-def _row_messages(prompt: Any, config: ScoringConfig, *, num_images: int) -> list[dict[str, Any]]:
-    column = config.prompt_column
+def build_messages(
+    prompt: Any,
+    *,
+    num_images: int,
+    system_prompt: str | None = None,
+    prompt_column: str = ScoringConfig.prompt_column,
+) -> list[dict[str, Any]]:
+    """A row's prompt (a string or chat messages) as the chat messages the model sees.
+
+    The one row -> messages builder: scoring, the SFT/GRPO formats and every export use it, so a
+    model is trained on exactly the prompts it was scored with. A string gets one `{"type": "image"}`
+    part per image before its text; messages without image parts get them in the first user turn.
+
+    Raises:
+        RowError: the prompt is empty, of the wrong type, or its image parts do not match `num_images`.
+    """
+    column = prompt_column
     if isinstance(prompt, str):
         if not prompt.strip():
             raise RowError(column, "prompt is empty")
@@ -143,8 +163,8 @@ def _row_messages(prompt: Any, config: ScoringConfig, *, num_images: int) -> lis
         raise RowError(column, "prompt is missing (None)")
     else:
         raise RowError(column, f"prompt must be a string or a list of chat messages, got {type(prompt).__name__}")
-    if config.system_prompt:
-        messages = [{"role": "system", "content": [{"type": "text", "text": config.system_prompt}]}, *messages]
+    if system_prompt:
+        messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, *messages]
     return messages
 
 

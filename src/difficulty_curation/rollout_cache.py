@@ -16,31 +16,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import CurationError
-
-
-class RolloutCacheError(CurationError):
-    """The rollout cache file is unreadable or corrupt."""
+from difficulty_curation.errors import RolloutCacheError
 
 
 def rollout_key(config: ScoringConfig, content_hash: str) -> str:
     """The cache key of one row's rollouts: generation settings + content, never the verifier."""
-    rollout = config.rollout
-    identity = {
-        "model": config.model,
-        "revision": config.revision,
-        "backend": config.backend,
-        "num_rollouts": rollout.num_rollouts,
-        "temperature": rollout.temperature,
-        "top_p": rollout.top_p,
-        "top_k": rollout.top_k,
-        "max_new_tokens": rollout.max_new_tokens,
-        "seed": rollout.seed,
-        "adaptive": config.adaptive,
-        "content": content_hash,
-    }
-    if config.token_engine_options:  # keys made before engine options existed stay valid
-        identity["engine_options"] = config.token_engine_options
+    identity = {**config.rollout_identity(), "content": content_hash}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

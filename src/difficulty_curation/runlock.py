@@ -12,21 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from difficulty_curation.errors import CurationError
+from difficulty_curation.errors import RunLockedError
 
 LOCK_FILE = "lock"
-
-
-class RunLockedError(CurationError):
-    """Another process is using the run folder."""
-
-    def __init__(self, folder: Path, pid: str) -> None:
-        self.folder = folder
-        self.pid = pid
-        super().__init__(
-            f"{str(folder)!r} is in use by another curate process (PID {pid}); wait for it to finish "
-            "or stop it, then run the same command again."
-        )
 
 
 class RunLock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,33 +10,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from difficulty_curation.config import PROVENANCE_PREFIX, RolloutConfig, ScoringConfig, provenance_record
-from difficulty_curation.engines.base import RolloutEngine, load_engine, open_session
+from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.engines.base import RolloutEngine, open_session
+from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import (
     ColumnNotFoundError,
-    ConfigError,
     CurationError,
     EngineError,
     RowError,
     RowFailedError,
 )
-from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
 from difficulty_curation.prompts import PromptRequest, build_request, row_reference
 from difficulty_curation.redact import get_logger, redact
 from difficulty_curation.rollout_cache import RolloutCache, rollout_key
+from difficulty_curation.schema import score_features
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
 if TYPE_CHECKING:
-    from datasets import Dataset, DatasetDict, Features
+    from datasets import Features
 
 logger = get_logger(__name__)
 
-#: Columns every scored dataset gets.
-SCORE_COLUMNS = ("difficulty", "num_correct", "num_rollouts", "difficulty_error")
-#: Extra columns with `keep_rollouts=True`.
-ROLLOUT_COLUMNS = ("rollouts", "rollout_scores")
-#: Extra columns with `pass_rate_interval` set.
-INTERVAL_COLUMNS = ("pass_rate_low", "pass_rate_high")
 #: Rollouts per round with `adaptive=True` (the last round takes whatever is left of k).
 ADAPTIVE_ROUND = 2
 
@@ -60,6 +55,12 @@ class BatchReport:
     seconds: float
 
 
+class _EngineSlot:
+    """Where a scorer keeps its engine; copies made by `for_run` share it."""
+
+    engine: RolloutEngine | None = None
+
+
 class DifficultyScorer:
     """Callable for `Dataset.map(scorer, batched=True)` that adds the difficulty columns.
 
@@ -72,31 +73,45 @@ class DifficultyScorer:
         self.config = config
         self.custom_verifier = verifier
         self.verify: Verifier = get_verifier(verifier if verifier is not None else config.verifier)
-        self._engine: RolloutEngine | None = None
-        #: Runtime-only settings, never pickled (they do not change any score):
-        #: called with a `BatchReport` after every batch, for progress displays;
+        self._slot = _EngineSlot()
+        # Runtime-only settings of one run, set by `for_run` on a copy (never pickled, never a score's cause).
         self.on_batch: Callable[[BatchReport], None] | None = None
-        #: where rollouts are looked up before generating and stored right after;
         self.rollout_cache: RolloutCache | None = None
-        #: raise `RowFailedError` on the first row that cannot be scored instead of recording it.
         self.fail_fast = False
+
+    def for_run(
+        self,
+        *,
+        on_batch: Callable[[BatchReport], None] | None = None,
+        rollout_cache: RolloutCache | None = None,
+        fail_fast: bool = False,
+    ) -> DifficultyScorer:
+        """A copy of this scorer for one run, sharing its engine (loaded once for both); this one is unchanged.
+
+        - `on_batch` is called with a `BatchReport` after every batch, for progress displays;
+        - `rollout_cache`: rollouts are looked up there before generating and stored right after;
+        - `fail_fast`: raise `RowFailedError` on the first row that cannot be scored instead of recording it.
+        """
+        run = copy.copy(self)
+        run.on_batch, run.rollout_cache, run.fail_fast = on_batch, rollout_cache, fail_fast
+        return run
 
     # -- engine ---------------------------------------------------------------------------------
     @property
     def engine(self) -> RolloutEngine:
         """The generation engine, loaded on first use."""
-        if self._engine is None:
-            self._engine = load_engine(self.config)
-        return self._engine
+        if self._slot.engine is None:
+            self._slot.engine = load_engine(self.config)
+        return self._slot.engine
 
     @engine.setter
     def engine(self, engine: RolloutEngine) -> None:
-        self._engine = engine
+        self._slot.engine = engine
 
     @property
     def engine_loaded(self) -> bool:
         """Whether a model has been loaded (False after a datasets cache hit)."""
-        return self._engine is not None
+        return self._slot.engine is not None
 
     # -- pickling / fingerprinting ----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -115,24 +130,7 @@ class DifficultyScorer:
 
     def output_features(self, features: Features) -> Features:
         """The input features plus the typed difficulty columns (pass as `Dataset.map(features=...)`)."""
-        from datasets import Features, List, Value
-
-        output = Features(features)
-        output.update(
-            {
-                "difficulty": Value("float32"),
-                "num_correct": Value("int32"),
-                "num_rollouts": Value("int32"),
-                "difficulty_error": Value("string"),
-            }
-        )
-        if self.config.keep_rollouts:
-            output["rollouts"] = List(Value("string"))
-            output["rollout_scores"] = List(Value("float32"))
-        if self.config.pass_rate_interval is not None:
-            output["pass_rate_low"] = Value("float32")
-            output["pass_rate_high"] = Value("float32")
-        return output
+        return score_features(self.config, features)
 
     # -- the map() callable -----------------------------------------------------------------------
     def check_columns(self, columns: Iterable[str]) -> None:
@@ -435,151 +433,25 @@ def score_difficulty(
     `max_model_len`, `gpu_memory_utilization`, `dtype` or `model_impl`; the transformers backend
     takes `dtype`, `attn_implementation` and `device_map`.
 
-    Options are validated here, before any model is loaded; the model loads on the first batch.
+    Every option is a field of `ScoringConfig` / `RolloutConfig` (their help texts say what each
+    does); a test keeps this signature in step with them. Options are validated here, before any
+    model is loaded; the model loads on the first batch.
+
+    Raises:
+        ConfigError: a bad option value or an unknown verifier.
     """
-    rollout = RolloutConfig(
-        num_rollouts=num_rollouts,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-    )
+    options = dict(locals())
     custom_verifier = verifier if callable(verifier) else None
     if custom_verifier is None:
         get_verifier(verifier)  # fail now on an unknown name
-    config = ScoringConfig(
-        model=str(model),
-        rollout=rollout,
-        revision=revision,
-        backend=backend,
-        verifier=verifier_name(verifier),
-        correct_threshold=correct_threshold,
-        prompt_column=prompt_column,
-        answer_column=answer_column,
-        image_column=image_column,
-        system_prompt=system_prompt,
-        keep_rollouts=keep_rollouts,
-        max_pixels=max_pixels,
-        adaptive=adaptive,
-        pass_rate_interval=pass_rate_interval,
-        api_base=api_base,
-        engine_options=dict(engine_options) if engine_options is not None else {},
-    )
-    return DifficultyScorer(config, verifier=custom_verifier)
+    options["verifier"] = verifier_name(verifier)
+    options["engine_options"] = dict(engine_options) if engine_options is not None else {}
+    return DifficultyScorer(ScoringConfig.from_options(**options), verifier=custom_verifier)
 
 
-def score_dataset(
-    dataset: Dataset | DatasetDict,
-    scorer: DifficultyScorer,
-    *,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> Dataset | DatasetDict:
-    """Run `scorer` over a dataset (every split of a `DatasetDict`) with a progress line.
+def __getattr__(name: str) -> Any:
+    if name == "score_dataset":  # moved to the runners in 0.1: kept importable here
+        from difficulty_curation.runners.in_memory import score_dataset
 
-    Compared with a bare `dataset.map(scorer, batched=True)`, this checks the columns before any
-    model loads, passes typed output features, and reads images undecoded so that a corrupt image
-    becomes a failed row (see `difficulty_error`) instead of an exception inside datasets.
-    The datasets cache applies as usual: an identical call on a cached dataset is not re-scored.
-    """
-    from datasets import DatasetDict
-
-    if isinstance(dataset, DatasetDict):
-        return DatasetDict(
-            {
-                split: score_dataset(part, scorer, batch_size=batch_size, progress=progress)
-                for split, part in dataset.items()
-            }
-        )
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    scorer.check_columns(dataset.column_names)
-    image_column = scorer.config.image_column
-    original_feature = dataset.features[image_column] if image_column else None
-    dataset = undecoded_images(dataset, image_column)
-    bar = RolloutProgress(len(dataset), enabled=progress)
-    scorer.on_batch = bar.update
-    try:
-        with datasets_progress_bars_disabled():
-            scored = dataset.map(
-                scorer,
-                batched=True,
-                batch_size=batch_size,
-                features=scorer.output_features(dataset.features),
-                desc="Scoring difficulty",
-            )
-    finally:
-        scorer.on_batch = None
-        bar.close()
-    if image_column:
-        scored = scored.cast_column(image_column, original_feature)
-    from difficulty_curation.stats import scoring_warnings, summarize
-
-    for warning in scoring_warnings(summarize(scored)):
-        logger.warning(warning)
-    return attach_provenance(scored, scoring_provenance(scorer))
-
-
-def score_table(columns: dict[str, list[Any]], scorer: DifficultyScorer) -> Any:
-    """The scorer's output columns as an Arrow table with their declared types."""
-    import pyarrow as pa
-    from datasets import Features
-
-    features = scorer.output_features(Features())
-    return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
-
-
-def attach_provenance(dataset: Dataset | DatasetDict, record: dict[str, Any]) -> Dataset | DatasetDict:
-    """Write `record` into each split's `info.description` (kept by `save_to_disk`), in place; returns it."""
-    import json
-
-    from datasets import DatasetDict
-
-    for part in dataset.values() if isinstance(dataset, DatasetDict) else [dataset]:
-        part.info.description = PROVENANCE_PREFIX + json.dumps(record, sort_keys=True)
-    return dataset
-
-
-def read_provenance(dataset: Dataset | DatasetDict) -> dict[str, Any] | None:
-    """The provenance record a scoring run wrote into the dataset, or None."""
-    import json
-
-    from datasets import DatasetDict
-
-    part = next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
-    description = part.info.description or ""
-    if not description.startswith(PROVENANCE_PREFIX):
-        return None
-    return json.loads(description[len(PROVENANCE_PREFIX) :])
-
-
-def scoring_provenance(scorer: DifficultyScorer, *, source: str | None = None) -> dict[str, Any]:
-    """The provenance record of a run with `scorer` (model revision read from a loaded engine)."""
-    revision = getattr(scorer._engine, "model_revision", None) if scorer.engine_loaded else None
-    return provenance_record(scorer.config, model_revision=revision, source=source)
-
-
-def undecoded_images(dataset: Dataset, image_column: str | None) -> Dataset:
-    """`dataset` with `image_column` read as raw bytes, so a corrupt image fails its row, not the run."""
-    if image_column is None:
-        return dataset
-    return dataset.cast_column(image_column, _undecoded(dataset.features[image_column]))
-
-
-def replace_image_features(feature: Any, replacement: Any) -> Any:
-    """`feature` with every `Image` in it (nested in lists too) replaced by `replacement`."""
-    from datasets import Image, List, Sequence
-
-    if isinstance(feature, Image):
-        return replacement
-    if isinstance(feature, (List, Sequence)):
-        return type(feature)(replace_image_features(feature.feature, replacement))
-    return feature
-
-
-def _undecoded(feature: Any) -> Any:
-    """The same feature with image decoding switched off (nested in lists too)."""
-    from datasets import Image
-
-    return replace_image_features(feature, Image(decode=False))
+        return score_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.buckets import PAPER_BUCKET_RANGES, bucket_of
+from difficulty_curation.errors import require
 from difficulty_curation.redact import redact
-from difficulty_curation.transforms import PAPER_BUCKET_RANGES, bucket_of, difficulty_array
+from difficulty_curation.transforms import difficulty_array
 
 
 @dataclass
@@ -88,7 +90,12 @@ def scoring_warnings(summary: DifficultySummary) -> list[str]:
 
 
 def plot_histogram(summary: DifficultySummary, path: str | Path, *, title: str = "Difficulty") -> Path:
-    """Save the difficulty histogram as a PNG (needs matplotlib: `pip install difficulty-curation[plot]`)."""
+    """Save the difficulty histogram as a PNG (needs matplotlib: `pip install difficulty-curation[plot]`).
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+    """
+    require("matplotlib", "plot", "the difficulty histogram")
     import matplotlib
 
     matplotlib.use("Agg")

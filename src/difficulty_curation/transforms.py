@@ -7,54 +7,16 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict
 
-from difficulty_curation.config import PAPER_BUCKETS
+from difficulty_curation.buckets import DIFFICULTY_COLUMN, PAPER_BUCKET_RANGES, Bucket, bucket_of, paper_buckets
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.splits import map_splits, one_split_only
 
 logger = logging.getLogger(__name__)
-
-DIFFICULTY_COLUMN = "difficulty"
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """A named range of difficulty. Bounds are inclusive unless marked open."""
-
-    name: str
-    low: float
-    high: float
-    low_open: bool = False
-    high_open: bool = False
-
-    def contains(self, difficulty: float) -> bool:
-        """Whether `difficulty` falls in this bucket."""
-        above = difficulty > self.low if self.low_open else difficulty >= self.low
-        below = difficulty < self.high if self.high_open else difficulty <= self.high
-        return above and below
-
-    def describe(self) -> str:
-        """The range in interval notation, e.g. `(0, 1)`."""
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-
-
-#: The paper's buckets: easy = every rollout right, hard = none right, medium = in between.
-PAPER_BUCKET_RANGES: dict[str, Bucket] = {
-    "easy": Bucket("easy", 0.0, 0.0),
-    "medium": Bucket("medium", 0.0, 1.0, low_open=True, high_open=True),
-    "hard": Bucket("hard", 1.0, 1.0),
-}
-
-
-def bucket_of(difficulty: float | None) -> str | None:
-    """The paper's bucket name for one difficulty value (None for unscored rows)."""
-    if difficulty is None or (isinstance(difficulty, float) and math.isnan(difficulty)):
-        return None
-    return next(name for name, bucket in PAPER_BUCKET_RANGES.items() if bucket.contains(difficulty))
 
 
 def filter_difficulty(
@@ -73,12 +35,10 @@ def filter_difficulty(
         >>> no_hard = filter_difficulty(scored, ["easy", "medium"])      # SFT-EM # doctest: +SKIP
         >>> mid = filter_difficulty(scored, min=0.25, max=0.75)          # doctest: +SKIP
     """
-    buckets = _paper_buckets(bucket_or_buckets)
+    buckets = paper_buckets(bucket_or_buckets)
     _check_range(min, max)
     if isinstance(dataset, DatasetDict):
-        return DatasetDict(
-            {split: filter_difficulty(ds, bucket_or_buckets, min=min, max=max) for split, ds in dataset.items()}
-        )
+        return map_splits(lambda part: filter_difficulty(part, bucket_or_buckets, min=min, max=max), dataset)
     _require_difficulty(dataset)
     _log_unscored(dataset)
     ranges = [(b.low, b.high, b.low_open, b.high_open) for b in buckets] if buckets else None
@@ -108,8 +68,7 @@ def stratify(
         >>> buckets = stratify(scored)                 # DatasetDict(easy=..., medium=..., hard=...)  # doctest: +SKIP
         >>> quartiles = stratify(scored, quantiles=4)  # doctest: +SKIP
     """
-    if isinstance(dataset, DatasetDict):
-        raise ConfigError("stratify takes one split; call it per split, e.g. stratify(scored['train']).")
+    one_split_only(dataset, "stratify(scored['train'])")
     _require_difficulty(dataset)
     buckets = stratify_buckets(dataset, scheme=scheme, bins=bins, quantiles=quantiles)
     _log_unscored(dataset)
@@ -190,16 +149,6 @@ def _keep_batch(
             ok = any(Bucket("", *bounds).contains(value) for bounds in ranges)
         keep.append(ok)
     return keep
-
-
-def _paper_buckets(bucket_or_buckets: str | Sequence[str] | None) -> list[Bucket]:
-    if bucket_or_buckets is None:
-        return []
-    names = [bucket_or_buckets] if isinstance(bucket_or_buckets, str) else list(bucket_or_buckets)
-    unknown = [name for name in names if name not in PAPER_BUCKET_RANGES]
-    if unknown:
-        raise ConfigError(f"unknown bucket(s) {unknown}; choose from: {', '.join(PAPER_BUCKETS)}.")
-    return [PAPER_BUCKET_RANGES[name] for name in names]
 
 
 def _check_range(low: float | None, high: float | None) -> None:

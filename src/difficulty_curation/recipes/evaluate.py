@@ -11,8 +11,9 @@ from typing import Any
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig
-from difficulty_curation.scoring import score_dataset, score_difficulty
+from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig
+from difficulty_curation.runners.in_memory import score_dataset
+from difficulty_curation.scoring import score_difficulty
 from difficulty_curation.stats import save_figure
 
 
@@ -72,8 +73,8 @@ def evaluate(
     *,
     ood: Collection[str] = (),
     verifier: str = ScoringConfig.verifier,
-    max_new_tokens: int = 128,
-    batch_size: int = 64,
+    max_new_tokens: int = RolloutConfig.max_new_tokens,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     prompt_column: str = ScoringConfig.prompt_column,
     answer_column: str = ScoringConfig.answer_column,
     image_column: str | None = ScoringConfig.image_column,

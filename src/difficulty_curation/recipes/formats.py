@@ -7,7 +7,8 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import ColumnNotFoundError
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
+from difficulty_curation.prompts import build_messages
 
 
 def to_trl_format(
@@ -25,15 +26,19 @@ def to_trl_format(
       turn); TRL's `SFTTrainer` then computes the loss on the answer tokens only.
     - `style="messages"`: one `messages` list with the assistant turn last.
 
-    Image placeholders (`{"type": "image"}`) come first in the user turn, one per image, the way
-    `score_difficulty` prompts the model. Other columns are dropped.
+    The prompt is built by the same `build_messages` that scoring uses (chat-format prompts
+    included), so training sees exactly the prompts that were scored. Other columns are dropped.
+
+    Raises:
+        ColumnNotFoundError: a named column is missing.
+        ConfigError: an unknown `style`, or a row whose prompt cannot be built (named by index).
 
     Example:
         >>> train = to_trl_format(filter_difficulty(scored, "medium"))  # doctest: +SKIP
         >>> SFTTrainer(model=..., train_dataset=train, processing_class=processor)  # doctest: +SKIP
     """
     if style not in ("prompt-completion", "messages"):
-        raise ValueError(f"style={style!r}; choose 'prompt-completion' or 'messages'")
+        raise ConfigError(f"style={style!r} is not known; choose 'prompt-completion' or 'messages'.")
     needed = {"prompt_column": prompt_column, "answer_column": answer_column}
     if image_column is not None:
         needed["image_column"] = image_column
@@ -41,12 +46,15 @@ def to_trl_format(
         if column not in dataset.column_names:
             raise ColumnNotFoundError(option, column, dataset.column_names)
 
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
+    def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
         images = row[image_column] if image_column else []
         images = images if isinstance(images, list) else [images]
-        user = [{"type": "image"} for _ in images] + [{"type": "text", "text": row[prompt_column]}]
-        prompt = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
-        prompt.append({"role": "user", "content": user})
+        try:
+            prompt = build_messages(
+                row[prompt_column], num_images=len(images), system_prompt=system_prompt, prompt_column=prompt_column
+            )
+        except RowError as error:
+            raise ConfigError(f"row {index}: {error}; fix or drop that row before training.") from None
         completion = [{"role": "assistant", "content": [{"type": "text", "text": str(row[answer_column])}]}]
         converted = (
             {"prompt": prompt, "completion": completion}
@@ -55,7 +63,7 @@ def to_trl_format(
         )
         return {**converted, "images": [image.convert("RGB") for image in images]}
 
-    return dataset.map(convert, remove_columns=dataset.column_names, desc="To TRL format")
+    return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, desc="To TRL format")
 
 
 def from_trl_format(

@@ -12,7 +12,6 @@ advantage and no gradient, so dropping them up front saves their generations.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
@@ -24,7 +23,8 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError, ModelLoadError
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError, require
+from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
@@ -88,6 +88,7 @@ def grpo(
     *,
     options: GRPOOptions | None = None,
     merge: bool = False,
+    revision: str | None = None,
     verifier: str | Verifier = ScoringConfig.verifier,
     prompt_column: str = ScoringConfig.prompt_column,
     answer_column: str = ScoringConfig.answer_column,
@@ -119,29 +120,22 @@ def grpo(
         )
     if options.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {options.batch_size}.")
-    if options.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise BackendUnavailableError(
-            "use_vllm=True needs vLLM: `pip install vllm` (on a GPU machine), or drop --use-vllm."
+    if options.use_vllm:
+        require(
+            "vllm", "vllm", "use_vllm=True (--use-vllm)", package="vLLM", hint="on a GPU machine; or drop --use-vllm"
         )
+    require("trl", "train", "the GRPO recipe", package="TRL")
     reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
     train = _grpo_rows(dataset, prompt_column, answer_column, image_column, system_prompt)
 
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
 
     from difficulty_curation.recipes.training import TrainingProgress, use_progress, write_log_history
 
     on_gpu = torch.cuda.is_available()
-    try:
-        processor = AutoProcessor.from_pretrained(model)
-        try:
-            network = AutoModelForImageTextToText.from_pretrained(model)
-        except ValueError:
-            network = AutoModelForCausalLM.from_pretrained(model)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"could not load model {model!r}: {error}") from None
+    processor, network = load_training_model(model, revision)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rollouts: list[dict[str, Any]] = []

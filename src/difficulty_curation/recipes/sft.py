@@ -14,6 +14,7 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.config import ScoringConfig
+from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def sft(
     *,
     options: SFTOptions | None = None,
     merge: bool = False,
+    revision: str | None = None,
     prompt_column: str = ScoringConfig.prompt_column,
     answer_column: str = ScoringConfig.answer_column,
     image_column: str | None = ScoringConfig.image_column,
@@ -63,7 +65,6 @@ def sft(
     """
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
     from difficulty_curation.recipes.training import TrainingProgress, use_progress, write_log_history
@@ -78,11 +79,7 @@ def sft(
         image_column=image_column,
         system_prompt=system_prompt,
     )
-    processor = AutoProcessor.from_pretrained(model)
-    try:
-        network = AutoModelForImageTextToText.from_pretrained(model)
-    except ValueError:
-        network = AutoModelForCausalLM.from_pretrained(model)
+    processor, network = load_training_model(model, revision)
     config = SFTConfig(
         output_dir=str(out_dir),
         learning_rate=options.learning_rate,

@@ -1,0 +1,62 @@
+"""Provenance: the record of how a dataset was scored, written into and read back from the dataset.
+
+The record is the scoring config plus the model and source revisions, the toolkit version and the
+date. It lives in each split's `DatasetInfo.description` (kept by `save_to_disk`), so a folder
+scored days earlier still gets a complete dataset card.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import TYPE_CHECKING, Any
+
+from difficulty_curation.config import ScoringConfig
+from difficulty_curation.splits import as_splits, first_split
+from difficulty_curation.version import __version__
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+#: How a provenance record is marked inside `DatasetInfo.description`.
+PROVENANCE_PREFIX = "difficulty-curation provenance: "
+
+
+def provenance_record(
+    config: ScoringConfig,
+    *,
+    model_revision: str | None = None,
+    source: str | None = None,
+    source_revision: str | None = None,
+) -> dict[str, Any]:
+    """Everything needed to reproduce a dataset's scores: config, model revision, source, version, date."""
+    return {
+        **config.to_dict(),
+        "model_revision": model_revision or config.revision,
+        "source": source,
+        "source_revision": source_revision,
+        "toolkit_version": __version__,
+        "scored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def attach_provenance(dataset: Dataset | DatasetDict, record: dict[str, Any]) -> Dataset | DatasetDict:
+    """Write `record` into each split's `info.description` (kept by `save_to_disk`), in place; returns it."""
+    for part in as_splits(dataset).values():
+        part.info.description = PROVENANCE_PREFIX + json.dumps(record, sort_keys=True)
+    return dataset
+
+
+def read_provenance(dataset: Dataset | DatasetDict) -> dict[str, Any] | None:
+    """The provenance record a scoring run wrote into the dataset, or None."""
+    description = first_split(dataset).info.description or ""
+    if not description.startswith(PROVENANCE_PREFIX):
+        return None
+    return json.loads(description[len(PROVENANCE_PREFIX) :])
+
+
+def scoring_provenance(scorer: Any, *, source: str | None = None) -> dict[str, Any]:
+    """The provenance record of a run with `scorer` (a `DifficultyScorer`; the model revision read
+    from its engine when one is loaded)."""
+    revision = getattr(scorer.engine, "model_revision", None) if scorer.engine_loaded else None
+    return provenance_record(scorer.config, model_revision=revision, source=source)

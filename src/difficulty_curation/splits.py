@@ -1,0 +1,43 @@
+"""One `Dataset` or a `DatasetDict` of splits: the helpers every step uses to accept both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from datasets import Dataset, DatasetDict
+
+T = TypeVar("T")
+
+#: The split name a lone `Dataset` goes by where a name is needed (run folders, exports, cards).
+DEFAULT_SPLIT = "train"
+
+
+def as_splits(dataset: Dataset | DatasetDict) -> dict[str, Dataset]:
+    """Split name -> `Dataset`: a `DatasetDict`'s own splits, or a lone `Dataset` as `train`."""
+    return dict(dataset) if isinstance(dataset, DatasetDict) else {DEFAULT_SPLIT: dataset}
+
+
+def map_splits(function: Callable[[Dataset], Dataset], dataset: Dataset | DatasetDict) -> Dataset | DatasetDict:
+    """`function` applied to `dataset`, or to each split of a `DatasetDict` (returning a `DatasetDict`)."""
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict({name: function(part) for name, part in dataset.items()})
+    return function(dataset)
+
+
+def first_split(dataset: Dataset | DatasetDict) -> Dataset:
+    """`dataset`, or the first split of a `DatasetDict` (splits of one scored dataset share columns and info)."""
+    return next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
+
+
+def one_split_only(dataset: Dataset | DatasetDict, example: str) -> Dataset:
+    """`dataset` if it is one split; a `DatasetDict` is refused with `example` as the fix.
+
+    Raises:
+        ConfigError: `dataset` is a `DatasetDict`.
+    """
+    from difficulty_curation.errors import ConfigError
+
+    if isinstance(dataset, DatasetDict):
+        raise ConfigError(f"this step takes one split; call it per split, e.g. {example}.")
+    return dataset
