@@ -37,7 +37,7 @@ def test_the_distributed_result_equals_the_single_process_result(local_cluster, 
 
 def _map_workers() -> list[int]:
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if "MapWorker" in line and "ps -eo" not in line]
+    return [int(line.split()[0]) for line in listing.splitlines() if "_BatchScorer" in line and "ps -eo" not in line]
 
 
 def test_a_killed_worker_is_restarted_without_losing_or_duplicating_rows(local_cluster, tiny_vlm, digits):

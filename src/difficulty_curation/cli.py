@@ -105,7 +105,8 @@ def score(
         bool,
         typer.Option(
             "--ray",
-            help="Score on a Ray cluster ($RAY_ADDRESS, else a local one); Ray retries failed batches, but the run is not resumable like --out.",
+            help="Score on a Ray cluster ($RAY_ADDRESS, else a local one), one engine per worker, into the same "
+            "resumable run folder OUT: Ray retries a batch whose worker dies; rerun the command if the driver dies.",
         ),
     ] = False,
     num_workers: Annotated[int, typer.Option(help="Ray workers, one engine each (with --ray).")] = 2,
@@ -134,7 +135,7 @@ def score(
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
 
-    with _errors(resumable=not use_ray):
+    with _errors(resumable=True):
         scorer = score_difficulty(
             model,
             num_rollouts=num_rollouts,
@@ -160,27 +161,23 @@ def score(
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
+        ray = None
         if use_ray:
-            from difficulty_curation.runners.distributed import score_distributed
-            from difficulty_curation.sources import check_output, save_dataset
+            from difficulty_curation.runners.distributed import RayOptions
 
-            check_output(destination, overwrite=overwrite)
-            scored = score_distributed(
-                dataset, scorer, batch_size=batch_size, progress=not quiet, num_workers=num_workers
-            )
-            save_dataset(scored, destination, overwrite=overwrite)
-        else:
-            scored = score_to_dir(
-                dataset,
-                scorer,
-                destination,
-                batch_size=batch_size,
-                source=source,
-                progress=not quiet,
-                fail_fast=fail_fast,
-                overwrite=overwrite,
-                retry_failed=retry_failed,
-            )
+            ray = RayOptions(num_workers=num_workers)
+        scored = score_to_dir(
+            dataset,
+            scorer,
+            destination,
+            batch_size=batch_size,
+            source=source,
+            progress=not quiet,
+            fail_fast=fail_fast,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            ray=ray,
+        )
         _print_summary(summarize(scored), json_output, saved_to=destination, warnings=True)
 
 

@@ -26,14 +26,14 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, ScoringConfig
-from difficulty_curation.errors import ConfigError, RunStateError
+from difficulty_curation.errors import ConfigError, RowFailedError, RunStateError
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.provenance import attach_provenance, scoring_provenance
 from difficulty_curation.redact import get_logger
@@ -45,6 +45,9 @@ from difficulty_curation.splits import as_splits, first_split
 from difficulty_curation.stats import scoring_warnings, summarize
 from difficulty_curation.verifiers import verifier_name
 from difficulty_curation.version import __version__
+
+if TYPE_CHECKING:
+    from difficulty_curation.runners.distributed import RayOptions
 
 logger = get_logger(__name__)
 
@@ -89,6 +92,7 @@ def score_to_dir(
     fail_fast: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
+    ray: RayOptions | None = None,
 ) -> Dataset | DatasetDict:
     """Score `dataset` into the run folder `out_dir`, resuming whatever an earlier run finished.
 
@@ -98,6 +102,11 @@ def score_to_dir(
     `retry_failed=True`, rows an earlier run recorded as failed are tried again (rows that scored
     keep their cached rollouts). A run that ends with more than half its rows failed, or with every
     scored row in one bucket, logs a warning saying so.
+
+    With `ray=RayOptions(num_workers=...)` the batches are scored on a Ray cluster, one engine per
+    worker, into the same run folder: each batch is recorded as it lands, so a run whose driver
+    dies resumes like a local one (on Ray or not). Where the work runs is not part of the run's
+    settings; the rows and scores are the same.
 
     Raises:
         EngineError: the engine or endpoint failed in a way that is not a row's fault; what was
@@ -123,7 +132,7 @@ def score_to_dir(
     try:
         if retry_failed:
             run.forget_failed_batches()
-        return _score_into(run, splits, dataset, scorer, source=source, progress=progress, fail_fast=fail_fast)
+        return _score_into(run, splits, dataset, scorer, source=source, progress=progress, fail_fast=fail_fast, ray=ray)
     finally:
         run.close()
 
@@ -137,6 +146,7 @@ def _score_into(
     source: str | None,
     progress: bool,
     fail_fast: bool,
+    ray: RayOptions | None,
 ) -> Dataset | DatasetDict:
     """Score every batch of `splits` that `run` has not finished for these very rows, then assemble."""
     batch_size = run.spec.batch_size
@@ -161,11 +171,14 @@ def _score_into(
     cache = RolloutCache(run.state / "rollouts.sqlite")
     total = sum(run.spec.splits.values())
     remaining = sum(stop - start for todo in todos.values() for _, start, stop in todo)
-    if remaining:
+    if remaining and ray is None:
         _ = scorer.engine  # load the model before the clock starts: rates and ETA count generation only
     bar = RolloutProgress(total, enabled=progress, initial_rows=total - remaining)
-    scorer = scorer.for_run(on_batch=bar.update, rollout_cache=cache, fail_fast=fail_fast)
     try:
+        if ray is not None:
+            _score_on_ray(run, scorer, readables, inputs, todos, cache, bar, ray, fail_fast=fail_fast)
+            return _finish(run, dataset, scorer, source)
+        scorer = scorer.for_run(on_batch=bar.update, rollout_cache=cache, fail_fast=fail_fast)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer:
             for name, todo in todos.items():
                 readable = readables[name]
@@ -182,10 +195,50 @@ def _score_into(
     finally:
         bar.close()
         cache.close()
+    return _finish(run, dataset, scorer, source)
+
+
+def _finish(run: RunFolder, dataset: Dataset | DatasetDict, scorer: DifficultyScorer, source: str | None) -> Any:
     scored = run.assemble(dataset, scoring_provenance(scorer, source=source))
     for warning in scoring_warnings(summarize(scored)):
         logger.warning("%s: %s", run.root, warning)
     return scored
+
+
+def _score_on_ray(
+    run: RunFolder,
+    scorer: DifficultyScorer,
+    readables: dict[str, Dataset],
+    inputs: dict[str, BatchInputs],
+    todos: dict[str, list[tuple[int, int, int]]],
+    cache: RolloutCache,
+    bar: RolloutProgress,
+    options: RayOptions,
+    *,
+    fail_fast: bool,
+) -> None:
+    """The batches of `todos` on Ray workers; each is recorded here, on the driver, as it lands."""
+    from difficulty_curation.runners.distributed import score_batches_on_ray
+
+    read_columns = list(dict.fromkeys(scorer.config.required_columns.values()))
+    tables = {name: readable.select_columns(read_columns).with_format("arrow") for name, readable in readables.items()}
+    batches = (
+        ((name, index, start, stop), tables[name][start:stop])
+        for name, todo in todos.items()
+        for index, start, stop in todo
+    )
+    for (name, index, start, stop), columns, rollouts, report in score_batches_on_ray(scorer, batches, options):
+        cache.put_many(rollouts)  # before the shard: a crash between the two never loses a rollout
+        if fail_fast:
+            failed = next((position for position, error in enumerate(columns["difficulty_error"]) if error), None)
+            if failed is not None:
+                error = columns["difficulty_error"][failed]
+                raise RowFailedError(
+                    f"row {start + failed}: {error} (fail_fast is on; turn it off to record and go on)"
+                )
+        table = score_table(columns, scorer.config)
+        run.write_shard(name, index, start, stop, table, inputs[name].fingerprint(start, stop))
+        bar.update(report)
 
 
 class BatchInputs:

@@ -1,0 +1,120 @@
+"""`curate score --ray --out DIR` on a Ray cluster of two nodes started on this machine.
+
+The run folder is the same as a local run's: batches are recorded on the driver as they land, so
+a driver killed mid-run resumes like a local run, without redoing the batches it recorded.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+from difficulty_curation import score_difficulty, score_to_dir
+
+pytest.importorskip("ray")
+RAY = Path(sys.executable).with_name("ray")
+SCORING = ["-k", "4", "--max-new-tokens", "4", "--keep-rollouts"]
+COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster(tmp_path_factory):
+    """A head node and a second node, one CPU each, as `ray start` makes them; stopped afterwards."""
+    port = _free_port()
+    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run(
+        [str(RAY), "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+        check=True,
+        capture_output=True,
+        env=environment,
+    )
+    try:
+        subprocess.run(
+            [str(RAY), "start", "--address", f"127.0.0.1:{port}", *common],
+            check=True,
+            capture_output=True,
+            env=environment,
+        )
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=environment)
+
+
+def _curate(args, address, **kwargs):
+    environment = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "difficulty_curation.cli", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _shards(run: Path) -> dict[str, float]:
+    folder = run / ".curate" / "shards"
+    return {path.name: path.stat().st_mtime_ns for path in folder.glob("*.parquet")} if folder.exists() else {}
+
+
+def test_the_cluster_has_two_nodes(two_node_cluster):
+    status = subprocess.run([str(RAY), "status", "--address", two_node_cluster], capture_output=True, text=True)
+    assert status.stdout.count("node_") >= 2, status.stdout
+
+
+def test_a_driver_killed_mid_run_resumes_without_redoing_recorded_batches(two_node_cluster, tiny_vlm, digits, tmp_path):
+    rows = digits.select(range(60))
+    data = tmp_path / "digits.parquet"
+    rows.to_parquet(str(data))
+    run = tmp_path / "run"
+    args = ["score", str(data), "--model", str(tiny_vlm), "--out", str(run), "--ray", "--num-workers", "2"]
+    args += ["--batch-size", "3", *SCORING, "-q"]
+
+    driver = _curate(args, two_node_cluster)
+    deadline = time.monotonic() + 240
+    while len(_shards(run)) < 3 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None, f"the run ended before it could be killed: {driver.communicate()}"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    recorded = _shards(run)
+    assert 3 <= len(recorded) < 20, recorded
+
+    resumed = _curate(args, two_node_cluster)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    after = _shards(run)
+    assert len(after) == 20
+    assert {name: after[name] for name in recorded} == recorded  # recorded batches were not scored again
+
+    scorer = score_difficulty(str(tiny_vlm), num_rollouts=4, max_new_tokens=4, keep_rollouts=True)
+    expected = score_to_dir(rows, scorer, tmp_path / "local", batch_size=3, progress=False)
+    scored = load_from_disk(str(run))["train"]
+    for column in COLUMNS:
+        assert scored[column] == expected[column], column
+
+
+def test_a_ray_run_refuses_a_folder_scored_with_other_settings(two_node_cluster, tiny_vlm, digits, tmp_path):
+    data = tmp_path / "digits.parquet"
+    digits.select(range(6)).to_parquet(str(data))
+    run = tmp_path / "run"
+    base = ["score", str(data), "--model", str(tiny_vlm), "--out", str(run), "--batch-size", "3", "-q"]
+    first = _curate([*base, "-k", "2", "--max-new-tokens", "2"], two_node_cluster)
+    assert first.wait(timeout=300) == 0, first.communicate()
+    other = _curate([*base, "-k", "3", "--max-new-tokens", "2", "--ray"], two_node_cluster)
+    _, err = other.communicate(timeout=300)
+    assert other.returncode != 0
+    assert "num_rollouts" in err and "Traceback" not in err
