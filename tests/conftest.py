@@ -75,3 +75,14 @@ def digits_with_bad_rows(digits: Dataset) -> Dataset:
     rows[6]["problem"] = "   "
     features = Features({"image": Image(), "problem": Value("string"), "solution": Value("string")})
     return Dataset.from_list(rows, features=features)
+
+
+#: Fixtures that build or load a model: a test that uses none of them is a fast `unit` test.
+MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs no model as `unit` (`pytest -m unit` runs them in seconds)."""
+    for item in items:
+        if not MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.unit)

@@ -2,13 +2,11 @@
 
 import json
 import logging
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 from datasets import Dataset
+from helpers import start_openai_server
 from PIL import Image
 
 from difficulty_curation import score_difficulty
@@ -23,24 +21,11 @@ from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.runners.run_folder import score_to_dir
 
 SECRET = "sk-test-do-not-print-7d1f"
-SERVER = Path(__file__).with_name("openai_test_server.py")
-
-
-def start_server(model, *extra):
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--model", str(model), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = process.stdout.readline()
-    assert line.startswith("listening on "), line
-    return process, line.split()[-1]
 
 
 @pytest.fixture(scope="module")
 def server(trained_vlm):
-    process, url = start_server(trained_vlm, "--api-key", SECRET, "--fail-first", "2")
+    process, url = start_openai_server(trained_vlm, "--api-key", SECRET, "--fail-first", "2")
     yield url
     process.kill()
     process.wait()

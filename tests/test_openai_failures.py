@@ -13,10 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from helpers import start_openai_server
 from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
@@ -25,20 +25,7 @@ from difficulty_curation.engines.openai import EndpointError, OpenAIEngine
 from difficulty_curation.runners.run_folder import score_to_dir
 
 SECRET = "sk-test-do-not-print-7d1f"
-SERVER = Path(__file__).with_name("openai_test_server.py")
 runner = CliRunner()
-
-
-def start_server(model, *extra):
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--model", str(model), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = process.stdout.readline()
-    assert line.startswith("listening on "), line
-    return process, line.split()[-1]
 
 
 @pytest.fixture()
@@ -47,7 +34,7 @@ def serve(tiny_vlm):
     processes = []
 
     def start(*extra):
-        process, url = start_server(tiny_vlm, *extra)
+        process, url = start_openai_server(tiny_vlm, *extra)
         processes.append(process)
         return url
 

@@ -12,40 +12,15 @@ from pathlib import Path
 
 import pytest
 from datasets import load_from_disk
+from helpers import counted_scorer, scores
 from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
-from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.rollout_cache import rollout_key
 from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
 
-OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
-SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
 runner = CliRunner()
-
-
-class CountingEngine:
-    """Wraps a real engine and records every request it is asked to generate."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.requests = []
-
-    def generate(self, requests, num_rollouts, **options):
-        self.requests.extend(request.content_hash for request in requests)
-        return self.inner.generate(requests, num_rollouts, **options)
-
-
-def counted_scorer(model, **options):
-    scorer = score_difficulty(str(model), **{**OPTIONS, **options})
-    engine = CountingEngine(load_engine(scorer.config))
-    scorer.engine = engine
-    return scorer, engine
-
-
-def scores(dataset):
-    return {column: dataset[column][:] for column in SCORE_COLUMNS}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -43,9 +43,9 @@ _EXPORTS = {
     "to_trl_format": "difficulty_curation.recipes.formats",
     "from_trl_format": "difficulty_curation.recipes.formats",
     "sft": "difficulty_curation.recipes.sft",
-    "SFTOptions": "difficulty_curation.recipes.sft",
+    "SFTOptions": "difficulty_curation.recipes.options",
     "grpo": "difficulty_curation.recipes.grpo",
-    "GRPOOptions": "difficulty_curation.recipes.grpo",
+    "GRPOOptions": "difficulty_curation.recipes.options",
     "evaluate": "difficulty_curation.recipes.evaluate",
     "CurationError": "difficulty_curation.errors",
     "ConfigError": "difficulty_curation.errors",
@@ -155,8 +155,9 @@ if TYPE_CHECKING:
     from difficulty_curation.provenance import read_provenance
     from difficulty_curation.recipes.evaluate import evaluate
     from difficulty_curation.recipes.formats import from_trl_format, to_trl_format
-    from difficulty_curation.recipes.grpo import GRPOOptions, grpo
-    from difficulty_curation.recipes.sft import SFTOptions, sft
+    from difficulty_curation.recipes.grpo import grpo
+    from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
+    from difficulty_curation.recipes.sft import sft
     from difficulty_curation.runners import rescore_dir, score_dataset, score_distributed, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_difficulty
     from difficulty_curation.sources import load_source

@@ -50,7 +50,7 @@ def audit_hard_rows(
         >>> for group in audit_hard_rows(scored)[:10]:  # doctest: +SKIP
         ...     print(group.reference, "->", group.majority_answer, group.count)
     """
-    one_split_only(dataset, "audit_hard_rows(scored['train'])")
+    one_split_only(dataset, "audit one split at a time, e.g. audit_hard_rows(scored['train']).")
     if not 0 < min_agreement <= 1:
         raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement!r}.")
     for column in ("difficulty", "rollouts", answer_column):

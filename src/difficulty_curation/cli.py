@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ from difficulty_curation.buckets import PAPER_BUCKETS
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig, option_help
 from difficulty_curation.errors import CurationError
 from difficulty_curation.hub import DEFAULT_MAX_RETRIES
+from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
 
 app = typer.Typer(
     name="curate",
@@ -461,24 +462,26 @@ def sft(
         bool, typer.Option("--full", help="Full fine-tuning instead of LoRA (the paper's cold start).")
     ] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")] = -1,
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = 8,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")] = 32,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    max_steps: Annotated[
+        int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")
+    ] = SFTOptions.max_steps,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = SFTOptions.num_train_epochs,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = SFTOptions.learning_rate,
+    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = SFTOptions.batch_size,
+    lora_rank: Annotated[
+        int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")
+    ] = SFTOptions.lora_rank,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = SFTOptions.seed,
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the answer to learn.")] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
+    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
 ) -> None:
     """Fine-tune on curated rows with TRL's SFTTrainer and a LoRA adapter (paper defaults); loss on answers only.
 
     Example: curate filter scored/ --bucket medium --out sft-m-data/ && curate sft sft-m-data/ --model M --out sft-m/ --merge
     """
-    from difficulty_curation.recipes.sft import SFTOptions
     from difficulty_curation.recipes.sft import sft as run_sft
-    from difficulty_curation.sources import load_source
 
     with _errors():
         options = SFTOptions(
@@ -491,17 +494,8 @@ def sft(
             batch_size=batch_size,
             seed=seed,
         )
-        saved = run_sft(
-            load_source(dataset, split=split),
-            model,
-            out,
-            options=options,
-            merge=merge,
-            prompt_column=prompt_column,
-            answer_column=answer_column,
-            image_column=None if image_column.lower() == "none" else image_column,
-        )
-        typer.echo(f"saved to {saved}")
+        columns = _columns(prompt_column, answer_column, image_column)
+        _train(run_sft, dataset, split, model, out, options=options, merge=merge, **columns)
 
 
 @app.command()
@@ -515,23 +509,33 @@ def grpo(
     verifier: Annotated[
         str, typer.Option(help="Reward: exact, iou, math or choice (as in scoring).")
     ] = ScoringConfig.verifier,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")] = -1,
-    epochs: Annotated[float, typer.Option(help="Passes over the prompts.")] = 1.0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(help="Prompts per step; each gets --num-generations completions.")] = 8,
-    num_generations: Annotated[int, typer.Option(help="Completions per prompt (paper: 8).")] = 8,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.9).")] = 0.9,
+    max_steps: Annotated[
+        int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")
+    ] = GRPOOptions.max_steps,
+    epochs: Annotated[float, typer.Option(help="Passes over the prompts.")] = GRPOOptions.num_train_epochs,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = GRPOOptions.learning_rate,
+    batch_size: Annotated[
+        int, typer.Option(help="Prompts per step; each gets --num-generations completions.")
+    ] = GRPOOptions.batch_size,
+    num_generations: Annotated[
+        int, typer.Option(help="Completions per prompt (paper: 8).")
+    ] = GRPOOptions.num_generations,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.9).")] = GRPOOptions.temperature,
     beta: Annotated[
         float, typer.Option(help="KL coefficient against the model without the adapter (paper: 0.04).")
-    ] = 0.04,
-    max_completion_length: Annotated[int, typer.Option(help="Longest completion, in tokens.")] = 128,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")] = 32,
+    ] = GRPOOptions.beta,
+    max_completion_length: Annotated[
+        int, typer.Option(help="Longest completion, in tokens.")
+    ] = GRPOOptions.max_completion_length,
+    lora_rank: Annotated[
+        int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")
+    ] = GRPOOptions.lora_rank,
     use_vllm: Annotated[bool, typer.Option("--use-vllm", help="Generate with vLLM inside TRL (GPU).")] = False,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = GRPOOptions.seed,
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the reference answer.")] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help="Column with the image(s); 'none' for text-only data.")] = "image",
+    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
     quiet: QuietOption = False,
 ) -> None:
     """GRPO with TRL and a LoRA adapter, rewarded by the scoring verifier (paper defaults).
@@ -540,9 +544,7 @@ def grpo(
 
     Example: curate filter scored/ --bucket medium --out medium/ && curate grpo medium/ --model M --out grpo-m/ --merge
     """
-    from difficulty_curation.recipes.grpo import GRPOOptions
     from difficulty_curation.recipes.grpo import grpo as run_grpo
-    from difficulty_curation.sources import load_source
 
     with _errors():
         options = GRPOOptions(
@@ -559,19 +561,19 @@ def grpo(
             seed=seed,
             use_vllm=use_vllm,
         )
-        saved = run_grpo(
-            load_source(dataset, split=split),
+        columns = _columns(prompt_column, answer_column, image_column)
+        _train(
+            run_grpo,
+            dataset,
+            split,
             model,
             out,
             options=options,
             merge=merge,
             verifier=verifier,
-            prompt_column=prompt_column,
-            answer_column=answer_column,
-            image_column=None if image_column.lower() == "none" else image_column,
             progress=not quiet,
+            **columns,
         )
-        typer.echo(f"saved to {saved}")
 
 
 @app.command("eval")
@@ -586,7 +588,7 @@ def eval_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and accuracy.png here.")] = None,
     verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
+    max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
     json_output: JsonOption = False,
 ) -> None:
@@ -623,6 +625,20 @@ def eval_command(
             typer.echo(json.dumps([report.to_dict() for report in reports]))
         else:
             typer.echo(markdown_table(reports))
+
+
+def _columns(prompt_column: str, answer_column: str, image_column: str) -> dict[str, str | None]:
+    """The recipes' column options from the CLI's (`--image-column none`: text-only rows)."""
+    image = None if image_column.lower() == "none" else image_column
+    return {"prompt_column": prompt_column, "answer_column": answer_column, "image_column": image}
+
+
+def _train(recipe: Any, dataset: str, split: str, model: str, out: Path, **options: Any) -> None:
+    """Load `split` of `dataset`, run a training recipe on it and say where the model went."""
+    from difficulty_curation.sources import load_source
+
+    saved = recipe(load_source(dataset, split=split), model, out, **options)
+    typer.echo(f"saved to {saved}")
 
 
 @app.command()

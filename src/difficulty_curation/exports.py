@@ -179,10 +179,7 @@ def export_swift(
     def write(folder: Path, split: str, rows: list[_Row], has_images: bool) -> str:
         name = f"{split}.jsonl"
         with open(folder / name, "w", encoding="utf-8") as file:
-            for row in rows:
-                record: dict[str, Any] = {"messages": _placeholder_messages(row)}
-                if has_images:
-                    record["images"] = _write_images(folder, row)
+            for record in _chat_records(folder, rows, has_images):
                 file.write(json.dumps(record, ensure_ascii=False) + "\n")
         return name
 
@@ -209,12 +206,7 @@ def export_llamafactory(
 
     def write(folder: Path, split: str, rows: list[_Row], has_images: bool) -> str:
         file_name = f"{split}.json"
-        records = []
-        for row in rows:
-            record: dict[str, Any] = {"messages": _placeholder_messages(row)}
-            if has_images:
-                record["images"] = _write_images(folder, row)
-            records.append(record)
+        records = list(_chat_records(folder, rows, has_images))
         (folder / file_name).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
         columns = {"messages": "messages", **({"images": "images"} if has_images else {})}
         entries[name if split == "train" else f"{name}_{split}"] = {
@@ -443,6 +435,15 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(IMAGE_PLACEHOLDER if part.get("type") == "image" else part.get("text") or "" for part in content)
+
+
+def _chat_records(folder: Path, rows: list[_Row], has_images: bool) -> Iterator[dict[str, Any]]:
+    """`{"messages": [...], "images": [paths]}` per row, as ms-swift and LLaMA-Factory read them."""
+    for row in rows:
+        record: dict[str, Any] = {"messages": _placeholder_messages(row)}
+        if has_images:
+            record["images"] = _write_images(folder, row)
+        yield record
 
 
 def _placeholder_messages(row: _Row) -> list[dict[str, str]]:

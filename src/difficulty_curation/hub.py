@@ -548,14 +548,17 @@ def _http_error(error: BaseException) -> Any:
     """The `HfHubHTTPError` behind `error` (it may be wrapped, e.g. by an LFS upload), or None."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    return next((cause for cause in _chain(error) if isinstance(cause, HfHubHTTPError)), None)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the exceptions behind it (`__cause__`, else `__context__`), each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, HfHubHTTPError):
-            return current
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -572,14 +575,7 @@ def _is_transient(error: BaseException) -> bool:
     if http is not None:
         return http.response is not None and http.response.status_code in TRANSIENT_STATUS
     transport = _transport_errors()
-    current: BaseException | None = error
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        if isinstance(current, transport):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(cause, transport) for cause in _chain(error))
 
 
 def _short_reason(error: BaseException) -> str:

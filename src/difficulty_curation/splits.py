@@ -30,8 +30,8 @@ def first_split(dataset: Dataset | DatasetDict) -> Dataset:
     return next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
 
 
-def one_split_only(dataset: Dataset | DatasetDict, example: str) -> Dataset:
-    """`dataset` if it is one split; a `DatasetDict` is refused with `example` as the fix.
+def one_split_only(dataset: Dataset | DatasetDict, message: str) -> Dataset:
+    """`dataset` if it is one split; a `DatasetDict` is refused with `message` (which says what to do).
 
     Raises:
         ConfigError: `dataset` is a `DatasetDict`.
@@ -39,5 +39,5 @@ def one_split_only(dataset: Dataset | DatasetDict, example: str) -> Dataset:
     from difficulty_curation.errors import ConfigError
 
     if isinstance(dataset, DatasetDict):
-        raise ConfigError(f"this step takes one split; call it per split, e.g. {example}.")
+        raise ConfigError(message)
     return dataset

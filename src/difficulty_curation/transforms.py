@@ -68,7 +68,7 @@ def stratify(
         >>> buckets = stratify(scored)                 # DatasetDict(easy=..., medium=..., hard=...)  # doctest: +SKIP
         >>> quartiles = stratify(scored, quantiles=4)  # doctest: +SKIP
     """
-    one_split_only(dataset, "stratify(scored['train'])")
+    one_split_only(dataset, "stratify takes one split; call it per split, e.g. stratify(scored['train']).")
     _require_difficulty(dataset)
     buckets = stratify_buckets(dataset, scheme=scheme, bins=bins, quantiles=quantiles)
     _log_unscored(dataset)

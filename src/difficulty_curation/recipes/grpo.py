@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +26,13 @@ from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, require
 from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
+from difficulty_curation.recipes.options import GRPOOptions
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
 logger = logging.getLogger(__name__)
 
 #: the column of the training data that carries each row's reference answer to the reward function
 REFERENCE_COLUMN = "reference"
-
-
-@dataclass(frozen=True)
-class GRPOOptions:
-    """Training options; the defaults are the paper's RL baseline."""
-
-    lora_rank: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    learning_rate: float = 1e-5
-    #: completions sampled per prompt (the group whose rewards are compared)
-    num_generations: int = 8
-    temperature: float = 0.9
-    #: KL coefficient against the model without the adapter
-    beta: float = 0.04
-    max_completion_length: int = 128
-    #: prompts (rows) per optimizer step; each gets `num_generations` completions
-    batch_size: int = 8
-    warmup_ratio: float = 0.0
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    seed: int = 0
-    #: log mean reward, its spread and the loss every this many steps (each GRPO step is costly: log each)
-    logging_steps: int = 1
-    #: generate with vLLM inside TRL (GPU; `pip install vllm`)
-    use_vllm: bool = False
 
 
 def verifier_reward(verifier: str | Verifier = ScoringConfig.verifier) -> Callable[..., list[float]]:
@@ -128,13 +103,16 @@ def grpo(
     reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
     train = _grpo_rows(dataset, prompt_column, answer_column, image_column, system_prompt)
 
-    import torch
-    from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from difficulty_curation.recipes.training import TrainingProgress, use_progress, write_log_history
+    from difficulty_curation.recipes.training import (
+        TrainingProgress,
+        lora_config,
+        save_trained,
+        trainer_arguments,
+        use_progress,
+    )
 
-    on_gpu = torch.cuda.is_available()
     processor, network = load_training_model(model, revision)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,33 +129,15 @@ def grpo(
 
     recorded_reward.__name__ = reward.__name__
     config = GRPOConfig(
-        output_dir=str(out_dir),
-        learning_rate=options.learning_rate,
-        warmup_steps=options.warmup_ratio,  # a float in [0, 1) is a share of the total steps
-        num_train_epochs=options.num_train_epochs,
-        max_steps=options.max_steps,
+        **trainer_arguments(options, out_dir),
         per_device_train_batch_size=options.batch_size * options.num_generations,  # TRL counts completions
         num_generations=options.num_generations,
         temperature=options.temperature,
         beta=options.beta,
         max_completion_length=options.max_completion_length,
         use_vllm=options.use_vllm,
-        seed=options.seed,
-        data_seed=options.seed,
-        logging_steps=options.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        use_cpu=not on_gpu,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
     )
-    peft_config = LoraConfig(
-        r=options.lora_rank,
-        lora_alpha=options.lora_alpha,
-        lora_dropout=options.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
+    peft_config = lora_config(options)
     trainer = GRPOTrainer(
         model=network,
         reward_funcs=[recorded_reward],
@@ -190,21 +150,12 @@ def grpo(
     started = time.perf_counter()
     result = trainer.train()
     logger.info("trained %d GRPO steps in %.0f s", result.global_step, time.perf_counter() - started)
-    trainer.save_model(str(out_dir))
-    processor.save_pretrained(str(out_dir))
-    write_log_history(trainer, out_dir / "log_history.json")
     with (out_dir / "rollouts.jsonl").open("w") as handle:
         for record in rollouts:
             handle.write(json.dumps(record, default=str) + "\n")
     plot_reward_curve(trainer.state.log_history, out_dir / "reward_curve.png")
     record = {**asdict(options), "base_model": model, "rows": len(dataset), "verifier": verifier_name(verifier)}
-    (out_dir / "grpo_options.json").write_text(json.dumps(record, indent=1, sort_keys=True))
-    if not merge:
-        return out_dir
-    merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(str(out_dir / "merged"))
-    processor.save_pretrained(str(out_dir / "merged"))
-    return out_dir / "merged"
+    return save_trained(trainer, processor, out_dir, "grpo_options.json", record, merge=merge)
 
 
 def plot_reward_curve(log_history: list[dict[str, Any]], path: str | Path) -> Path:

@@ -65,3 +65,55 @@ def write_log_history(trainer: Any, path: Path) -> Path:
     """The trainer's logged metrics, one dictionary per logging step, as JSON."""
     path.write_text(json.dumps(trainer.state.log_history, indent=1))
     return path
+
+
+def trainer_arguments(options: Any, out_dir: Path) -> dict[str, Any]:
+    """The `TrainingArguments` both recipes set the same way: schedule, seed, logging, device, no checkpoints."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return {
+        "output_dir": str(out_dir),
+        "learning_rate": options.learning_rate,
+        "warmup_steps": options.warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        "num_train_epochs": options.num_train_epochs,
+        "max_steps": options.max_steps,
+        "seed": options.seed,
+        "data_seed": options.seed,
+        "logging_steps": options.logging_steps,
+        "save_strategy": "no",
+        "report_to": [],
+        "dataloader_num_workers": 0,
+        "use_cpu": not on_gpu,
+        "bf16": on_gpu and torch.cuda.is_bf16_supported(),
+    }
+
+
+def lora_config(options: Any) -> Any:
+    """PEFT's `LoraConfig` on every linear layer, from the recipe's rank, alpha and dropout."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=options.lora_rank,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_trained(
+    trainer: Any, processor: Any, out_dir: Path, options_file: str, record: dict[str, Any], *, merge: bool
+) -> Path:
+    """Save the adapter (or full model) with the processor, the log history and the options; with
+    `merge`, a LoRA-merged model in `out_dir/merged`. Returns the folder to load for evaluation."""
+    trainer.save_model(str(out_dir))
+    processor.save_pretrained(str(out_dir))
+    write_log_history(trainer, out_dir / "log_history.json")
+    (out_dir / options_file).write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+    if not merge:
+        return out_dir
+    merged = trainer.model.merge_and_unload()
+    merged.save_pretrained(str(out_dir / "merged"))
+    processor.save_pretrained(str(out_dir / "merged"))
+    return out_dir / "merged"

@@ -1,0 +1,53 @@
+"""What several test files share: an engine that counts its requests, the openai test server, score columns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from difficulty_curation import score_difficulty
+from difficulty_curation.engines.loader import load_engine
+
+#: Small, fast sampling that keeps its rollouts (for comparing runs row by row).
+OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
+SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+OPENAI_TEST_SERVER = Path(__file__).with_name("openai_test_server.py")
+
+
+class CountingEngine:
+    """Wraps a real engine and records every request it is asked to generate."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.requests = []
+
+    def generate(self, requests, num_rollouts, **options):
+        self.requests.extend(request.content_hash for request in requests)
+        return self.inner.generate(requests, num_rollouts, **options)
+
+
+def counted_scorer(model, **options):
+    """A scorer (OPTIONS, overridden by `options`) on a `CountingEngine`, and that engine."""
+    scorer = score_difficulty(str(model), **{**OPTIONS, **options})
+    engine = CountingEngine(load_engine(scorer.config))
+    scorer.engine = engine
+    return scorer, engine
+
+
+def scores(dataset):
+    """The score columns of a scored dataset, for comparing two runs."""
+    return {column: dataset[column][:] for column in SCORE_COLUMNS}
+
+
+def start_openai_server(model, *extra):
+    """`tests/openai_test_server.py` serving `model` on a free port: (process, base URL)."""
+    process = subprocess.Popen(
+        [sys.executable, str(OPENAI_TEST_SERVER), "--model", str(model), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert line.startswith("listening on "), line
+    return process, line.split()[-1]
