@@ -15,7 +15,8 @@ ARMS = ("SFT (all)", "easy", "medium (SFT-M)", "hard", "easy+medium (SFT-EM)", "
 def test_the_quick_study_runs_every_arm_in_both_conditions_and_resumes(tmp_path):
     options = ["--quick", "--seeds", "1", "2", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     command = [sys.executable, str(STUDY), *options]
-    subprocess.run(command, check=True, timeout=3600, capture_output=True)
+    # the two seeds in two processes side by side (--jobs), then the same command again in one
+    subprocess.run([*command, "--jobs", "2"], check=True, timeout=3600, capture_output=True)
     raw = {p.name: json.loads(p.read_text()) for p in (tmp_path / "raw").glob("*.json")}
     assert sorted(raw) == ["seed1-clean.json", "seed1-noisy.json", "seed2-clean.json", "seed2-noisy.json"]
     for result in raw.values():

@@ -558,6 +558,30 @@ def report(out: Path, readme: Path | None) -> str:
     return text
 
 
+def run_in_processes(args: argparse.Namespace) -> None:
+    """The seeds dealt round-robin to `args.jobs` copies of this script, one torch thread each.
+
+    Each arm still runs whole in one process, so the compute ratios stay same-machine comparisons;
+    torch threads are pinned to one so that the processes do not oversubscribe the cores.
+    """
+    import subprocess
+    import sys
+
+    groups = [args.seeds[job :: args.jobs] for job in range(args.jobs)]
+    threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    common = ["--out", str(args.out), "--work", str(args.work), *(["--quick"] if args.quick else [])]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--seeds", *map(str, seeds), *common], env={**os.environ, **threads}
+        )
+        for seeds in groups
+        if seeds
+    ]
+    failed = [process.args for process in processes if process.wait() != 0]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(processes)} processes failed; rerun the same command to resume")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -569,6 +593,12 @@ def main() -> None:
         help="scratch folder for models and scored pools (kept until a seed finishes, for resuming)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny pool, 2 steps: a smoke run, never the study")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the seeds in this many processes side by side, one torch thread each (2 on a 2-core machine)",
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -581,6 +611,10 @@ def main() -> None:
     transformers_logging.disable_progress_bar()
     readme = HERE / "README.md" if args.out.resolve() == (HERE / "results").resolve() else None
     settings = QUICK if args.quick else SETTINGS
+    if args.jobs > 1 and not args.report:
+        run_in_processes(args)
+        print(report(args.out, readme))
+        return
     if not args.report:
         raw_dir = args.out / "raw"
         raw_dir.mkdir(parents=True, exist_ok=True)
