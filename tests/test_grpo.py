@@ -92,7 +92,7 @@ def test_one_generation_per_prompt_is_refused(digits, tmp_path):
 def test_use_vllm_without_vllm_installed_fails_before_any_model_loads(digits, tmp_path):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")
-    with pytest.raises(BackendUnavailableError, match="pip install vllm"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'difficulty-curation\[vllm\]'"):
         grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(use_vllm=True))
 
 
@@ -114,7 +114,7 @@ def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_p
         (["--answer-column", "label"], "answer_column='label' is not a column"),
         (["--verifier", "nope"], "verifier='nope' is not known"),
         (["--num-generations", "1"], "num_generations must be at least 2"),
-        ([], "could not load model 'unused'"),
+        ([], "could not load a processor for model 'unused'"),
     ],
 )
 def test_curate_grpo_bad_input_is_one_line_and_exit_code_2(digits, tmp_path, extra, message):
