@@ -304,7 +304,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
         f"Measured with `{command}` on {where}, transformers {machine['transformers']}; "
         f"k={results['num_rollouts']}, batch {results['batch_size']}, fastest of {results['repeats']} "
         f"interleaved repeats for (b)-(d), one run of (a). Load average (1, 5, 15 min) before the run "
-        f"{results['load_before']}, after {results['load_after']} (the machine is shared: other jobs ran beside it).",
+        f"{results['load_before']}, after {results['load_after']} (the benchmark's own two threads count "
+        "towards it; a 1-minute load well above the core count means other jobs ran beside it).",
         "",
         "| workload | run | seconds | rows/s | rollouts/s | rollouts | peak RSS MB |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

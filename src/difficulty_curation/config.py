@@ -103,7 +103,7 @@ class ScoringConfig:
     adaptive: bool = option(
         False,
         rollouts=True,
-        help="Sample in rounds of 2 and stop a row once it has a right and a wrong answer (medium for certain); "
+        help="Sample in rounds of 4 and stop a row once it has a right and a wrong answer (medium for certain); "
         "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
     )
     pass_rate_interval: float | None = option(

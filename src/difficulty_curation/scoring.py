@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 #: Rollouts per round with `adaptive=True` (the last round takes whatever is left of k).
-ADAPTIVE_ROUND = 2
+ADAPTIVE_ROUND = 4
 
 
 @dataclass

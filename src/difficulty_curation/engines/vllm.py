@@ -186,6 +186,12 @@ class VLLMEngine:
         options, note = cpu_safe_options(options, on_cpu=current_platform.is_cpu(), cpu_flags=cpu_flags())
         if note:
             logger.info(note)
+        if config.adaptive:
+            logger.warning(
+                "adaptive on the vLLM backend: vLLM seeds each row's request, not each rollout, so adaptive "
+                "rounds are not a prefix of the full draw and a row's bucket can differ from full k's "
+                "(exact on the transformers backend)"
+            )
         #: The options the engine was started with (the config's, plus the CPU-safe defaults).
         self.engine_options = options
         try:
