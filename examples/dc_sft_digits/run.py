@@ -405,6 +405,25 @@ def _signed(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:+.1f}"
 
 
+def _interval_table(
+    label: str, rows: dict[str, Any], splits: list[str], names: dict[str, str], number: Any, *, bold: bool
+) -> list[str]:
+    """A markdown table of mean [95% interval] per split; with `bold`, intervals that exclude zero in bold."""
+    lines = [f"| {label} | n | " + " | ".join(names.get(s, s) for s in splits) + " |"]
+    lines.append("| --- | ---: |" + " ---: |" * len(splits))
+    for name, cells in rows.items():
+        n = cells[splits[0]]["n"]
+        if not n:
+            continue
+        row = []
+        for split in splits:
+            low, high = cells[split]["ci95"]
+            text = number(cells[split]["mean"]) + (f" [{number(low)}, {number(high)}]" if low is not None else "")
+            row.append(f"**{text}**" if bold and low is not None and (low > 0 or high < 0) else text)
+        lines.append(f"| {name} | {n} | " + " | ".join(row) + " |")
+    return lines
+
+
 def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
     """The report: per-arm accuracy, paired contrasts, noise, compute."""
     splits = ["ID", *settings["ood_renditions"]]
@@ -424,18 +443,7 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
             "clean labels" if condition == "clean" else f"noisy labels ({settings['noise_fraction']:.0%} of the pool)"
         )
         lines += ["", f"### {title}: seeds {part['seeds']} (finished: {part['complete_seeds']})", ""]
-        lines.append("| arm | n | " + " | ".join(names.get(s, s) for s in splits) + " |")
-        lines.append("| --- | ---: |" + " ---: |" * len(splits))
-        for arm, cells in part["arms"].items():
-            n = cells[splits[0]]["n"]
-            if not n:
-                continue
-            row = []
-            for split in splits:
-                cell = cells[split]
-                low, high = cell["ci95"]
-                row.append(_pct(cell["mean"]) + (f" [{_pct(low)}, {_pct(high)}]" if low is not None else ""))
-            lines.append(f"| {arm} | {n} | " + " | ".join(row) + " |")
+        lines += _interval_table("arm", part["arms"], splits, names, _pct, bold=False)
         if part.get("bucket_sizes_mean"):
             sizes = ", ".join(f"{b} {n:.0f}" for b, n in part["bucket_sizes_mean"].items())
             lines += ["", f"Bucket sizes of the {settings['pool_rows']}-row pool, mean over seeds: {sizes}."]
@@ -444,19 +452,7 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
             "Paired per-seed differences, percentage points [95% t-interval]; **bold** = the interval excludes zero.",
             "",
         ]
-        lines.append("| contrast | n | " + " | ".join(names.get(s, s) for s in splits) + " |")
-        lines.append("| --- | ---: |" + " ---: |" * len(splits))
-        for name, cells in part["contrasts"].items():
-            n = cells[splits[0]]["n"]
-            if not n:
-                continue
-            row = []
-            for split in splits:
-                cell = cells[split]
-                low, high = cell["ci95"]
-                text = _signed(cell["mean"]) + (f" [{_signed(low)}, {_signed(high)}]" if low is not None else "")
-                row.append(f"**{text}**" if low is not None and (low > 0 or high < 0) else text)
-            lines.append(f"| {name} | {n} | " + " | ".join(row) + " |")
+        lines += _interval_table("contrast", part["contrasts"], splits, names, _signed, bold=True)
     noise = result.get("noise") or {}
     if noise:
         landed, sizes = noise["landed"], noise["bucket_sizes"]
