@@ -58,6 +58,22 @@ def png_bytes(image: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="module")
+def twelve_digits(digits: Dataset) -> Dataset:
+    return digits.select(range(12))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_vlm: Path, twelve_digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """`twelve_digits` scored into a run folder (batches of 4) with the helpers' OPTIONS: what reruns are compared with."""
+    from helpers import counted_scorer
+
+    from difficulty_curation.runners.run_folder import score_to_dir
+
+    out = tmp_path_factory.mktemp("reference") / "run"
+    return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
+
+
 @pytest.fixture()
 def digits_with_bad_rows(digits: Dataset) -> Dataset:
     """Digits with a missing image, a corrupt image, a missing answer and an empty prompt among good rows."""

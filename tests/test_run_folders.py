@@ -32,17 +32,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def twelve_digits(digits):
-    return digits.select(range(12))
-
-
-@pytest.fixture(scope="module")
-def reference_run(tiny_vlm, twelve_digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
-    return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
-
-
 # -- 1. one owner per run folder ------------------------------------------------------------------
 
 SLOW_RUN = textwrap.dedent(

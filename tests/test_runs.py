@@ -19,18 +19,6 @@ from difficulty_curation.rollout_cache import RolloutCacheError, rollout_key
 from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
 
 
-@pytest.fixture(scope="module")
-def twelve_digits(digits):
-    return digits.select(range(12))
-
-
-@pytest.fixture(scope="module")
-def reference_run(tiny_vlm, twelve_digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
-    scorer, _ = counted_scorer(tiny_vlm)
-    return score_to_dir(twelve_digits, scorer, out, batch_size=4, progress=False)
-
-
 def test_a_finished_run_is_a_loadable_dataset_with_score_columns(reference_run, twelve_digits, tmp_path):
     assert reference_run.column_names == [*twelve_digits.column_names, *SCORE_COLUMNS]
     assert reference_run["solution"] == twelve_digits["solution"]

@@ -208,26 +208,19 @@ def _noise_report(scored: Any, corrupted: dict[int, tuple[str, str]]) -> dict[st
 
 
 def _train(arm: str, rows: Any, cold: Path, folder: Path, settings: Settings, seed: int) -> Path:
+    common = {"learning_rate": settings.learning_rate, "max_steps": settings.steps, "seed": seed}
     if arm in GRPO_ARMS:
         options = GRPOOptions(
-            learning_rate=settings.learning_rate,
+            **common,
             num_generations=settings.grpo_generations,
             temperature=settings.grpo_temperature,
             beta=settings.grpo_beta,
             max_completion_length=settings.max_new_tokens,
             batch_size=settings.grpo_batch_size,
-            max_steps=settings.steps,
-            seed=seed,
             logging_steps=10,
         )
         return grpo(rows, str(cold), folder, options=options, merge=True, progress=False)
-    options = SFTOptions(
-        learning_rate=settings.learning_rate,
-        max_steps=settings.steps,
-        batch_size=settings.sft_batch_size,
-        seed=seed,
-        logging_steps=50,
-    )
+    options = SFTOptions(**common, batch_size=settings.sft_batch_size, logging_steps=50)
     return sft(rows, str(cold), folder, options=options, merge=True, progress=False)
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from difficulty_curation.buckets import PAPER_BUCKETS, paper_buckets
 from difficulty_curation.errors import ConfigError, CurationError, HubUnavailableError, PushError, require
 from difficulty_curation.redact import redact, register_secret
+from difficulty_curation.splits import datasets_switched_off
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -240,7 +241,7 @@ class _Push:
         configs = _configs(splits, buckets)
         rows = {name: {split: len(part) for split, part in parts.items()} for name, parts in configs.items()}
         push_id = _push_id(provenance, splits, [*buckets, ALL_CONFIG], card_options.get("license"))
-        with tempfile.TemporaryDirectory(prefix="curate-push-") as folder, _no_cache_files():
+        with tempfile.TemporaryDirectory(prefix="curate-push-") as folder, datasets_switched_off("caching"):
             from difficulty_curation.cards import write_card
 
             readme, histogram = write_card(
@@ -457,7 +458,7 @@ def _configs(splits: DatasetDict, names: list[str]) -> dict[str, DatasetDict]:
 
     from difficulty_curation.transforms import stratify
 
-    with _no_cache_files():
+    with datasets_switched_off("caching"):
         buckets = {split: stratify(part) for split, part in splits.items()}
     candidates = {name: {split: buckets[split][name] for split in splits} for name in names}
     candidates[ALL_CONFIG] = dict(splits)
@@ -520,20 +521,6 @@ def _dataset_info(card_text: str | None) -> dict[str, dict[str, int]]:
         for entry in entries
         if isinstance(entry, dict)
     }
-
-
-@contextlib.contextmanager
-def _no_cache_files() -> Iterator[None]:
-    """Keep `datasets` from writing cache files into the user's scored folder while we slice it."""
-    import datasets
-
-    was_enabled = datasets.is_caching_enabled()
-    datasets.disable_caching()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_caching()
 
 
 def _progress_bar(total: int, repo_id: str, enabled: bool) -> Any:

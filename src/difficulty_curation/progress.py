@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -54,17 +52,3 @@ class RolloutProgress:
         """End the line."""
         if self._bar is not None:
             self._bar.close()
-
-
-@contextlib.contextmanager
-def datasets_progress_bars_disabled() -> Iterator[None]:
-    """Hide datasets' own 'Map' bar while ours runs; restore the previous state afterwards."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()

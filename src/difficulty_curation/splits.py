@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from datasets import Dataset, DatasetDict
@@ -41,3 +42,29 @@ def one_split_only(dataset: Dataset | DatasetDict, message: str) -> Dataset:
     if isinstance(dataset, DatasetDict):
         raise ConfigError(message)
     return dataset
+
+
+@contextlib.contextmanager
+def datasets_switched_off(switch: str) -> Iterator[None]:
+    """Turn one of datasets' global switches off inside the block ("caching" or "progress_bars"), then restore it.
+
+    "caching" keeps datasets from writing cache files (into a user's folder, say, while we slice it);
+    "progress_bars" hides datasets' own bars while ours runs.
+    """
+    import datasets
+
+    is_enabled, disable, enable = {
+        "caching": (datasets.is_caching_enabled, datasets.disable_caching, datasets.enable_caching),
+        "progress_bars": (
+            datasets.is_progress_bar_enabled,
+            datasets.disable_progress_bars,
+            datasets.enable_progress_bars,
+        ),
+    }[switch]
+    was_enabled = is_enabled()
+    disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            enable()

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.progress import RolloutProgress, datasets_progress_bars_disabled
+from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.provenance import attach_provenance, scoring_provenance
 from difficulty_curation.redact import get_logger
 from difficulty_curation.schema import undecoded_images
 from difficulty_curation.scoring import DifficultyScorer
-from difficulty_curation.splits import map_splits
+from difficulty_curation.splits import datasets_switched_off, map_splits
 from difficulty_curation.stats import scoring_warnings, summarize
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def score_dataset(
     dataset = undecoded_images(dataset, image_column)
     bar = RolloutProgress(len(dataset), enabled=progress)
     try:
-        with datasets_progress_bars_disabled():
+        with datasets_switched_off("progress_bars"):
             scored = dataset.map(
                 scorer.for_run(on_batch=bar.update),
                 batched=True,

@@ -150,7 +150,7 @@ def _score_into(
 ) -> Dataset | DatasetDict:
     """Score every batch of `splits` that `run` has not finished for these very rows, then assemble."""
     batch_size = run.spec.batch_size
-    read_columns = list(scorer.config.required_columns.values())
+    read_columns = list(dict.fromkeys(scorer.config.required_columns.values()))
     readables = {name: undecoded_images(part, scorer.config.image_column) for name, part in splits.items()}
     inputs = {name: BatchInputs(readable, read_columns) for name, readable in readables.items()}
     todos: dict[str, list[tuple[int, int, int]]] = {name: [] for name in splits}
@@ -176,7 +176,7 @@ def _score_into(
     bar = RolloutProgress(total, enabled=progress, initial_rows=total - remaining)
     try:
         if ray is not None:
-            _score_on_ray(run, scorer, readables, inputs, todos, cache, bar, ray, fail_fast=fail_fast)
+            _score_on_ray(run, scorer, readables, read_columns, inputs, todos, cache, bar, ray, fail_fast=fail_fast)
             return _finish(run, dataset, scorer, source)
         scorer = scorer.for_run(on_batch=bar.update, rollout_cache=cache, fail_fast=fail_fast)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer:
@@ -209,6 +209,7 @@ def _score_on_ray(
     run: RunFolder,
     scorer: DifficultyScorer,
     readables: dict[str, Dataset],
+    read_columns: list[str],
     inputs: dict[str, BatchInputs],
     todos: dict[str, list[tuple[int, int, int]]],
     cache: RolloutCache,
@@ -220,7 +221,6 @@ def _score_on_ray(
     """The batches of `todos` on Ray workers; each is recorded here, on the driver, as it lands."""
     from difficulty_curation.runners.distributed import score_batches_on_ray
 
-    read_columns = list(dict.fromkeys(scorer.config.required_columns.values()))
     tables = {name: readable.select_columns(read_columns).with_format("arrow") for name, readable in readables.items()}
     batches = (
         ((name, index, start, stop), tables[name][start:stop])
