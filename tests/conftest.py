@@ -47,6 +47,14 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny random-weight model per family (`tests/zoo.py`): family name -> saved folder. Seconds to build."""
+    from zoo import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
 def digits() -> Dataset:
     """24 real handwritten digits with columns image, problem, solution."""
     return digits_dataset(split="train", num_rows=24)
@@ -94,7 +102,7 @@ def digits_with_bad_rows(digits: Dataset) -> Dataset:
 
 
 #: Fixtures that build or load a model: a test that uses none of them is a fast `unit` test.
-MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm"}
+MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm", "zoo"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

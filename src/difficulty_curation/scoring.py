@@ -16,6 +16,7 @@ from difficulty_curation.errors import (
     ColumnNotFoundError,
     CurationError,
     EngineError,
+    ModelLoadError,
     RowError,
     RowFailedError,
 )
@@ -101,7 +102,13 @@ class DifficultyScorer:
     def engine(self) -> RolloutEngine:
         """The generation engine, loaded on first use."""
         if self._slot.engine is None:
-            self._slot.engine = load_engine(self.config)
+            try:
+                self._slot.engine = load_engine(self.config)
+            except CurationError:
+                raise
+            except Exception as error:  # an environment problem, never a row's: stop the run here
+                message = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])
+                raise ModelLoadError(f"could not load model {self.config.model!r}: {message}") from error
         return self._slot.engine
 
     @engine.setter
@@ -266,8 +273,9 @@ class DifficultyScorer:
     def _round_sampler(self, prompts: list[PromptRequest]) -> Callable[[list[int], int, int], list[Any]]:
         """Adaptive rounds from one prefill of `prompts`; if the batch cannot be prefilled as a whole
         (one bad row can fail it), each round is generated with `_generate`, which isolates that row."""
+        engine = self.engine  # loading is not the batch's fault: a load error stops the run
         try:
-            session = open_session(self.engine, prompts)
+            session = open_session(engine, prompts)
         except CurationError:
             raise
         except Exception as error:
@@ -284,8 +292,9 @@ class DifficultyScorer:
         count check, say); bisecting lets every other row score and makes the culprit a `RowError`.
         Failures that are not a row's fault (`EngineError`, out of memory) and our own errors stop the run.
         """
+        engine = self.engine  # loading is not the batch's fault: a load error stops the run
         try:
-            return self.engine.generate(requests, count, first_rollout=first)
+            return engine.generate(requests, count, first_rollout=first)
         except CurationError:
             raise
         except Exception as error:
