@@ -11,7 +11,16 @@ from difficulty_curation.engines.loader import load_engine
 
 #: Small, fast sampling that keeps its rollouts (for comparing runs row by row).
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
-SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+SCORE_COLUMNS = [
+    "difficulty",
+    "num_correct",
+    "num_rollouts",
+    "num_truncated",
+    "difficulty_error",
+    "rollouts",
+    "rollout_scores",
+    "rollout_finish_reasons",
+]
 OPENAI_TEST_SERVER = Path(__file__).with_name("openai_test_server.py")
 
 
