@@ -102,7 +102,7 @@ def test_a_pattern_alone_chooses_the_regex_extractor_and_survives_the_record():
 
 def test_chat_template_kwargs_are_read_like_engine_options_and_named_in_errors():
     assert parse_engine_options(["enable_thinking=false"], flag="--chat-template-kwargs") == {"enable_thinking": False}
-    with pytest.raises(ConfigError, match="--chat-template-kwargs 'thinking' is not KEY=VALUE; write e.g. "):
+    with pytest.raises(ConfigError, match=r"--chat-template-kwargs 'thinking' is not KEY=VALUE; write e.g. "):
         parse_engine_options(["thinking"], flag="--chat-template-kwargs")
 
 

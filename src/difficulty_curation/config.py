@@ -104,8 +104,8 @@ class ScoringConfig:
     )
     truncated: str = option(
         "wrong",
-        help="A rollout that hit max_new_tokens counts as wrong (the paper), or exclude: neither right nor wrong, "
-        "difficulty over finished rollouts.",
+        help="wrong: a rollout that hit max_new_tokens is judged as written, as in the paper (a cut-off answer "
+        "nearly always fails); exclude: it counts neither right nor wrong, difficulty is over finished rollouts.",
     )
     correct_threshold: float = option(0.5, help="A rollout is correct when its score is at least this.")
     prompt_column: str = option("problem", help="Column with the question text (or chat messages).")

@@ -336,11 +336,12 @@ class DifficultyScorer:
 
     def _verify_all(self, completions: list[str], reference: Any) -> list[float | None]:
         """The score each rollout counts with: the verifier's score of its extracted answer (0.0 when there
-        is none); for a truncated rollout 0.0 (`truncated="wrong"`) or None, not judged (`"exclude"`)."""
+        is none). A truncated rollout is judged as written with `truncated="wrong"`, as the paper did (a
+        cut-off answer nearly always fails), and not judged at all, None, with `"exclude"`."""
         scores: list[float | None] = []
         for completion in completions:
-            if is_truncated(completion):
-                scores.append(None if self.config.truncated == "exclude" else 0.0)
+            if self.config.truncated == "exclude" and is_truncated(completion):
+                scores.append(None)
                 continue
             answer = self.extract(completion)
             if answer is None:  # an unclosed <think>, no box, no match: no answer is a wrong answer
@@ -470,8 +471,8 @@ def score_difficulty(
     Each completion's answer is taken by `answer_extractor` (`"auto"`: after `</think>`, inside
     `<answer>` tags if any; `"boxed"`, `"last-line"`, `"answer-is"`, or `answer_pattern`, a regular
     expression with one group) before the verifier judges it. A rollout that hit `max_new_tokens`
-    counts as wrong (`truncated="wrong"`) or is left out of `difficulty` (`"exclude"`); the
-    `num_truncated` column counts them. See docs/answers.md.
+    is judged as written, as in the paper, so it nearly always counts as wrong (`truncated="wrong"`),
+    or is left out of `difficulty` (`"exclude"`); `num_truncated` counts them. See docs/answers.md.
 
     Every option is a field of `ScoringConfig` / `RolloutConfig` (their help texts say what each
     does); a test keeps this signature in step with them. Options are validated here, before any

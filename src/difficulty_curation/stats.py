@@ -115,7 +115,7 @@ def scoring_warnings(summary: DifficultySummary) -> list[str]:
     share = summary.truncated_share
     if share is not None and share > MAX_TRUNCATED_SHARE:
         limit = f"max_new_tokens={summary.max_new_tokens}" if summary.max_new_tokens else "max_new_tokens"
-        counted = "left out of difficulty" if summary.truncated_policy == "exclude" else "counted as wrong"
+        counted = "left out of difficulty" if summary.truncated_policy == "exclude" else "judged as cut off"
         warnings.append(
             f"{summary.truncated_rollouts} of {summary.rollouts_finish_known} rollouts ({share:.1%}) hit {limit} "
             f"before finishing and were {counted}: difficulty then measures answer length, not hardness. "
