@@ -191,3 +191,10 @@ def test_chat_template_kwargs_reach_the_template_the_cache_key_and_the_provenanc
     scored = score_to_dir(rows, not_thinking, tmp_path / "run", progress=False)
     assert read_provenance(scored)["chat_template_kwargs"] == {"enable_thinking": False}
     assert scored["num_truncated"] == [2, 2]  # a random model does not end its answer in 4 tokens
+
+
+def test_the_demo_summary_shows_the_truncation_share(trained_vlm, monkeypatch):
+    monkeypatch.setenv("DIFFICULTY_CURATION_CACHE", str(trained_vlm.parent))  # the demo model, already built
+    result = CliRunner().invoke(app, ["demo", "--rows", "4", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "truncated rollouts (hit max_new_tokens=8; truncated=wrong): 0 of 32 (0.0%)" in result.output
