@@ -222,3 +222,14 @@ def test_the_audit_groups_hard_rows_by_the_extracted_answer():
     attach_provenance(rows, provenance_record(ScoringConfig(model="m", answer_extractor="boxed")))
     groups = audit_hard_rows(rows)  # the run's own extractor, from its provenance
     assert [(g.majority_answer, g.rows) for g in groups] == [("1", [1])]
+
+
+def test_every_verifier_judges_the_answer_after_the_reasoning_and_the_policy_decides_cut_off_rollouts():
+    math = score_difficulty("m", verifier="math")
+    decoy = "<think>surely \\boxed{1/2}</think>so \\boxed{1/3}"
+    late = "<think>1/3? no</think>The answer is \\boxed{\\frac{1}{2}}"
+    assert math._verify_all([decoy, late, "<think>\\boxed{1/2} and still"], "1/2") == [0.0, 1.0, 0.0]
+    cut = Completion("<think>\\boxed{1/2}", "length")
+    assert math._verify_all([cut, Completion(late, "stop")], "1/2") == [0.0, 1.0]  # wrong: judged as written
+    excluding = score_difficulty("m", verifier="math", truncated="exclude")
+    assert excluding._verify_all([cut, Completion(late, "stop"), late], "1/2") == [None, 1.0, 1.0]  # unknown: judged
