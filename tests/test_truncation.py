@@ -22,6 +22,7 @@ from difficulty_curation.provenance import read_provenance
 from difficulty_curation.rollout_cache import rollout_key
 from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.runners.run_folder import STATE_DIR, rescore_dir, score_to_dir
+from difficulty_curation.transforms import bucket_of
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +199,13 @@ def test_the_demo_summary_shows_the_truncation_share(trained_vlm, monkeypatch):
     result = CliRunner().invoke(app, ["demo", "--rows", "4", "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "truncated rollouts (hit max_new_tokens=8; truncated=wrong): 0 of 32 (0.0%)" in result.output
+
+
+def test_adaptive_sampling_excluding_truncated_rollouts_lands_every_row_in_its_full_k_bucket(trained_vlm, twelve):
+    options = {**CUT_OFF, "truncated": "exclude", "max_new_tokens": 3}
+    full = score_dataset(twelve, score_difficulty(str(trained_vlm), **options), progress=False)
+    adaptive = score_dataset(twelve, score_difficulty(str(trained_vlm), adaptive=True, **options), progress=False)
+    assert [bucket_of(d) if d is not None else None for d in adaptive["difficulty"]] == [
+        bucket_of(d) if d is not None else None for d in full["difficulty"]
+    ]
+    assert sum(adaptive["num_rollouts"]) < sum(full["num_rollouts"])  # medium rows stopped early
