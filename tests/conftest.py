@@ -46,6 +46,31 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
 
 
+#: A Qwen3-style chat template: the assistant turn opens a `<think>` block, unless `enable_thinking=False`
+#: (a chat template variable, `chat_template_kwargs`), which renders an empty, closed one.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}"
+    "{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def thinking_lm(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny text-only Llama with a chat template that opens a `<think>` block (see `THINKING_TEMPLATE`)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("thinking-lm")
+    shutil.copytree(tiny_lm, path, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = THINKING_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny random-weight model per family (`tests/zoo.py`): family name -> saved folder. Seconds to build."""
@@ -102,7 +127,7 @@ def digits_with_bad_rows(digits: Dataset) -> Dataset:
 
 
 #: Fixtures that build or load a model: a test that uses none of them is a fast `unit` test.
-MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm", "zoo"}
+MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm", "thinking_lm", "zoo"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

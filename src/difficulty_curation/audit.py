@@ -7,15 +7,18 @@ Lists hard rows whose rollouts mostly agree on the same wrong answer, grouped by
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.answers import extractor_for
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.provenance import read_provenance
 from difficulty_curation.splits import one_split_only
-from difficulty_curation.verifiers import extract_answer, normalize_label
+from difficulty_curation.verifiers import normalize_label
 
 
 @dataclass
@@ -39,12 +42,20 @@ class AuditGroup:
 
 
 def audit_hard_rows(
-    dataset: Dataset | DatasetDict, *, answer_column: str = ScoringConfig.answer_column, min_agreement: float = 0.5
+    dataset: Dataset | DatasetDict,
+    *,
+    answer_column: str = ScoringConfig.answer_column,
+    min_agreement: float = 0.5,
+    answer_extractor: str | None = None,
+    answer_pattern: str | None = None,
 ) -> list[AuditGroup]:
     """Group hard rows whose rollouts agree (share >= `min_agreement`) on one wrong answer.
 
-    Needs the `rollouts` column (`keep_rollouts=True`). Answers are compared after the `exact`
-    verifier's normalisation. Groups come most frequent first.
+    Needs the `rollouts` column (`keep_rollouts=True`). Rollouts are grouped by the answer the
+    verifier judged: the one the run's answer extractor (from its provenance, unless
+    `answer_extractor` / `answer_pattern` say otherwise) takes from them, after the `exact`
+    verifier's normalisation; a rollout with no answer (say, an unclosed `<think>`) counts as "".
+    Groups come most frequent first.
 
     Example:
         >>> for group in audit_hard_rows(scored)[:10]:  # doctest: +SKIP
@@ -60,13 +71,14 @@ def audit_hard_rows(
             raise ColumnNotFoundError(
                 "answer_column" if column == answer_column else column, column, dataset.column_names
             )
+    extract = _extractor(dataset, answer_extractor, answer_pattern)
     groups: dict[tuple[str, str], AuditGroup] = {}
     shares: dict[tuple[str, str], list[float]] = defaultdict(list)
     columns = dataset.select_columns(["difficulty", "rollouts", answer_column])
     for index, row in enumerate(columns):
         if row["difficulty"] != 1.0 or not row["rollouts"]:
             continue
-        answers = [normalize_label(extract_answer(rollout)) for rollout in row["rollouts"]]
+        answers = [normalize_label(extract(rollout) or "") for rollout in row["rollouts"]]
         majority, votes = Counter(answers).most_common(1)[0]
         share = votes / len(answers)
         if not majority or share < min_agreement:
@@ -77,3 +89,12 @@ def audit_hard_rows(
     for key, group in groups.items():
         group.agreement = round(sum(shares[key]) / len(shares[key]), 4)
     return sorted(groups.values(), key=lambda g: (-g.count, g.reference, g.majority_answer))
+
+
+def _extractor(dataset: Dataset, name: str | None, pattern: str | None) -> Callable[[str], str | None]:
+    """The extractor asked for, else the one the dataset was scored with (its provenance), else `auto`."""
+    if name is None and pattern is None:
+        provenance = read_provenance(dataset) or {}
+        name, pattern = provenance.get("answer_extractor"), provenance.get("answer_pattern")
+    config = ScoringConfig(model="audit", answer_extractor=name or "auto", answer_pattern=pattern)  # checks both
+    return extractor_for(config.answer_extractor, config.answer_pattern)

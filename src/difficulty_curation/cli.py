@@ -73,6 +73,21 @@ def score(
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     seed: Annotated[int, typer.Option(help=option_help("seed"))] = RolloutConfig.seed,
     verifier: Annotated[str, typer.Option(help=option_help("verifier"))] = ScoringConfig.verifier,
+    answer_extractor: Annotated[
+        str, typer.Option(help=option_help("answer_extractor"))
+    ] = ScoringConfig.answer_extractor,
+    answer_pattern: Annotated[
+        str | None, typer.Option(help=option_help("answer_pattern"))
+    ] = ScoringConfig.answer_pattern,
+    truncated: Annotated[str, typer.Option(help=option_help("truncated"))] = ScoringConfig.truncated,
+    chat_template_kwargs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chat-template-kwargs",
+            help="KEY=VALUE, repeatable; VALUE is read as JSON when it parses, e.g. --chat-template-kwargs "
+            "enable_thinking=false. " + option_help("chat_template_kwargs"),
+        ),
+    ] = None,
     correct_threshold: Annotated[
         float, typer.Option(help=option_help("correct_threshold"))
     ] = ScoringConfig.correct_threshold,
@@ -146,6 +161,9 @@ def score(
             max_new_tokens=max_new_tokens,
             seed=seed,
             verifier=verifier,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
+            truncated=truncated,
             correct_threshold=correct_threshold,
             prompt_column=prompt_column,
             answer_column=answer_column,
@@ -159,6 +177,7 @@ def score(
             pass_rate_interval=pass_rate_interval,
             api_base=api_base,
             engine_options=parse_engine_options(engine_option),
+            chat_template_kwargs=parse_engine_options(chat_template_kwargs, flag="--chat-template-kwargs"),
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
@@ -187,14 +206,22 @@ def rescore(
     run_dir: Annotated[Path, typer.Argument(help="A finished `curate score` output folder.")],
     verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
     correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
+    truncated: Annotated[str | None, typer.Option(help="New truncation policy: wrong or exclude.")] = None,
+    answer_extractor: Annotated[
+        str | None, typer.Option(help="New answer extractor: auto, boxed, last-line, answer-is or regex.")
+    ] = None,
+    answer_pattern: Annotated[
+        str | None, typer.Option(help="New answer pattern: a regular expression with one group (the regex extractor).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write to a new folder instead of updating RUN_DIR.")] = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Re-verify a scored run with another verifier or threshold from its cached rollouts; nothing is generated.
+    """Re-verify a scored run from its cached rollouts, nothing generated: another verifier, threshold,
+    truncation policy or answer extractor.
 
-    Example: curate rescore scored/ --verifier math --out scored-math/
+    Example: curate rescore scored/ --verifier math --answer-extractor boxed --truncated exclude --out scored-math/
     """
     from difficulty_curation.runners.run_folder import rescore_dir
     from difficulty_curation.stats import summarize
@@ -204,6 +231,9 @@ def rescore(
             run_dir,
             verifier=verifier,
             correct_threshold=correct_threshold,
+            truncated=truncated,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
             out_dir=out,
             overwrite=overwrite,
             progress=not quiet,
@@ -426,6 +456,10 @@ def audit(
     ] = ScoringConfig.answer_column,
     split: Annotated[str, typer.Option(help="Split to audit.")] = "train",
     limit: Annotated[int, typer.Option(help="Show at most this many groups.")] = 30,
+    answer_extractor: Annotated[
+        str | None, typer.Option(help="Group by this extractor's answers [default: the one the run scored with].")
+    ] = None,
+    answer_pattern: Annotated[str | None, typer.Option(help="Group by this regex's one group instead.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List hard rows whose rollouts agree on one wrong answer: likely label noise or synonyms, not hard data.
@@ -437,7 +471,11 @@ def audit(
 
     with _errors():
         groups = audit_hard_rows(
-            load_source(scored, split=split), answer_column=answer_column, min_agreement=min_agreement
+            load_source(scored, split=split),
+            answer_column=answer_column,
+            min_agreement=min_agreement,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
         )
         if json_output:
             typer.echo(json.dumps([group.to_dict() for group in groups]))
@@ -755,6 +793,21 @@ def _print_summary(summary: object, json_output: bool, *, warnings: bool = False
         ["difficulty", "rows", ""],
         [[f"{value:.3f}", str(count), "#" * max(1, round(30 * count / peak))] for value, count in summary.histogram],
     )
+    if summary.rollouts_finish_known or summary.rollouts_finish_unknown:
+        line = "truncated rollouts (hit max_new_tokens"
+        line += f"={summary.max_new_tokens}" if summary.max_new_tokens else ""
+        line += f"; truncated={summary.truncated_policy}): " if summary.truncated_policy else "): "
+        share = summary.truncated_share
+        line += (
+            f"{summary.truncated_rollouts} of {summary.rollouts_finish_known} ({share:.1%})"
+            if share is not None
+            else "-"
+        )
+        if summary.rollouts_finish_unknown:
+            line += (
+                f"; {summary.rollouts_finish_unknown} rollouts scored before finish reasons were recorded: not known"
+            )
+        typer.echo(line)
     if summary.failure_reasons:
         _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
         for index, reason in summary.failed_rows:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from difficulty_curation.answers import FINISH_LENGTH, FINISH_STOP, Completion
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
@@ -71,7 +72,7 @@ class TransformersEngine:
         texts: dict[int, str] = {}
         for index, request in enumerate(requests):
             try:
-                texts[index] = render_chat(self.processor, request.messages)
+                texts[index] = render_chat(self.processor, request.messages, self.config.chat_template_kwargs)
             except Exception as error:  # a template that rejects this row's messages
                 errors[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
         groups: list[PromptGroup] = []
@@ -188,8 +189,25 @@ class TransformersEngine:
                     inputs = inputs.to(self.device)
                 output = self._generate_prefilling(inputs, hashes, num_rollouts, first_rollout)
                 prompt_width = inputs["input_ids"].shape[1]
-        completions = self.tokenizer.batch_decode(output[:, prompt_width:], skip_special_tokens=True)
+        completions = self._completions(output[:, prompt_width:])
         return [completions[order * num_rollouts : (order + 1) * num_rollouts] for order in range(len(chosen))]
+
+    def _completions(self, generated: Any) -> list[Completion]:
+        """The generated token ids as text, each with its finish reason: "length" when no end-of-sequence
+        token came within `max_new_tokens` (a sequence that stopped is padded after its end token)."""
+        import torch
+
+        stop_ids = self.model.generation_config.eos_token_id
+        if stop_ids is None:
+            stop_ids = self.tokenizer.eos_token_id
+        stop_ids = [stop_ids] if isinstance(stop_ids, int) else list(stop_ids or [])
+        stopped = (
+            torch.isin(generated, torch.tensor(stop_ids, dtype=generated.dtype, device=generated.device))
+            .any(dim=1)
+            .tolist()
+        )
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [Completion(text, FINISH_STOP if done else FINISH_LENGTH) for text, done in zip(texts, stopped)]
 
     def _decode_from_cache(
         self,
