@@ -13,7 +13,7 @@ from datasets import Dataset, DatasetDict
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, bucket_of
 from difficulty_curation.errors import require
 from difficulty_curation.redact import redact
-from difficulty_curation.transforms import difficulty_array
+from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, difficulty_array, model_names
 
 
 @dataclass
@@ -30,6 +30,8 @@ class DifficultySummary:
     failure_reasons: dict[str, int] = field(default_factory=dict)
     #: (row index, reason) of the first failed rows.
     failed_rows: list[tuple[int, str]] = field(default_factory=list)
+    #: merged scores (`merge_scores`): model -> bucket -> rows, plus "failed" (rows that model did not score).
+    by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -61,7 +63,18 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
         histogram=sorted(Counter(scored).items()),
         failure_reasons=dict(reasons.most_common()),
         failed_rows=failed,
+        by_model=_by_model(dataset),
     )
+
+
+def _by_model(dataset: Dataset) -> dict[str, dict[str, int]]:
+    """Bucket counts of each model of a merged dataset (empty for one model's scores)."""
+    names = model_names(dataset)
+    if not names:
+        return {}
+    rows = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist()
+    counts = {name: Counter(bucket_of(row[name]) or "failed" for row in rows) for name in names}
+    return {name: {b: counts[name].get(b, 0) for b in [*PAPER_BUCKET_RANGES, "failed"]} for name in names}
 
 
 #: Runs with fewer scored rows than this never get the one-bucket warning: small runs often are one bucket.
@@ -150,4 +163,13 @@ def _merge(parts: list[DifficultySummary], max_failed_rows: int) -> DifficultySu
         histogram=sorted(histogram.items()),
         failure_reasons=dict(reasons.most_common()),
         failed_rows=failed[:max_failed_rows],
+        by_model=_merge_by_model(parts),
     )
+
+
+def _merge_by_model(parts: list[DifficultySummary]) -> dict[str, dict[str, int]]:
+    merged: dict[str, Counter[str]] = {}
+    for part in parts:
+        for name, counts in part.by_model.items():
+            merged.setdefault(name, Counter()).update(counts)
+    return {name: dict(counts) for name, counts in merged.items()}
