@@ -597,6 +597,7 @@ def mix(
     """
     from difficulty_curation.provenance import read_provenance
     from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.stats import summarize
     from difficulty_curation.transforms import mix as mix_dataset
 
     with _errors():
@@ -611,16 +612,14 @@ def mix(
             model=model,
         )
         destination = save_dataset(drawn, out, overwrite=overwrite)
-        recipe = (read_provenance(drawn) or {}).get("mix", {})
+        recipe = (read_provenance(drawn) or {}).get("mix")
+        counts = summarize(drawn).buckets
         if json_output:
-            typer.echo(json.dumps({"rows": len(drawn), "recipe": recipe, "saved_to": str(destination)}))
+            typer.echo(
+                json.dumps({"rows": len(drawn), "buckets": counts, "recipe": recipe, "saved_to": str(destination)})
+            )
             return
-        counts = recipe.get("counts", {})
-        _table(
-            "Drawn",
-            ["bucket", "rows", "available"],
-            [[n, str(c), str(recipe["available"][n])] for n, c in counts.items()],
-        )
+        _table("Drawn", ["bucket", "rows"], [[n, str(c)] for n, c in counts.items() if c])
         typer.echo(f"{len(drawn)} rows, order {order}, seed {seed}. Saved to {destination}")
 
 
@@ -926,6 +925,12 @@ def _print_summary(summary: object, json_output: bool, *, warnings: bool = False
         ["difficulty", "rows", ""],
         [[f"{value:.3f}", str(count), "#" * max(1, round(30 * count / peak))] for value, count in summary.histogram],
     )
+    if summary.by_model:
+        _table(
+            "Buckets per model",
+            ["model", *summary.by_model[next(iter(summary.by_model))]],
+            [[name, *(str(n) for n in counts.values())] for name, counts in summary.by_model.items()],
+        )
     if summary.failure_reasons:
         _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
         for index, reason in summary.failed_rows:
