@@ -163,8 +163,9 @@ def load_runs(
         raise ConfigError(f"got {len(names)} names for {len(runs)} runs; pass one name per run.")
     if names is not None and len(set(names)) != len(names):
         raise ConfigError(f"names must differ from each other, got {list(names)}.")
-    parts = [_one_split(run, split, f"{role} {number}") for number, run in enumerate(runs, 1)]
-    split_names = {str(part.split) for part, _ in parts if part.split is not None}
+    found = [_one_split(run, split, f"{role} {number}") for number, run in enumerate(runs, 1)]
+    split_names = {name for _, _, name in found if name is not None}
+    parts = [(part, where) for part, where, _ in found]
     if len(split_names) > 1:
         raise ConfigError(
             f"the {role}s are of different splits ({', '.join(sorted(split_names))}); compare runs of one split."
@@ -391,8 +392,8 @@ def plot_comparison(comparison: RunComparison, path: str | Path) -> Path:
     return save_figure(figure, path)
 
 
-def _one_split(run: RunLike, split: str | None, label: str) -> tuple[Dataset, str]:
-    """The run's one split, and how messages name it (its path, else its place in the list)."""
+def _one_split(run: RunLike, split: str | None, label: str) -> tuple[Dataset, str, str | None]:
+    """The run's one split, how messages name the run (its path, else its place in the list), the split's name."""
     from difficulty_curation.sources import load_source
 
     where = f"{label} ({str(run)!r})" if isinstance(run, (str, os.PathLike)) else label
@@ -401,11 +402,12 @@ def _one_split(run: RunLike, split: str | None, label: str) -> tuple[Dataset, st
         if split is not None:
             if split not in dataset:
                 raise ConfigError(f"split {split!r} is not in {where}; available splits: {', '.join(dataset)}.")
-            return dataset[split], where
+            return dataset[split], where, split
         if len(dataset) != 1:
             raise ConfigError(f"{where} holds several splits ({', '.join(dataset)}); pick one with --split.")
-        return next(iter(dataset.values())), where
-    return dataset, where
+        name = next(iter(dataset))
+        return dataset[name], where, name
+    return dataset, where, str(dataset.split) if dataset.split is not None else None
 
 
 def _compare(runs: list[ScoredRun], *, top: int) -> RunComparison:
