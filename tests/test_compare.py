@@ -246,3 +246,21 @@ def test_the_audit_of_merged_scores_lists_rows_every_model_gets_wrong_with_one_a
     assert expected and expected <= wrong  # what every model gets wrong alike is a wrong label here
     for group in groups:
         assert group.models == 2 and group.reference != group.majority_answer
+
+
+def test_curate_audit_reads_merged_scores(mislabeled_runs, tmp_path):
+    runs, _ = mislabeled_runs
+    merge_scores(runs, names=["demo", "other"]).save_to_disk(str(tmp_path / "merged"))
+    result = runner.invoke(app, ["audit", str(tmp_path / "merged"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.stdout)
+    assert groups and all(group["models"] == 2 for group in groups)
+    assert [g.to_dict() for g in audit_hard_rows(load_from_disk(str(tmp_path / "merged")))] == groups
+
+
+def test_the_audit_of_merged_scores_needs_the_majority_answers(runs):
+    merged = merge_scores([runs["before"].remove_columns(["rollouts", "rollout_scores"]), runs["after"]])
+    assert "majority_answer_by_model" in merged.column_names  # one run kept its rollouts
+    unkept = merge_scores([r.remove_columns(["rollouts", "rollout_scores"]) for r in (runs["before"], runs["after"])])
+    with pytest.raises(ConfigError, match="--keep-rollouts"):
+        audit_hard_rows(unkept)
