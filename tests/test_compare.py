@@ -264,3 +264,9 @@ def test_the_audit_of_merged_scores_needs_the_majority_answers(runs):
     unkept = merge_scores([r.remove_columns(["rollouts", "rollout_scores"]) for r in (runs["before"], runs["after"])])
     with pytest.raises(ConfigError, match="--keep-rollouts"):
         audit_hard_rows(unkept)
+
+
+@pytest.mark.parametrize("command", ["compare", "merge-scores", "mix"])
+def test_the_new_commands_have_help_with_an_example_and_json(command):
+    help_text = runner.invoke(app, [command, "--help"]).output
+    assert "Example:" in help_text and "--json" in help_text
