@@ -216,12 +216,18 @@ def row_keys(dataset: Dataset, provenance: dict[str, Any]) -> list[str]:
     answer = provenance.get("answer_column") or ScoringConfig.answer_column
     image = provenance.get("image_column")
     columns = [name for name in (prompt, image, answer) if name and name in dataset.column_names]
+    if not columns:
+        raise ConfigError(
+            f"none of the columns the run's provenance names ({prompt}, {answer}) is in the dataset; "
+            f"its columns: {', '.join(dataset.column_names)}. Pass the folders `curate score` wrote."
+        )
     view = dataset.select_columns(columns)
     if image in columns:
         view = undecoded_images(view, image)
     seen: Counter[str] = Counter()
     keys = []
-    for row in view:
+    rows = (dict(zip(batch, values)) for batch in view.iter(batch_size=1000) for values in zip(*batch.values()))
+    for row in rows:
         digest = hashlib.sha256()
         for name in columns:
             digest.update(name.encode() + b"\0")
@@ -293,7 +299,11 @@ def merge_scores(runs: Sequence[RunLike], *, names: Sequence[str] | None = None,
     for number, run in enumerate(loaded):
         rows = [index for key, (owner_run, index) in owner.items() if owner_run == number]
         if rows:
-            kept = [c for c in run.dataset.column_names if c not in ALL_SCORE_COLUMNS and c != MODEL_DIFFICULTY_COLUMN]
+            kept = [
+                c
+                for c in run.dataset.column_names
+                if c not in (*ALL_SCORE_COLUMNS, MODEL_DIFFICULTY_COLUMN, MAJORITY_COLUMN)
+            ]
             parts.append(run.dataset.select_columns(kept).select(rows))
     try:
         base = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
