@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
@@ -13,9 +13,9 @@ from difficulty_curation.audit import audit_hard_rows
 from difficulty_curation.buckets import bucket_of
 from difficulty_curation.cards import render_card
 from difficulty_curation.cli import app
-from difficulty_curation.compare import NOISE_QUANTILE, STATES, compare_runs, merge_scores, plot_comparison
+from difficulty_curation.compare import NOISE_QUANTILE, STATES, compare_runs, merge_scores, plot_comparison, spearman
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.provenance import read_provenance
+from difficulty_curation.provenance import attach_provenance, read_provenance
 from difficulty_curation.recipes.options import SFTOptions
 from difficulty_curation.recipes.sft import sft
 from difficulty_curation.runners.run_folder import score_to_dir
@@ -270,3 +270,30 @@ def test_the_audit_of_merged_scores_needs_the_majority_answers(runs):
 def test_the_new_commands_have_help_with_an_example_and_json(command):
     help_text = runner.invoke(app, [command, "--help"]).output
     assert "Example:" in help_text and "--json" in help_text
+
+
+def _run(rows, model="m", seed=0):
+    """A small scored dataset with its provenance (rows: (problem, solution, difficulty))."""
+    dataset = Dataset.from_list([{"problem": p, "solution": s, "difficulty": d} for p, s, d in rows])
+    record = {"model": model, "seed": seed, "num_rollouts": 4, "prompt_column": "problem", "answer_column": "solution"}
+    return attach_provenance(dataset, {**record, "image_column": None})
+
+
+def test_a_repeated_row_pairs_with_its_repeat_in_order():
+    first = _run([("q", "1", 0.0), ("q", "1", 1.0), ("r", "2", 0.5)])
+    last = _run([("r", "2", 0.5), ("q", "1", 0.25), ("q", "1", 0.75)], model="n")
+    comparison = compare_runs([first, last])
+    assert comparison.matched == 3
+    assert sorted((row["index"][0], row["index"][1]) for row in comparison.deltas) == [(0, 1), (1, 2), (2, 0)]
+    assert spearman([0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx(spearmanr([0, 0, 1, 1], [0, 1, 1, 1]).statistic)
+
+
+def test_stratify_can_keep_only_rows_the_models_agree_on():
+    a = _run([("q1", "1", 0.0), ("q2", "1", 1.0), ("q3", "1", 0.5)], model="a")
+    b = _run([("q1", "1", 0.0), ("q2", "1", 0.5), ("q3", "1", 0.5)], model="b")
+    parts = stratify(merge_scores([a, b]), where="any medium")
+    assert {name: part["problem"][:] for name, part in parts.items()} == {
+        "easy": [],
+        "medium": ["q2", "q3"],
+        "hard": [],
+    }
