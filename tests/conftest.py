@@ -107,6 +107,29 @@ def reference_run(tiny_vlm: Path, twelve_digits: Dataset, tmp_path_factory: pyte
     return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
 
 
+@pytest.fixture(scope="session")
+def scored_checkpoints(trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The 24 digits scored (k=4, rollouts kept) into run folders: `before` by the demo model, `after` by it
+    after 6 full SFT steps (lr 3e-3: rows really move between buckets), and `seed1` by the demo model with
+    seed 1 (with `before`, the noise floor). `after_model` is the trained checkpoint."""
+    from difficulty_curation.recipes.options import SFTOptions
+    from difficulty_curation.recipes.sft import sft
+    from difficulty_curation.runners.run_folder import score_to_dir
+    from difficulty_curation.scoring import score_difficulty
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    options = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
+    steps = SFTOptions(full=True, learning_rate=3e-3, warmup_ratio=0.0, max_steps=6, batch_size=8)
+    after_model = sft(digits, str(trained_vlm), root / "after-model", options=steps, progress=False)
+    models = {"before": (trained_vlm, 0), "after": (after_model, 0), "seed1": (trained_vlm, 1)}
+    runs = {}
+    for name, (model, seed) in models.items():
+        scorer = score_difficulty(str(model), seed=seed, **options)
+        score_to_dir(digits, scorer, root / name, batch_size=24, progress=False)
+        runs[name] = root / name
+    return {**runs, "after_model": after_model}
+
+
 @pytest.fixture()
 def digits_with_bad_rows(digits: Dataset) -> Dataset:
     """Digits with a missing image, a corrupt image, a missing answer and an empty prompt among good rows."""

@@ -416,3 +416,15 @@ def test_the_cli_defaults_are_the_library_defaults():
     assert cli["buckets"] == ",".join(library["buckets"].default)
     for name in ("private", "overwrite", "create_pr", "license", "template", "max_retries"):
         assert cli[name] == library[name].default, name
+
+
+# -- a training mix ---------------------------------------------------------------------------------
+def test_a_pushed_training_mix_carries_its_recipe_in_the_card(hub, hf_home, scored_dir, tmp_path):
+    mixed = tmp_path / "mix"
+    args = ["mix", str(scored_dir), "--split", "train", "--ratio", "easy=0.5,hard=0.5", "--rows", "2"]
+    assert CliRunner().invoke(app, [*args, "--seed", "4", "--out", str(mixed)]).exit_code == 0
+    push_json(hub, hf_home, str(mixed), "alice/digits-mix")
+    text = client(
+        hub, hf_home, "result = open(hf_hub_download('alice/digits-mix', 'README.md', repo_type='dataset')).read()"
+    )
+    assert "## Training mix" in text and "easy=0.5, hard=0.5 of 2 rows (drawn: easy 1, hard 1), seed 4" in text

@@ -166,7 +166,7 @@ def test_nothing_reaches_back_up_the_pipeline():
         ["prompts", "answers", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
         ["engines"],
         ["scoring"],
-        ["runners", "transforms", "stats", "audit"],
+        ["runners", "transforms", "compare", "stats", "audit"],
         ["cards", "exports", "hub", "recipes"],
         ["cli", "demo"],
     ]

@@ -2,6 +2,8 @@
 
 Lists hard rows whose rollouts mostly agree on the same wrong answer, grouped by
 (reference, majority answer), so labels can be fixed or synonyms added instead of data dropped.
+On a dataset from `merge_scores`, it lists the rows every model gets wrong with the same majority
+answer: the strongest label-noise signal.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 
 from difficulty_curation.answers import extractor_for
+from difficulty_curation.compare import MAJORITY_COLUMN
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.splits import one_split_only
+from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, model_names
 from difficulty_curation.verifiers import normalize_label
 
 
@@ -28,8 +32,10 @@ class AuditGroup:
     reference: str
     majority_answer: str
     rows: list[int] = field(default_factory=list)
-    #: mean share of rollouts that gave `majority_answer`, over the rows
+    #: mean share of rollouts that gave `majority_answer`, over the rows (1.0 on merged scores: every model gave it)
     agreement: float = 0.0
+    #: how many models agree on `majority_answer` (more than 1 only on merged scores)
+    models: int = 1
 
     @property
     def count(self) -> int:
@@ -64,6 +70,8 @@ def audit_hard_rows(
     one_split_only(dataset, "audit one split at a time, e.g. audit_hard_rows(scored['train']).")
     if not 0 < min_agreement <= 1:
         raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement!r}.")
+    if MODEL_DIFFICULTY_COLUMN in dataset.column_names:
+        return _audit_merged(dataset, answer_column)
     for column in ("difficulty", "rollouts", answer_column):
         if column not in dataset.column_names:
             if column == "rollouts":
@@ -98,3 +106,29 @@ def _extractor(dataset: Dataset, name: str | None, pattern: str | None) -> Calla
         name, pattern = provenance.get("answer_extractor"), provenance.get("answer_pattern")
     config = ScoringConfig(model="audit", answer_extractor=name or "auto", answer_pattern=pattern)  # checks both
     return extractor_for(config.answer_extractor, config.answer_pattern)
+
+
+def _audit_merged(dataset: Dataset, answer_column: str) -> list[AuditGroup]:
+    """Rows every model of a merged dataset finds hard, with one majority answer shared by all models."""
+    if MAJORITY_COLUMN not in dataset.column_names:
+        raise ConfigError(
+            "the audit of merged scores needs each model's majority answers: score every run with "
+            "--keep-rollouts, then merge them again."
+        )
+    if answer_column not in dataset.column_names:
+        raise ColumnNotFoundError("answer_column", answer_column, dataset.column_names)
+    names = model_names(dataset)
+    groups: dict[tuple[str, str], AuditGroup] = {}
+    columns = dataset.select_columns([MODEL_DIFFICULTY_COLUMN, MAJORITY_COLUMN, answer_column])
+    for index, row in enumerate(columns):
+        difficulties, answers = row[MODEL_DIFFICULTY_COLUMN], row[MAJORITY_COLUMN]
+        if any(difficulties[name] != 1.0 for name in names):
+            continue
+        majority = {answers[name] for name in names}
+        if len(majority) != 1 or not next(iter(majority)):
+            continue
+        key = (normalize_label(row[answer_column]), majority.pop())
+        group = groups.setdefault(key, AuditGroup(reference=key[0], majority_answer=key[1], agreement=1.0))
+        group.models = len(names)
+        group.rows.append(index)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.reference, g.majority_answer))

@@ -15,7 +15,7 @@ from difficulty_curation.errors import require
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
 from difficulty_curation.schema import finish_counts
-from difficulty_curation.transforms import difficulty_array
+from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, difficulty_array, model_names
 
 
 @dataclass
@@ -45,6 +45,9 @@ class DifficultySummary:
     def truncated_share(self) -> float | None:
         """The share of rollouts with a known ending that hit max_new_tokens (None when no ending is known)."""
         return self.truncated_rollouts / self.rollouts_finish_known if self.rollouts_finish_known else None
+
+    #: merged scores (`merge_scores`): model -> bucket -> rows, plus "failed" (rows that model did not score).
+    by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -83,7 +86,18 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
         rollouts_finish_unknown=finished.unknown,
         max_new_tokens=provenance.get("max_new_tokens"),
         truncated_policy=provenance.get("truncated"),
+        by_model=_by_model(dataset),
     )
+
+
+def _by_model(dataset: Dataset) -> dict[str, dict[str, int]]:
+    """Bucket counts of each model of a merged dataset (empty for one model's scores)."""
+    names = model_names(dataset)
+    if not names:
+        return {}
+    rows = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist()
+    counts = {name: Counter(bucket_of(row[name]) or "failed" for row in rows) for name in names}
+    return {name: {b: counts[name].get(b, 0) for b in [*PAPER_BUCKET_RANGES, "failed"]} for name in names}
 
 
 #: Runs with fewer scored rows than this never get the one-bucket warning: small runs often are one bucket.
@@ -191,4 +205,13 @@ def _merge(parts: list[DifficultySummary], max_failed_rows: int) -> DifficultySu
         rollouts_finish_unknown=sum(p.rollouts_finish_unknown for p in parts),
         max_new_tokens=next((p.max_new_tokens for p in parts if p.max_new_tokens), None),
         truncated_policy=next((p.truncated_policy for p in parts if p.truncated_policy), None),
+        by_model=_merge_by_model(parts),
     )
+
+
+def _merge_by_model(parts: list[DifficultySummary]) -> dict[str, dict[str, int]]:
+    merged: dict[str, Counter[str]] = {}
+    for part in parts:
+        for name, counts in part.by_model.items():
+            merged.setdefault(name, Counter()).update(counts)
+    return {name: dict(counts) for name, counts in merged.items()}
