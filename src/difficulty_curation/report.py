@@ -42,6 +42,7 @@ MAX_IMAGES_PER_ROW = 4
 MAX_ROLLOUT_CHARS = 1_500
 MAX_PROMPT_CHARS = 3_000
 MAX_AUDIT_GROUPS = 20
+MAX_MOVED_ROWS = 12
 AUDIT_EXAMPLES = 4
 #: Provenance keys shown first, where present (the rest follow in a full table).
 KEY_SETTINGS = (
@@ -128,8 +129,8 @@ def write_report(
     context = page.context(rows_per_bucket, seed)
     compared_with = None
     if compare is not None:
-        compared_with = str(compare) if isinstance(compare, (str, Path)) else "second run"
-        context["comparison"] = page.comparison(scored, compare, name, compared_with)
+        compared_with = Path(str(compare)).name if isinstance(compare, (str, Path)) else "second run"
+        context["comparison"] = page.comparison(compare, [name, compared_with])
     html = _template().render(title=name, **context)
     size = _write_atomic(out, html.encode("utf-8"))
     if size > MAX_REPORT_BYTES:
@@ -352,33 +353,37 @@ class _Page:
             "rows": [(index, redact(reason)) for index, reason in summary.failed_rows],
         }
 
-    def comparison(self, first: Any, second: Any, first_name: str, second_name: str) -> dict[str, Any]:
-        """The transition matrix between this run and `second`, and examples of rows that moved."""
-        from difficulty_curation.compare import compare_runs
+    def comparison(self, second: Any, names: list[str]) -> dict[str, Any]:
+        """The transition matrix between this run and `second`, and the rows that moved most (`compare_runs`)."""
+        from difficulty_curation.compare import STATES, compare_runs
 
-        other = _load(second, None)
-        result = compare_runs([_as_dataset_dict(self.splits), _as_dataset_dict(other)], names=[first_name, second_name])
-        names = [*PAPER_BUCKETS, "failed"]
-        transitions = result.transitions
-        matrix = [
-            {"from": source, "cells": [transitions.get(source, {}).get(target, 0) for target in names]}
-            for source in names
-        ]
-        moved = [
-            {
-                "key": _clip(_text(item.get("key")), 120),
-                "reference": _text(item.get("reference")),
-                "difficulty": [_text(value) for value in (item.get("difficulty") or {}).values()],
-                "delta": _text(item.get("delta")),
-            }
-            for item in result.moved
-        ]
+        if len(self.splits) != 1:
+            raise ConfigError(f"the report holds several splits ({', '.join(self.splits)}); compare one: pass --split.")
+        split, first = next(iter(self.splits.items()))
+        result = compare_runs(
+            [first, second],
+            names=names if len(set(names)) == 2 else None,
+            top=MAX_MOVED_ROWS,
+            split=split,
+        )
+        moved = []
+        indices = [item["index"][0] for item in result.moved]
+        for item, row in zip(result.moved, first.select(indices)):
+            shown = self.row(split, item["index"][0], row)
+            shown["difficulties"] = [_text(value) if value is not None else "failed" for value in item["difficulty"]]
+            shown["delta"] = f"{item['delta']:+.3f}"
+            shown["majority"] = [_text(answer) for answer in item.get("majority_answer") or []]
+            moved.append(shown)
         return {
             "names": list(result.names),
-            "columns": names,
-            "matrix": matrix,
+            "columns": list(STATES),
+            "matrix": [
+                {"from": source, "cells": [result.transitions[source][target] for target in STATES]}
+                for source in STATES
+            ],
             "matched": result.matched,
-            "only_in": {key: value for key, value in (result.only_in or {}).items()},
+            "only_in": result.only_in,
+            "bucket_changes": result.bucket_changes,
             "moved": moved,
         }
 
@@ -613,17 +618,26 @@ A large group is often a wrong label or a synonym the verifier does not know, no
 
 {% if comparison %}
 <h2 id="compare">{{ comparison.names[0] }} → {{ comparison.names[-1] }}</h2>
-<p>{{ comparison.matched }} rows matched{% for name, count in comparison.only_in.items() %}; {{ count }} only in {{ name }}{% endfor %}.
+<p>{{ comparison.matched }} rows matched by content{% for name, count in comparison.only_in.items() %}; {{ count }} only in {{ name }}{% endfor %};
+{{ comparison.bucket_changes }} changed bucket.
 Rows: bucket in {{ comparison.names[0] }}; columns: bucket in {{ comparison.names[-1] }}.</p>
 <table id="transitions"><tr><th></th>{% for name in comparison.columns %}<th class="n">{{ name }}</th>{% endfor %}</tr>
 {% for line in comparison.matrix %}<tr><th>{{ line.from }}</th>{% for cell in line.cells %}<td class="n">{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}
 </table>
 {% if comparison.moved %}
-<table id="moved"><tr><th>row</th><th>reference</th><th>difficulty ({{ comparison.names | join(" → ") }})</th><th class="n">change</th></tr>
-{% for item in comparison.moved %}<tr><td><code>{{ item.key }}</code></td><td><code>{{ item.reference }}</code></td><td>{{ item.difficulty | join(" → ") }}</td><td class="n">{{ item.delta }}</td></tr>
+<h3>Rows that moved most</h3>
+<div class="cards" id="moved">
+{% for row in comparison.moved %}
+<div class="card moved">
+<div class="meta"><span class="label">{{ row.label }}</span> · difficulty <b>{{ row.difficulties | join(" → ") }}</b> ({{ row.delta }})
+{% if row.majority %} · majority answer {{ row.majority | join(" → ") }}{% endif %}</div>
+{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img src="{{ thumb.src }}" alt="image ({{ thumb.size }})">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
+<div><span class="label">prompt</span><pre class="prompt">{{ row.prompt }}</pre></div>
+<div><span class="label">reference</span> <code class="reference">{{ row.reference }}</code></div>
+</div>
 {% endfor %}
-</table>
+</div>
 {% endif %}
 {% endif %}
 </body>
