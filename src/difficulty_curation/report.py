@@ -521,6 +521,7 @@ code, pre { font: 12px/1.4 ui-monospace, monospace; } pre { white-space: pre-wra
 .easy { fill: #4caf50; } .medium { fill: #1e88e5; } .hard { fill: #e53935; }
 .rollout { border-top: 1px solid #e4e4e4; padding: 3px 0; }
 details summary { cursor: pointer; color: #245; }
+.top { display: flex; flex-wrap: wrap; gap: 0 48px; } .top section { flex: 1 1 420px; }
 </style>
 </head>
 <body>
@@ -528,6 +529,7 @@ details summary { cursor: pointer; color: #245; }
 <p class="meta">Made by difficulty-curation. Difficulty is the fraction of a row's rollouts judged wrong:
 easy = 0, hard = 1, medium = in between. Rows below are a seeded sample of each bucket.</p>
 
+<div class="top"><section>
 <h2 id="settings">How it was scored</h2>
 {% if settings.key %}
 <table id="key-settings">
@@ -541,6 +543,7 @@ easy = 0, hard = 1, medium = in between. Rows below are a seeded sample of each 
 <p>No provenance record: this dataset was not scored by difficulty-curation, or it lost its info.</p>
 {% endif %}
 
+</section><section>
 <h2 id="buckets">Buckets</h2>
 <table id="bucket-counts">
 <tr><th>bucket</th><th>difficulty</th><th class="n">rows</th><th class="n">share</th></tr>
@@ -558,6 +561,7 @@ easy = 0, hard = 1, medium = in between. Rows below are a seeded sample of each 
 <text x="20" y="{{ histogram.height - 4 }}" font-size="11">0 (easy)</text>
 <text x="{{ histogram.width - 70 }}" y="{{ histogram.height - 4 }}" font-size="11">1 (hard)</text>
 </svg>
+</section></div>
 
 {% for bucket in buckets %}
 <h2 id="bucket-{{ bucket.name }}">{{ bucket.name }}: {{ bucket.rows | length }} of {{ bucket.count }} rows</h2>
