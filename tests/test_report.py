@@ -203,6 +203,13 @@ def test_curate_report_writes_the_page_and_reports_its_size(scored_dir, tmp_path
     assert result.exit_code == 0 and re.search(r"report: .*r\.html \(0\.\d\d MB; 36 rows", result.stdout)
 
 
+def test_curate_report_help_has_an_example_and_every_option():
+    help_text = CliRunner().invoke(app, ["report", "--help"]).output
+    assert "Example:" in help_text
+    for option in ("--out", "--compare", "--rows-per-bucket", "--seed", "--split", "--thumbnail-size", "--json"):
+        assert option in help_text, option
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -317,7 +317,12 @@ class _Page:
         except RowError as error:
             return {"missing": redact(str(error))}
         self.num_thumbnails += 1
-        return {"src": _data_uri(image, self.thumbnail_size), "size": f"{image.width}x{image.height}"}
+        small = max(image.size) <= 64  # shown enlarged: keep its pixels sharp
+        return {
+            "src": _data_uri(image, self.thumbnail_size),
+            "size": f"{image.width}x{image.height}",
+            "class": "pixels" if small else "photo",
+        }
 
     def audit(self) -> dict[str, Any] | None:
         """The hard-row audit's clusters with example thumbnails; None without kept rollouts."""
@@ -513,7 +518,7 @@ code, pre { font: 12px/1.4 ui-monospace, monospace; } pre { white-space: pre-wra
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 12px; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 10px; background: #fafbfc; }
 .thumbs { display: flex; gap: 6px; flex-wrap: wrap; }
-.thumbs img { height: 96px; width: auto; image-rendering: pixelated; border: 1px solid #ccc; background: #fff; }
+.thumbs img { height: 96px; width: auto; border: 1px solid #ccc; background: #fff; } img.pixels { image-rendering: pixelated; }
 .missing { font-size: 12px; color: #a33; border: 1px dashed #a33; padding: 4px; }
 .meta { color: #555; font-size: 12px; } .label { font-weight: 600; }
 .verdict { display: inline-block; min-width: 62px; font-size: 11px; font-weight: 600; text-align: center; border-radius: 3px; padding: 0 4px; color: #fff; }
@@ -573,7 +578,7 @@ easy = 0, hard = 1, medium = in between. Rows below are a seeded sample of each 
 {% if row.interval %} (interval {{ row.interval }}){% endif %}
 {% if row.num_rollouts is not none %} · {{ row.num_correct }}/{{ row.num_rollouts }} right{% endif %}
 {% if row.num_truncated is not none %} · {{ row.num_truncated }} truncated{% endif %}</div>
-{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img src="{{ thumb.src }}" alt="image ({{ thumb.size }})" title="{{ thumb.size }}">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
+{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="image ({{ thumb.size }})" title="{{ thumb.size }}">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
 <div><span class="label">prompt</span><pre class="prompt">{{ row.prompt }}</pre></div>
 <div><span class="label">reference</span> <code class="reference">{{ row.reference }}</code></div>
 {% if row.rollouts %}
@@ -601,7 +606,7 @@ A large group is often a wrong label or a synonym the verifier does not know, no
 <tr><th>reference</th><th>majority answer</th><th class="n">rows</th><th class="n">agreement</th><th>examples</th><th>rows</th></tr>
 {% for group in audit.groups %}<tr><td><code>{{ group.reference }}</code></td><td><code>{{ group.majority }}</code></td>
 <td class="n">{{ group.count }}</td><td class="n">{{ group.agreement }}</td>
-<td><div class="thumbs">{% for thumb in group.thumbnails %}{% if thumb.src %}<img src="{{ thumb.src }}" alt="example">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div></td>
+<td><div class="thumbs">{% for thumb in group.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="example">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div></td>
 <td class="meta">{% if group.split %}{{ group.split }}: {% endif %}{{ group.rows }}</td></tr>
 {% endfor %}
 </table>
@@ -636,7 +641,7 @@ Rows: bucket in {{ comparison.names[0] }}; columns: bucket in {{ comparison.name
 <div class="card moved">
 <div class="meta"><span class="label">{{ row.label }}</span> · difficulty <b>{{ row.difficulties | join(" → ") }}</b> ({{ row.delta }})
 {% if row.majority %} · majority answer {{ row.majority | join(" → ") }}{% endif %}</div>
-{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img src="{{ thumb.src }}" alt="image ({{ thumb.size }})">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
+{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="image ({{ thumb.size }})">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
 <div><span class="label">prompt</span><pre class="prompt">{{ row.prompt }}</pre></div>
 <div><span class="label">reference</span> <code class="reference">{{ row.reference }}</code></div>
 </div>
