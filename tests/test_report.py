@@ -138,7 +138,7 @@ def test_without_kept_rollouts_the_page_says_how_to_keep_them(scored, tmp_path):
 def test_failed_rows_are_listed_with_their_reasons(scored, tmp_path):
     page = render(scored, tmp_path)
     failed = page[page.index('<table id="failed-rows">') :]
-    rows = re.findall(r'<tr><td class="n">(\d+)</td><td>([^<]+)</td></tr>', failed)
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td></tr>", failed)
     assert [int(index) for index, _ in rows] == [i for i, d in enumerate(scored["difficulty"]) if d is None]
     assert {reason for _, reason in rows} == {"image: image cannot be decoded (not a recognised image format)"}
 
@@ -171,6 +171,7 @@ def test_a_report_of_several_splits_shows_them_all(scored, tmp_path):
     page = render(both, tmp_path)
     assert page_counts(page)["total"] == 48
     assert "test row " in page and "train row " in page
+    assert "<tr><td>test 4</td>" in page and "<tr><td>train 4</td>" in page  # failed rows name their split
     with pytest.raises(ConfigError, match="--split"):
         write_report(both, tmp_path / "x.html", compare=both)
 

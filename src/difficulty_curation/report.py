@@ -223,6 +223,8 @@ class _Page:
 
     def settings(self) -> dict[str, list[tuple[str, str]]]:
         record = {key: _text(value) for key, value in sorted(self.provenance.items()) if value is not None}
+        if self.provenance and not record.get("model_revision"):
+            record["model_revision"] = "not known (a local folder has no commit)"
         key = [(name, record[name]) for name in KEY_SETTINGS if name in record]
         return {"key": key, "all": sorted(record.items())}
 
@@ -352,11 +354,14 @@ class _Page:
         return {"groups": shown, "num_groups": len(groups), "num_rows": sum(g.count for _, g in groups)}
 
     def failed(self, summary: Any) -> dict[str, Any]:
-        return {
-            "count": summary.num_failed,
-            "reasons": list(summary.failure_reasons.items()),
-            "rows": [(index, redact(reason)) for index, reason in summary.failed_rows],
-        }
+        """Failure reasons with their counts, and the first failed rows of each split with their reasons."""
+        from difficulty_curation.stats import summarize
+
+        rows = []
+        for split, part in self.splits.items():
+            found = summary.failed_rows if len(self.splits) == 1 else summarize(part).failed_rows
+            rows += [(f"{split} {index}" if self.multi_split else index, redact(reason)) for index, reason in found]
+        return {"count": summary.num_failed, "reasons": list(summary.failure_reasons.items()), "rows": rows}
 
     def comparison(self, second: Any, names: list[str]) -> dict[str, Any]:
         """The transition matrix between this run and `second`, and the rows that moved most (`compare_runs`)."""
@@ -620,8 +625,8 @@ A large group is often a wrong label or a synonym the verifier does not know, no
 <table id="failure-reasons"><tr><th>reason</th><th class="n">rows</th></tr>
 {% for reason, count in failed.reasons %}<tr><td>{{ reason }}</td><td class="n">{{ count }}</td></tr>{% endfor %}
 </table>
-<table id="failed-rows"><tr><th class="n">row</th><th>reason</th></tr>
-{% for index, reason in failed.rows %}<tr><td class="n">{{ index }}</td><td>{{ reason }}</td></tr>{% endfor %}
+<table id="failed-rows"><tr><th>row</th><th>reason</th></tr>
+{% for index, reason in failed.rows %}<tr><td>{{ index }}</td><td>{{ reason }}</td></tr>{% endfor %}
 </table>
 {% endif %}
 
