@@ -167,7 +167,7 @@ def test_nothing_reaches_back_up_the_pipeline():
         ["engines"],
         ["scoring"],
         ["runners", "transforms", "compare", "stats", "audit"],
-        ["cards", "exports", "hub", "recipes"],
+        ["cards", "exports", "hub", "recipes", "report"],
         ["cli", "demo"],
     ]
     stage = {name: position for position, names in enumerate(order) for name in names}

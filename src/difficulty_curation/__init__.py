@@ -39,6 +39,7 @@ _EXPORTS = {
     "write_card": "difficulty_curation.cards",
     "push_curated": "difficulty_curation.hub",
     "PushInfo": "difficulty_curation.hub",
+    "write_report": "difficulty_curation.report",
     "export_dataset": "difficulty_curation.exports",
     "export_trl": "difficulty_curation.exports",
     "export_swift": "difficulty_curation.exports",
@@ -121,6 +122,7 @@ __all__ = [
     "summarize",
     "to_trl_format",
     "write_card",
+    "write_report",
 ]
 
 
@@ -167,6 +169,7 @@ if TYPE_CHECKING:
     from difficulty_curation.recipes.grpo import grpo
     from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
     from difficulty_curation.recipes.sft import sft
+    from difficulty_curation.report import write_report
     from difficulty_curation.runners import rescore_dir, score_dataset, score_distributed, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_difficulty
     from difficulty_curation.sources import load_source

@@ -52,10 +52,12 @@ def render_card(
     license: str | None = None,
     histogram: str = HISTOGRAM_FILE,
     configs: Mapping[str, Sequence[str]] | None = None,
+    report: str | None = None,
 ) -> Any:
     """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`.
 
-    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets.
+    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets;
+    `report` is the file name of the HTML report beside the card (`report.write_report`), linked from it.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -104,6 +106,7 @@ def render_card(
         mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
         comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
         comparison_rows=comparison_rows(provenance.get("comparison") or {}),
+        report=report,
     )
 
 

@@ -21,6 +21,7 @@ from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, Scorin
 from difficulty_curation.errors import CurationError
 from difficulty_curation.hub import DEFAULT_MAX_RETRIES
 from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
+from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
 
 app = typer.Typer(
     name="curate",
@@ -378,6 +379,10 @@ def push(
     max_retries: Annotated[
         int, typer.Option(help="Tries again this often after network errors, 429 and 5xx, with backoff.")
     ] = DEFAULT_MAX_RETRIES,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="Also upload report.html (see `curate report`) beside the card, linked from it."),
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -408,6 +413,7 @@ def push(
             template=template,
             max_retries=max_retries,
             progress=not quiet,
+            report=report,
         )
         if json_output:
             typer.echo(json.dumps(info.to_dict()))
@@ -659,6 +665,49 @@ def mix(
             return
         _table("Drawn", ["bucket", "rows"], [[n, str(c)] for n, c in counts.items() if c])
         typer.echo(f"{len(drawn)} rows, order {order}, seed {seed}. Saved to {destination}")
+
+
+@app.command()
+def report(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (run folder from `curate score`, file or Hub id).")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    compare: Annotated[
+        str | None, typer.Option(help="A second scored run of the same rows: adds the transition matrix.")
+    ] = None,
+    rows_per_bucket: Annotated[int, typer.Option(help="Rows sampled per bucket (only these are read).")] = (
+        DEFAULT_ROWS_PER_BUCKET
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the row sample.")] = 0,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    thumbnail_size: Annotated[int, typer.Option(help="Longest side of an embedded thumbnail, in pixels.")] = (
+        DEFAULT_THUMBNAIL_SIZE
+    ),
+    json_output: JsonOption = False,
+) -> None:
+    """One self-contained HTML page: what each bucket holds and why (images, prompts, rollouts, audit, failures).
+
+    Open it in any browser; it needs no network. Example: curate report scored/ --out report.html
+    """
+    from difficulty_curation.report import write_report
+
+    with _errors():
+        info = write_report(
+            scored,
+            out,
+            compare=compare,
+            rows_per_bucket=rows_per_bucket,
+            seed=seed,
+            split=split,
+            thumbnail_size=thumbnail_size,
+        )
+        if json_output:
+            typer.echo(json.dumps(info.to_dict()))
+            return
+        shown = ", ".join(f"{name} {count}" for name, count in info.sampled_rows.items())
+        typer.echo(
+            f"report: {info.path} ({info.size_bytes / 1e6:.2f} MB; {info.num_rows} rows, shown: {shown}). "
+            f"Open it in a browser, e.g. xdg-open {info.path}"
+        )
 
 
 @app.command()
