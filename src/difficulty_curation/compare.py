@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.answers import extractor_for
 from difficulty_curation.buckets import PAPER_BUCKETS, bucket_of
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.schema import undecoded_images
-from difficulty_curation.verifiers import extract_answer, normalize_label
+from difficulty_curation.verifiers import normalize_label
 
 #: The bucket of a row a run could not score.
 FAILED = "failed"
@@ -248,12 +249,17 @@ def row_keys(dataset: Dataset, provenance: dict[str, Any]) -> list[str]:
 
 
 def majority_answers(dataset: Dataset) -> list[str | None] | None:
-    """Each row's most common normalised answer among its kept rollouts (None without `rollouts`)."""
+    """Each row's most common normalised answer among its kept rollouts (None without `rollouts`).
+
+    The answer is what the run's verifier judged: taken by the run's own answer extractor (its provenance).
+    """
     if "rollouts" not in dataset.column_names:
         return None
+    provenance = read_provenance(dataset) or {}
+    extract = extractor_for(provenance.get("answer_extractor") or "auto", provenance.get("answer_pattern"))
     answers: list[str | None] = []
     for rollouts in dataset.with_format("arrow")["rollouts"].to_pylist():
-        normalised = [normalize_label(extract_answer(r)) for r in rollouts or []]
+        normalised = [normalize_label(extract(r) or "") for r in rollouts or []]
         answers.append(Counter(normalised).most_common(1)[0][0] if normalised else None)
     return answers
 

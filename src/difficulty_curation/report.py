@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from difficulty_curation.answers import extractor_for
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS, bucket_of
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
@@ -58,13 +59,13 @@ KEY_SETTINGS = (
     "verifier",
     "correct_threshold",
     "answer_extractor",
+    "answer_pattern",
     "truncated",
-    "truncation_policy",
+    "chat_template_kwargs",
     "source",
 )
-#: Per-rollout columns another version may add: finish reasons ("length" = cut off) and extracted answers.
-FINISH_COLUMNS = ("rollout_finish_reasons", "rollout_truncated")
-ANSWER_COLUMNS = ("rollout_answers", "rollout_extracted_answers")
+#: The per-rollout finish reasons ("length" = cut off at max_new_tokens) of runs that kept rollouts.
+FINISH_COLUMN = "rollout_finish_reasons"
 
 
 @dataclass
@@ -183,6 +184,10 @@ class _Page:
         self.answer_column = self.provenance.get("answer_column", defaults.answer_column)
         image_column = self.provenance.get("image_column", defaults.image_column)
         self.threshold = float(self.provenance.get("correct_threshold", defaults.correct_threshold))
+        #: the answer the run's verifier judged: the run's own extractor (`auto` for runs that name none)
+        self.extract = extractor_for(
+            self.provenance.get("answer_extractor") or "auto", self.provenance.get("answer_pattern")
+        )
         columns = set().union(*(part.column_names for part in splits.values()))
         self.image_column = image_column if image_column in columns else None
         self.splits = {name: undecoded_images(part, self.image_column) for name, part in splits.items()}
@@ -273,18 +278,15 @@ class _Page:
 
     def rollouts(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """Each kept rollout with its score, verdict and extracted answer."""
-        from difficulty_curation.verifiers import extract_answer
-
         completions = row.get("rollouts") or []
         scores = row.get("rollout_scores") or []
-        finishes = next((row[name] for name in FINISH_COLUMNS if row.get(name) is not None), None)
-        answers = next((row[name] for name in ANSWER_COLUMNS if row.get(name) is not None), None)
+        finishes = row.get(FINISH_COLUMN)
         shown = []
         for position, completion in enumerate(completions):
             score = scores[position] if position < len(scores) else None
             truncated = _is_truncated(finishes[position]) if finishes and position < len(finishes) else False
             right = score is not None and float(score) >= self.threshold
-            answer = answers[position] if answers and position < len(answers) else extract_answer(completion or "")
+            answer = self.extract(completion or "")
             shown.append(
                 {
                     "text": _clip(redact(completion or ""), MAX_ROLLOUT_CHARS),
