@@ -205,6 +205,7 @@ _GEMMA_TEMPLATE = _template(
 
 
 def build_gemma3(path: Path) -> None:
+    import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
@@ -265,7 +266,11 @@ def build_gemma3(path: Path) -> None:
         image_seq_length=tokens_per_image,
         chat_template=_GEMMA_TEMPLATE,
     )
-    _save(Gemma3ForConditionalGeneration(config), processor, tokenizer, path)
+    model = Gemma3ForConditionalGeneration(config)
+    # Random init leaves the projector's matrix at zero, which no trained checkpoint has: with it, no gradient
+    # would reach the vision tower.
+    torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
+    _save(model, processor, tokenizer, path)
 
 
 # ---------------------------------------------------------------------------------------------- Idefics3
