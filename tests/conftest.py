@@ -158,3 +158,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if not MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.unit)
+
+
+# -- the model-family compatibility matrix, written from the test run (`make matrix`) ------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--matrix", default=None, help="record the family x feature results of `matrix` tests (JSON)")
+
+
+_MATRIX: dict[str, dict[str, str]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """One cell per `@pytest.mark.matrix(column)` test and family: "yes", or why not (its first failure line)."""
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("matrix")
+    family = getattr(getattr(item, "callspec", None), "params", {}).get("family")
+    if marker is None or family is None or not (report.failed or report.skipped or report.when == "call"):
+        return
+    cells = _MATRIX.setdefault(family, {})
+    column = marker.args[0]
+    if report.passed:
+        cells.setdefault(column, "yes")
+    elif report.skipped:
+        cells[column] = "skipped: " + str(
+            report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        )
+    else:
+        message = getattr(call.excinfo, "value", None) if call.excinfo else None
+        cells[column] = "no: " + (str(message).strip().splitlines() or ["failed"])[0][:160]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import json
+
+    path = session.config.getoption("--matrix")
+    if path and _MATRIX:
+        recorded = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+        for family, cells in _MATRIX.items():
+            recorded.setdefault(family, {}).update(cells)
+        Path(path).write_text(json.dumps(recorded, indent=2, sort_keys=True))

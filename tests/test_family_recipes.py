@@ -48,6 +48,7 @@ def evaluated(model, rows_file, tmp_path) -> dict:
     return results[0]["results"][0] if isinstance(results, list) else results
 
 
+@pytest.mark.matrix("SFT")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_curate_sft_takes_a_lora_step_on_vision_and_text_and_eval_reads_it_back(family, zoo, rows_file, tmp_path):
     vision, projector = FAMILIES[family]
@@ -81,6 +82,7 @@ def test_curate_sft_takes_a_lora_step_on_vision_and_text_and_eval_reads_it_back(
     assert result["total"] == 8 and result["failed"] == 0
 
 
+@pytest.mark.matrix("GRPO")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_curate_grpo_takes_a_lora_step_and_eval_reads_it_back(family, zoo, rows_file, tmp_path):
     out = tmp_path / "grpo"

@@ -14,6 +14,7 @@ from zoo import BUILDERS
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.demo import digits_dataset
+from difficulty_curation.models import load_model_and_processor
 
 FAMILIES = list(BUILDERS)
 #: Prompt endings of 0-3 extra words: left padding inside a length group.
@@ -69,23 +70,40 @@ def family_runs(zoo) -> dict[str, dict]:
     return runs
 
 
+@pytest.mark.matrix("loads")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_family_loads_as_a_users_model(family, zoo):
+    processor, model = load_model_and_processor(str(zoo[family]), None, "cpu")
+    assert model.config.model_type == family and processor is not None
+
+
+@pytest.mark.matrix("scores")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_family_scores_padded_batches(family, family_runs):
+    run = family_runs[family]
+    assert all(len(rollouts) == 4 for rollouts in run["by_batch"][len(run["rows"])])
+
+
+@pytest.mark.matrix("batch-invariant")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rollouts_do_not_depend_on_the_batch(family, family_runs):
     run = family_runs[family]
     whole, fours, ones = (run["by_batch"][size] for size in (len(run["rows"]), 4, 1))
     assert whole == ones, f"{family}: batch of all rows differs from one row at a time"
     assert fours == ones, f"{family}: batches of 4 differ from one row at a time"
-    assert run["scorer"].engine.shared_prefill, f"{family}: shared prefill fell back to prefilling every rollout"
 
 
+@pytest.mark.matrix("shared prefill")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_shared_prefill_gives_the_tokens_of_plain_generate(family, family_runs, zoo):
     run = family_runs[family]
+    assert run["scorer"].engine.shared_prefill, f"{family}: shared prefill fell back to prefilling every rollout"
     plain = scorer_for(zoo[family])
     plain.engine.shared_prefill = False  # `generate(num_return_sequences=k)`, prefilling every rollout
     assert rollouts(plain, run["rows"], len(run["rows"])) == run["by_batch"][len(run["rows"])]
 
 
+@pytest.mark.matrix("adaptive exact")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_adaptive_draws_a_prefix_of_the_full_draw(family, family_runs, zoo):
     rows = family_runs[family]["rows"]
