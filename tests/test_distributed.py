@@ -7,22 +7,12 @@ import threading
 import time
 
 import pytest
+from helpers import OPTIONS, SCORE_COLUMNS
 
 from difficulty_curation import ConfigError, score_difficulty
 from difficulty_curation.runners.distributed import score_difficulty_distributed
 
 ray = pytest.importorskip("ray")
-OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
-COLUMNS = [
-    "difficulty",
-    "num_correct",
-    "num_rollouts",
-    "num_truncated",
-    "difficulty_error",
-    "rollouts",
-    "rollout_scores",
-    "rollout_finish_reasons",
-]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +23,7 @@ def local_cluster():
 
 
 def _columns(dataset):
-    return {column: dataset[column][:] for column in COLUMNS}
+    return {column: dataset[column][:] for column in SCORE_COLUMNS}
 
 
 def test_the_distributed_result_equals_the_single_process_result(local_cluster, trained_vlm, digits):
