@@ -93,6 +93,10 @@ def require(module: str, extra: str, purpose: str, *, package: str | None = None
         raise missing_dependency(package or module, extra, purpose, hint=hint)
 
 
+class TrainingDivergedError(CurationError):
+    """Training ended with a loss or weights that are not finite numbers: nothing is saved."""
+
+
 class RunStateError(CurationError):
     """The run folder cannot be used as it is (other settings, damaged state, not finished)."""
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ from PIL import Image
 
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, RowError
+from difficulty_curation.outputs import check_output, write_aside
 from difficulty_curation.prompts import build_request, row_reference
 from difficulty_curation.splits import as_splits
 
@@ -289,14 +287,10 @@ def _export(
 ) -> ExportResult:
     provenance = _provenance_of(dataset)
     config = _scoring_config(provenance)
-    out = Path(out)
-    _check_destination(out, overwrite=overwrite)
+    out = check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,))
     splits = as_splits(dataset)
     selected = {split: _select(part, buckets) for split, part in splits.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"  # mkdir, not mkdtemp: honours the umask
-    staging.mkdir()
-    try:
+    with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
         for split, part in selected.items():
             rows = list(_rows(part, split, config, skipped))
@@ -308,12 +302,6 @@ def _export(
             _readme(result, counts, provenance, buckets, dataset_name=dataset_name), encoding="utf-8"
         )
         (staging / MARKER_FILE).write_text(json.dumps(result.to_dict() | {"out": None}, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for split, index, reason in skipped:
         logger.warning("row %d of split %r was not exported: %s", index, split, reason)
     return result
@@ -341,20 +329,6 @@ def _scoring_config(provenance: dict[str, Any]) -> ScoringConfig:
         system_prompt=provenance.get("system_prompt"),
         max_pixels=None,
     )
-
-
-def _check_destination(out: Path, *, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder path.")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise ConfigError(f"--out {str(out)!r} exists and is not empty; pass --overwrite to replace an earlier export.")
-    if not (out / MARKER_FILE).exists():
-        raise ConfigError(
-            f"--out {str(out)!r} is not an earlier export (no {MARKER_FILE}); refusing to delete it even with "
-            "--overwrite. Pass a new or empty folder."
-        )
 
 
 def _select(dataset: Dataset, buckets: str | Sequence[str] | None) -> Dataset:
