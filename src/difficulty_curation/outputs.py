@@ -105,10 +105,10 @@ def write_aside(
     try:
         yield staging
         write_marker(staging)
-        check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)
         if in_place:
             swap_entries(staging, real, keep={staging.name})
         else:
+            check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)  # still so?
             if real.exists():
                 replaced = real.parent / f".{real.name}.replaced-{staging.name.rsplit('-', 1)[-1]}"
                 os.replace(real, replaced)
@@ -177,7 +177,7 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
         return f"files it did not write ({', '.join(extra[:3])})" if extra else ""
     if any((folder / name).exists() for name in earlier):
         return ""
-    return f"no {MARKER_FILE}"
+    return f"files but no {MARKER_FILE}"
 
 
 def _umask() -> int:
