@@ -56,7 +56,7 @@ def test_overwrite_replaces_only_what_we_wrote(tmp_path):
     assert json.loads((out / MARKER_FILE).read_text())["entries"] == ["a.txt"]
     (out / "notes.txt").write_text("mine")  # a user's file added to our output
     with (
-        pytest.raises(ConfigError, match=r"holds files it did not write \(notes.txt\)"),
+        pytest.raises(ConfigError, match=r"did not write \(notes.txt\)"),
         write_aside(out, overwrite=True),
     ):
         pass

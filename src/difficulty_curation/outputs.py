@@ -66,12 +66,14 @@ def check_output(
     if not out.exists() or not any(out.iterdir()):
         return out
     if not overwrite:
-        raise ConfigError(f"{option} {str(out)!r} is not empty; pass a new folder, or --overwrite to replace it.")
+        raise ConfigError(
+            f"{option} {str(out)!r} is not empty; pass --overwrite to replace an earlier output, or a new folder."
+        )
     foreign = _not_ours(real, tuple(earlier))
     if foreign:
         raise ConfigError(
-            f"{option} {str(out)!r} holds {foreign}, which difficulty-curation did not write; refusing to replace "
-            f"it even with --overwrite. Pass a new or empty folder for {option}."
+            f"{option} {str(out)!r} holds {foreign}; refusing to replace it even with --overwrite. "
+            f"Pass a new or empty folder for {option}."
         )
     return out
 
@@ -166,7 +168,7 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
     """What in `folder` we did not write, described; empty if it is all ours."""
     for root, directories, _ in os.walk(folder):
         if RUN_STATE_DIR in directories:
-            return f"a scoring run ({str(Path(root) / RUN_STATE_DIR)!r})"
+            return f"a scoring run ({str(Path(root) / RUN_STATE_DIR)!r}) that would be lost"
     marker = folder / MARKER_FILE
     if marker.is_file():
         try:
@@ -174,10 +176,10 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
         except (ValueError, KeyError, TypeError):
             return f"a damaged {MARKER_FILE}"
         extra = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed | {MARKER_FILE})
-        return f"files it did not write ({', '.join(extra[:3])})" if extra else ""
+        return f"files difficulty-curation did not write ({', '.join(extra[:3])})" if extra else ""
     if any((folder / name).exists() for name in earlier):
         return ""
-    return f"files but no {MARKER_FILE}"
+    return f"files difficulty-curation did not write (no {MARKER_FILE})"
 
 
 def _umask() -> int:
