@@ -175,7 +175,9 @@ def test_rescore_into_another_finished_run_is_refused_and_leaves_it_whole(
 
 
 @pytest.mark.parametrize("command", ["filter", "stratify"])
-def test_writing_into_a_non_empty_folder_needs_overwrite_and_replaces_only_our_own_output(command, reference_run, tmp_path):
+def test_writing_into_a_non_empty_folder_needs_overwrite_and_replaces_only_our_own_output(
+    command, reference_run, tmp_path
+):
     scored = str(Path(reference_run.cache_files[0]["filename"]).parent)
     out = tmp_path / "out"
     out.mkdir()
