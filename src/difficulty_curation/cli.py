@@ -19,7 +19,7 @@ import typer
 from difficulty_curation.buckets import PAPER_BUCKETS
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig, option_help
 from difficulty_curation.errors import CurationError
-from difficulty_curation.hub import DEFAULT_MAX_RETRIES
+from difficulty_curation.hub import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
 
 app = typer.Typer(
@@ -335,13 +335,16 @@ def push(
     max_retries: Annotated[
         int, typer.Option(help="Tries again this often after network errors, 429 and 5xx, with backoff.")
     ] = DEFAULT_MAX_RETRIES,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a request may stall (connect, read or write) before it is tried again.")
+    ] = DEFAULT_TIMEOUT,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Publish a scored dataset to the Hub: one config per bucket plus `all`, with its dataset card as README.md.
 
     The token comes from HF_TOKEN or `hf auth login`. A repo that already holds files is refused
-    unless --overwrite or --create-pr is given; an interrupted push is completed by running it again.
+    unless --overwrite or --create-pr is given; an interrupted push (--create-pr too) is completed by running it again.
 
     Example: curate push scored/ my-org/digits-dc-sft --private --license cc-by-4.0
     """
@@ -364,6 +367,7 @@ def push(
             license=license,
             template=template,
             max_retries=max_retries,
+            timeout=timeout,
             progress=not quiet,
         )
         if json_output:
