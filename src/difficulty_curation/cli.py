@@ -604,6 +604,9 @@ def eval_command(
     verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
+    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    answer_column: Annotated[str, typer.Option(help="Column with the answer.")] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
     json_output: JsonOption = False,
 ) -> None:
     """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
@@ -644,7 +647,14 @@ def eval_command(
         if unknown:
             raise CurationError(f"--ood {', '.join(sorted(unknown))} names no --dataset; known: {', '.join(sets)}")
         reports = [
-            evaluate(name, sets, ood=set(ood or ()), verifier=verifier, max_new_tokens=max_new_tokens)
+            evaluate(
+                name,
+                sets,
+                ood=set(ood or ()),
+                verifier=verifier,
+                max_new_tokens=max_new_tokens,
+                **_columns(prompt_column, answer_column, image_column),
+            )
             for name in models
         ]
         if out is not None:

@@ -194,20 +194,22 @@ def export_llamafactory(
 ) -> ExportResult:
     """LLaMA-Factory's ShareGPT-style JSON with `images`, and the `dataset_info.json` that registers it.
 
-    Use it with `dataset_dir: OUT` and `dataset: NAME` in a LLaMA-Factory config; the train split is
-    registered as `NAME`, any other split as `NAME_SPLIT`. Image paths are relative to OUT, which is
+    Use it with `dataset_dir: OUT` and `dataset: NAME` in a LLaMA-Factory config; the train split (or,
+    without one, the first split) is registered as `NAME`, any other split as `NAME_SPLIT`. Image paths are relative to OUT, which is
     LLaMA-Factory's default `media_dir`.
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"name={name!r} must be letters, digits, '_', '.' or '-' (it names the dataset).")
     entries: dict[str, Any] = {}
+    names = list(as_splits(dataset))
+    primary = "train" if "train" in names else names[0]  # the README's `dataset: NAME` must be registered
 
     def write(folder: Path, split: str, rows: list[_Row], has_images: bool) -> str:
         file_name = f"{split}.json"
         records = list(_chat_records(folder, rows, has_images))
         (folder / file_name).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
         columns = {"messages": "messages", **({"images": "images"} if has_images else {})}
-        entries[name if split == "train" else f"{name}_{split}"] = {
+        entries[name if split == primary else f"{name}_{split}"] = {
             "file_name": file_name,
             "formatting": "sharegpt",
             "columns": columns,
@@ -290,6 +292,10 @@ def _export(
     out = check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,))
     splits = as_splits(dataset)
     selected = {split: _select(part, buckets) for split, part in splits.items()}
+    if not any(len(part) for part in selected.values()):
+        named = buckets if isinstance(buckets, str) else ", ".join(buckets or ())
+        which = f"in bucket(s) {named}" if buckets else "with a difficulty (every row failed to score)"
+        raise ConfigError(f"no rows to export: the dataset has none {which}; pass other --bucket values or rows.")
     with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
         for split, part in selected.items():

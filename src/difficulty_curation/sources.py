@@ -23,7 +23,8 @@ def load_source(source: str | Path, *, split: str | None = None) -> Dataset | Da
     """Load a `save_to_disk` folder, a parquet/jsonl/json/csv file or folder, or a Hub dataset id.
 
     With `split`, return that split as a `Dataset`; otherwise a `Dataset` for single-split
-    folders saved with `save_to_disk`, and a `DatasetDict` for everything else.
+    folders saved with `save_to_disk`, and a `DatasetDict` for everything else. A Hub dataset with
+    several configs (what `curate push` publishes) is read as `ID:CONFIG`, e.g. `my-org/digits:medium`.
     """
     path = Path(source).expanduser()
     if path.exists():
@@ -31,11 +32,32 @@ def load_source(source: str | Path, *, split: str | None = None) -> Dataset | Da
     elif looks_like_path(str(source)):
         raise ConfigError(f"source {str(source)!r} does not exist; pass an existing file or folder, or a Hub id.")
     else:
-        try:
-            dataset = load_dataset(str(source))
-        except Exception as error:  # network, auth, missing repo: report and stop
-            raise CurationError(f"could not load {str(source)!r} from the Hub: {error}") from None
+        dataset = _load_hub(str(source))
     return _select_split(dataset, split, str(source))
+
+
+def _load_hub(source: str) -> DatasetDict:
+    """`load_dataset` on a Hub id, with `ID:CONFIG` picking a config; a missing config lists the configs."""
+    from datasets import get_dataset_config_names
+
+    repo_id, _, config = source.partition(":")
+    try:
+        return load_dataset(repo_id, config or None)
+    except ValueError as error:
+        if config or "config name is missing" not in str(error).lower():
+            raise CurationError(f"could not load {source!r} from the Hub: {_first_line(error)}") from None
+        names = get_dataset_config_names(repo_id)
+    except Exception as error:  # network, auth, missing repo: report and stop
+        raise CurationError(f"could not load {source!r} from the Hub: {_first_line(error)}") from None
+    raise ConfigError(
+        f"{source!r} on the Hub has several configs ({', '.join(names)}); pick one as {repo_id}:CONFIG, "
+        f"e.g. {repo_id}:{names[0]}."
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def save_dataset(dataset: Dataset | DatasetDict, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -106,4 +128,9 @@ def _select_split(dataset: Dataset | DatasetDict, split: str | None, source: str
 
 def looks_like_path(source: str) -> bool:
     """Whether `source` reads as a local path rather than a Hub id (`./x`, `/x`, `a/b/c`, `x.parquet`)."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix.lower() in FILE_BUILDERS
+    return (
+        source.startswith((".", "/", "~"))
+        or source.endswith("/")  # a folder, as the shell completes it (`stats scroed/`)
+        or source.count("/") > 1
+        or Path(source).suffix.lower() in FILE_BUILDERS
+    )
