@@ -123,3 +123,17 @@ def test_eval_out_never_replaces_a_users_results_and_refuses_before_evaluating(t
         assert result.exit_code == 2 and str(out) in result.output, result.output
     assert time.monotonic() - started < 5  # refused before any model loads
     assert (out / "results.md").read_text() == "my own results"
+
+
+def test_training_and_evaluating_zero_rows_are_refused_before_any_model_loads(tiny_vlm, digits, tmp_path):
+    from difficulty_curation.recipes.evaluate import evaluate
+    from difficulty_curation.recipes.grpo import grpo
+
+    none = digits.select([])
+    with pytest.raises(ConfigError, match="no rows to train on"):
+        sft(none, str(tiny_vlm), tmp_path / "sft")
+    with pytest.raises(ConfigError, match="no rows to train on"):
+        grpo(none, str(tiny_vlm), tmp_path / "grpo")
+    with pytest.raises(ConfigError, match="evaluation set 'id' has no rows"):
+        evaluate(str(tiny_vlm), {"id": none})
+    assert list(tmp_path.iterdir()) == []

@@ -136,6 +136,10 @@ def push_curated(
             "the dataset has no scoring provenance (it was not scored by difficulty-curation, or it lost its "
             "info); score it with `curate score` or `score_to_dir` first."
         )
+    from difficulty_curation.transforms import difficulty_array
+
+    for part in splits.values():
+        difficulty_array(part)  # NaN, infinite or out-of-range difficulties: refused before any request
     token = token or _stored_token()
     register_secret(token)  # masked in every message and log line from here on
     push = _Push(repo_id, token, max_retries)
