@@ -264,3 +264,10 @@ def test_the_output_of_curate_filter_keeps_its_provenance_and_exports(scored_dir
     result = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", "swift", "--out", str(tmp_path / "x")])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 4
+
+
+def test_llamafactory_without_a_train_split_registers_the_name_its_readme_names(scored, tmp_path):
+    export_llamafactory(DatasetDict({"test": scored}), tmp_path / "lf", buckets="medium")
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert "dataset: curated" in (tmp_path / "lf" / "README.md").read_text()
+    assert info["curated"]["file_name"] == "test.json"

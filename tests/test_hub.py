@@ -348,6 +348,16 @@ def test_a_stopped_server_gives_one_clear_line_and_exit_code_2(hf_home, scored_d
     assert after == before
 
 
+def test_a_hub_dataset_with_configs_is_read_as_id_colon_config(hub, hf_home, pushed):
+    whole = curate(hub, hf_home, "stats", "alice/digits")
+    errors = [line for line in whole.stderr.splitlines() if line.startswith("Error:")]
+    assert whole.returncode == 2 and len(errors) == 1, whole.stderr
+    assert "has several configs (" in errors[0] and "pick one as alice/digits:CONFIG" in errors[0]
+    medium = curate(hub, hf_home, "stats", "alice/digits:medium", "--json")
+    assert medium.returncode == 0, medium.stderr
+    assert json.loads(medium.stdout)["num_rows"] == sum(pushed["configs"]["medium"].values())
+
+
 def test_a_stalled_server_times_out_is_retried_and_ends_in_one_error_line(hf_home, scored_dir):
     held: list[socket.socket] = []
     with socket.socket() as server:  # accepts every connection, reads the request, never answers

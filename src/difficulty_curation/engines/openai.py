@@ -103,8 +103,8 @@ def check_api_base(url: str, *, key: str = "") -> None:
         )
     if key and (parts.username or parts.password):
         raise ConfigError(
-            f"api_base {shown!r} carries user:password@ credentials and OPENAI_API_KEY is set too: the URL's Basic "
-            "auth would replace the key. Drop the credentials from --api-base, or unset OPENAI_API_KEY."
+            f"api_base {shown!r} carries user:password@ credentials and OPENAI_API_KEY is set too: they would be sent "
+            "instead of the key. Drop the credentials from --api-base, or unset OPENAI_API_KEY."
         )
 
 
