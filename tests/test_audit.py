@@ -63,6 +63,7 @@ def test_curate_audit_prints_the_groups(scored, tmp_path):
         "majority_answer": "carp",
         "rows": [0, 1],
         "agreement": 0.875,
+        "models": 1,
         "count": 2,
     }
     table = CliRunner().invoke(app, ["audit", str(tmp_path / "scored")]).stdout

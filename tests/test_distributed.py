@@ -13,7 +13,16 @@ from difficulty_curation.runners.distributed import score_difficulty_distributed
 
 ray = pytest.importorskip("ray")
 OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
-COLUMNS = ["difficulty", "num_correct", "num_rollouts", "difficulty_error", "rollouts", "rollout_scores"]
+COLUMNS = [
+    "difficulty",
+    "num_correct",
+    "num_rollouts",
+    "num_truncated",
+    "difficulty_error",
+    "rollouts",
+    "rollout_scores",
+    "rollout_finish_reasons",
+]
 
 
 @pytest.fixture(scope="module")

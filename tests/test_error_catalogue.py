@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from datasets import load_from_disk
+from datasets import DatasetDict, load_from_disk
 from export_fixtures import scored_digits
 from typer.testing import CliRunner
 
@@ -65,6 +65,16 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
     (root / "partial-model").mkdir()
     shutil.copy(tiny_vlm / "config.json", root / "partial-model" / "config.json")
     (root / "broken.md.j2").write_text("---\n---\n{{ repo_id | nosuchfilter }}\n")
+    # runs to compare with RUN: with another k, of other rows, of another split
+    other_runs = {
+        "run-k4": (eight, 4),
+        "other-rows": (digits_dataset(split="train", num_rows=32).select(range(24, 32)), 2),
+        "test-run": (DatasetDict({"test": digits_dataset(split="test", num_rows=8)}), 2),
+    }
+    for name, (rows, k) in other_runs.items():
+        score_to_dir(
+            rows, score_difficulty(str(tiny_vlm), num_rollouts=k, max_new_tokens=2), root / name, progress=False
+        )
     names = [
         "digits.parquet",
         "empty.parquet",
@@ -81,6 +91,9 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
         "above-one",
         "partial-model",
         "broken.md.j2",
+        "run-k4",
+        "other-rows",
+        "test-run",
     ]
     return {
         "MODEL": str(tiny_vlm),
@@ -242,6 +255,26 @@ CATALOGUE = {
     "pass-rate-interval 1.5": (
         ["score", "DIGITS", *SCORE, "--pass-rate-interval", "1.5", "--out", "NEW"],
         "pass_rate_interval must be a number > 0 and < 1 (e.g. 0.95), got 1.5.",
+    ),
+    "compare runs of different rows": (["compare", "RUN", "OTHER_ROWS"], "the runs share no rows"),
+    "compare runs of different splits": (["compare", "RUN", "TEST_RUN"], "are of different splits (test, train)"),
+    "compare a run without provenance": (["compare", "DIGITS", "RUN"], "has no scoring provenance"),
+    "merge runs with mixed k": (["merge-scores", "RUN", "RUN_K4", "--out", "NEW"], "the runs have mixed k"),
+    "mix with a ratio over 1": (
+        ["mix", "RUN", "--ratio", "medium=0.8,easy=0.4", "--rows", "2", "--out", "NEW"],
+        "add up to 1.2, over 1",
+    ),
+    "mix with a ratio naming no bucket": (
+        ["mix", "RUN", "--ratio", ",", "--rows", "2", "--out", "NEW"],
+        "names no bucket",
+    ),
+    "mix of zero rows": (
+        ["mix", "RUN", "--ratio", "hard=1", "--rows", "0", "--out", "NEW"],
+        "rows must be an integer >= 1",
+    ),
+    "mix of more rows than exist": (
+        ["mix", "RUN", "--ratio", "hard=1", "--rows", "9", "--out", "NEW"],
+        "rows=9 is more than the 8 scored rows",
     ),
 }
 

@@ -217,6 +217,22 @@ def test_the_histogram_png_is_in_the_repo_beside_the_card(hub, hf_home, pushed):
     assert bytes.fromhex(client(hub, hf_home, code)) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_push_report_uploads_the_report_beside_the_card_which_links_to_it(hub, hf_home, pushed, scored_dir):
+    push_json(hub, hf_home, str(scored_dir), "alice/digits-report", "--report")
+    assert {"README.md", "difficulty_histogram.png", "report.html"} <= set(
+        repo_files(hub, hf_home, "alice/digits-report")
+    )
+    download = "result = open(hf_hub_download('alice/digits-report', {!r}, repo_type='dataset')).read()"
+    page = client(hub, hf_home, download.format("report.html"))
+    assert '<td class="n" data-bucket="total">30</td>' in page and "alice/digits-report" in page
+    assert "[report.html](report.html)" in client(hub, hf_home, download.format("README.md"))
+    assert "report.html" not in repo_files(hub, hf_home, "alice/digits")  # only when asked for
+    plain_card = client(
+        hub, hf_home, "result = open(hf_hub_download('alice/digits', 'README.md', repo_type='dataset')).read()"
+    )
+    assert "report.html" not in plain_card
+
+
 def test_a_second_push_without_flags_is_refused_and_changes_nothing(hub, hf_home, pushed, scored_dir):
     before = main_sha(hub, hf_home, "alice/digits")
     result = curate(hub, hf_home, "push", str(scored_dir), "alice/digits", "--license", "cc-by-4.0")
@@ -487,5 +503,17 @@ def test_the_cli_defaults_are_the_library_defaults():
     command = next(c for c in typer.main.get_command(app).commands.values() if c.name == "push")
     cli = {param.name: param.default for param in command.params}
     assert cli["buckets"] == ",".join(library["buckets"].default)
-    for name in ("private", "overwrite", "create_pr", "license", "template", "max_retries", "timeout"):
+    for name in ("private", "overwrite", "create_pr", "license", "template", "max_retries", "timeout", "report"):
         assert cli[name] == library[name].default, name
+
+
+# -- a training mix ---------------------------------------------------------------------------------
+def test_a_pushed_training_mix_carries_its_recipe_in_the_card(hub, hf_home, scored_dir, tmp_path):
+    mixed = tmp_path / "mix"
+    args = ["mix", str(scored_dir), "--split", "train", "--ratio", "easy=0.5,hard=0.5", "--rows", "2"]
+    assert CliRunner().invoke(app, [*args, "--seed", "4", "--out", str(mixed)]).exit_code == 0
+    push_json(hub, hf_home, str(mixed), "alice/digits-mix")
+    text = client(
+        hub, hf_home, "result = open(hf_hub_download('alice/digits-mix', 'README.md', repo_type='dataset')).read()"
+    )
+    assert "## Training mix" in text and "easy=0.5, hard=0.5 of 2 rows (drawn: easy 1, hard 1), seed 4" in text

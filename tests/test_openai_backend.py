@@ -6,7 +6,7 @@ import logging
 import httpx
 import pytest
 from datasets import Dataset
-from helpers import start_openai_server
+from helpers import CUT_OFF, assert_finish_reasons_are_real, start_openai_server
 from PIL import Image
 
 from difficulty_curation import score_difficulty
@@ -18,6 +18,7 @@ from difficulty_curation.engines.openai import (
     parse_chat_response,
 )
 from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.runners.run_folder import score_to_dir
 
 SECRET = "sk-test-do-not-print-7d1f"
@@ -126,3 +127,46 @@ def test_text_only_rows_are_served_too(server, trained_vlm):
     rows = Dataset.from_dict({"problem": ["Which digit comes after 3?"], "solution": ["4"]})
     scored = rows.map(scorer_for(trained_vlm, server, image_column=None), batched=True)
     assert scored["num_rollouts"] == [4]
+
+
+# -- finish reasons and chat template variables, served -------------------------------------------
+
+
+def test_the_served_finish_reasons_are_real_and_num_truncated_counts_them(server, trained_vlm, digits):
+    def served(max_new_tokens):
+        scorer = score_difficulty(
+            str(trained_vlm), backend="openai", api_base=server, **{**CUT_OFF, "max_new_tokens": max_new_tokens}
+        )
+        scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, backoff=0.05)
+        return score_dataset(digits.select(range(12)), scorer, progress=False)
+
+    short = served(2)
+    truncated, _ = assert_finish_reasons_are_real(short, served(8))  # each row's seed is sent: same streams
+    assert sum(short["num_truncated"]) == truncated
+
+
+@pytest.fixture(scope="module")
+def thinking_server(thinking_lm):
+    process, url = start_openai_server(thinking_lm)
+    yield url
+    process.kill()
+    process.wait()
+
+
+def test_chat_template_kwargs_reach_the_served_template(thinking_server, thinking_lm):
+    rows = Dataset.from_dict({"problem": [f"Which digit comes after {d}?" for d in range(4)], "solution": ["0"] * 4})
+    options = {"image_column": None, "temperature": 0.0, "num_rollouts": 1, "max_new_tokens": 6, "keep_rollouts": True}
+    results = {}
+    for kwargs in ({}, {"enable_thinking": False}):
+        scorer = score_difficulty(
+            str(thinking_lm), backend="openai", api_base=thinking_server, chat_template_kwargs=kwargs, **options
+        )
+        scorer.engine = OpenAIEngine(scorer.config, backoff=0.05)
+        served = score_dataset(rows, scorer, progress=False)
+        local = score_dataset(
+            rows, score_difficulty(str(thinking_lm), chat_template_kwargs=kwargs, **options), progress=False
+        )
+        assert served["rollouts"] == local["rollouts"]  # greedy: the same prompt gives the same answer
+        assert served["rollout_finish_reasons"] == local["rollout_finish_reasons"]
+        results[json.dumps(kwargs)] = served["rollouts"]
+    assert results["{}"] != results['{"enable_thinking": false}']

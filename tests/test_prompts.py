@@ -61,7 +61,6 @@ def test_the_content_hash_depends_on_the_pixels():
             "image",
             "image file not found (/no/such.png)",
         ),
-        ({"image": [], "problem": "q", "solution": "a"}, "image", "image list is empty"),
         ({"image": Image.new("RGB", (2, 2)), "problem": "", "solution": "a"}, "problem", "prompt is empty"),
         ({"image": Image.new("RGB", (2, 2)), "problem": None, "solution": "a"}, "problem", "prompt is missing"),
         ({"image": Image.new("RGB", (2, 2)), "problem": 42, "solution": "a"}, "problem", "must be a string"),
@@ -79,6 +78,12 @@ def test_bad_rows_raise_row_error_naming_the_column(row, column, reason):
 def test_missing_answers_are_row_errors(answer, reason):
     with pytest.raises(RowError, match=reason):
         row_reference({"solution": answer}, CONFIG)
+
+
+def test_an_empty_image_list_is_a_text_only_row_beside_image_rows():
+    request = build_request({"image": [], "problem": "What is 2+2?", "solution": "4"}, CONFIG)
+    assert request.images == []
+    assert request.messages == [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]
 
 
 def test_cmyk_and_grayscale_images_are_converted_to_rgb():

@@ -75,7 +75,7 @@ def test_score_difficulty_takes_exactly_the_config_options_with_the_config_defau
     assert set(parameters) == set(ScoringConfig.option_names())
     defaults = _defaults()
     for name, parameter in parameters.items():
-        if name in ("model", "engine_options"):
+        if name in ("model", "engine_options", "chat_template_kwargs"):
             continue
         assert parameter.default == defaults[name], name
 
@@ -87,7 +87,7 @@ def test_curate_score_has_an_option_per_config_field_with_its_default_and_help()
     defaults = _defaults()
     for name in ScoringConfig.option_names():
         assert name in params, f"curate score has no option for {name}"
-        if name in ("model", "engine_options"):
+        if name in ("model", "engine_options", "chat_template_kwargs"):
             continue
         assert params[name].default == defaults[name], name
         assert option_help(name) in (params[name].help or ""), name
@@ -163,11 +163,11 @@ def test_nothing_reaches_back_up_the_pipeline():
     order = [
         ["version", "errors", "redact"],
         ["config"],
-        ["prompts", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
+        ["prompts", "answers", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
         ["engines"],
         ["scoring"],
-        ["runners", "transforms", "stats", "audit"],
-        ["cards", "exports", "hub", "recipes"],
+        ["runners", "transforms", "compare", "stats", "audit"],
+        ["cards", "exports", "hub", "recipes", "report"],
         ["cli", "demo"],
     ]
     stage = {name: position for position, names in enumerate(order) for name in names}

@@ -16,6 +16,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Image, List, Value, load_from_disk
+from helpers import CUT_OFF, assert_finish_reasons_are_real
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.demo import digits_dataset
@@ -279,3 +280,45 @@ def test_sampled_buckets_agree_with_the_transformers_backend_as_closely_as_two_o
     within = min(float(np.corrcoef(a, b)[0, 1]) for a, b in _pairs(transformers_runs))
     cross = [float(np.corrcoef(v, t)[0, 1]) for v in vllm_runs for t in transformers_runs]
     assert sum(cross) / len(cross) >= within - 0.05, (cross, within)
+
+
+# -- how rollouts ended, and chat template variables ----------------------------------------------
+
+
+def test_vllm_knows_which_rollouts_hit_max_new_tokens(engine, trained_vlm, digits):
+    rows = digits.select(range(12))
+    cut_off = {**CUT_OFF, "temperature": 2.0}  # vLLM takes temperatures up to 2
+    short = score_dataset(rows, vllm_scorer(trained_vlm, engine, **cut_off), progress=False)
+    longer = score_dataset(rows, vllm_scorer(trained_vlm, engine, **{**cut_off, "max_new_tokens": 8}), progress=False)
+    truncated, _ = assert_finish_reasons_are_real(short, longer)  # one seed per request: the same streams
+    assert sum(short["num_truncated"]) == truncated
+    greedy = {"temperature": 0.0, "num_rollouts": 1, "keep_rollouts": True}
+    for max_new_tokens in (1, 2):  # a digit alone is cut off; a digit and its end token is not
+        ours = score_dataset(
+            rows, vllm_scorer(trained_vlm, engine, max_new_tokens=max_new_tokens, **greedy), progress=False
+        )
+        reference = score_dataset(
+            rows, transformers_scorer(trained_vlm, max_new_tokens=max_new_tokens, **greedy), progress=False
+        )
+        assert ours["rollout_finish_reasons"] == reference["rollout_finish_reasons"]
+        assert ours["num_truncated"] == reference["num_truncated"]
+    assert set(ours["num_truncated"]) == {0} and set(reference["num_truncated"]) == {0}
+
+
+def test_chat_template_kwargs_reach_the_template_vllm_is_given(engine, trained_vlm):
+    # The model's template, plus a variable it renders after the assistant turn opens (as thinking
+    # templates do): long enough here that the prompt no longer fits max_model_len.
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(trained_vlm)
+    processor.chat_template += (
+        "{% if add_generation_prompt and reasoning_prefix is defined %}{{ reasoning_prefix }}{% endif %}"
+    )
+    rows = Dataset.from_dict({"problem": ["Which digit comes after 3?"] * 2, "solution": ["4"] * 2})
+    errors = {}
+    for kwargs in ({}, {"reasoning_prefix": "Let me count the strokes. " * 60}):
+        scorer = vllm_scorer(trained_vlm, engine, chat_template_kwargs=kwargs, image_column=None)
+        scorer.engine.processor = processor  # the started engine (same weights) rendering with that template
+        errors[bool(kwargs)] = score_dataset(rows, scorer, progress=False)["difficulty_error"]
+    assert errors[False] == ["", ""]
+    assert all("does not fit vLLM's context of max_model_len=256" in error for error in errors[True])

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from helpers import CUT_OFF, assert_finish_reasons_are_real
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.engines.openai import OpenAIEngine
@@ -123,3 +124,15 @@ def test_a_prompt_too_long_for_vllm_serve_fails_only_its_row(vllm_server, traine
     errors = scored["difficulty_error"]
     assert "the endpoint rejected the request (400" in errors[2]
     assert [errors[i] for i in (0, 1, 3)] == [""] * 3
+
+
+def test_vllm_serve_reports_which_rollouts_hit_max_tokens(vllm_server, trained_vlm, digits):
+    def served(max_new_tokens):
+        options = {**CUT_OFF, "temperature": 2.0, "max_new_tokens": max_new_tokens}  # vLLM takes up to 2
+        scorer = score_difficulty(str(trained_vlm), backend="openai", api_base=vllm_server, **options)
+        scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_concurrency=4)
+        return score_dataset(digits.select(range(12)), scorer, progress=False)
+
+    short = served(2)
+    truncated, _ = assert_finish_reasons_are_real(short, served(8))  # the row's seed is sent: the same streams
+    assert sum(short["num_truncated"]) == truncated

@@ -28,6 +28,10 @@ _EXPORTS = {
     "register_verifier": "difficulty_curation.verifiers",
     "filter_difficulty": "difficulty_curation.transforms",
     "stratify": "difficulty_curation.transforms",
+    "mix": "difficulty_curation.transforms",
+    "compare_runs": "difficulty_curation.compare",
+    "RunComparison": "difficulty_curation.compare",
+    "merge_scores": "difficulty_curation.compare",
     "bucket_of": "difficulty_curation.buckets",
     "summarize": "difficulty_curation.stats",
     "audit_hard_rows": "difficulty_curation.audit",
@@ -35,6 +39,7 @@ _EXPORTS = {
     "write_card": "difficulty_curation.cards",
     "push_curated": "difficulty_curation.hub",
     "PushInfo": "difficulty_curation.hub",
+    "write_report": "difficulty_curation.report",
     "export_dataset": "difficulty_curation.exports",
     "export_trl": "difficulty_curation.exports",
     "export_swift": "difficulty_curation.exports",
@@ -83,6 +88,7 @@ __all__ = [
     "RolloutConfig",
     "RowError",
     "RowFailedError",
+    "RunComparison",
     "RunLockedError",
     "RunStateError",
     "SFTOptions",
@@ -91,6 +97,7 @@ __all__ = [
     "__version__",
     "audit_hard_rows",
     "bucket_of",
+    "compare_runs",
     "evaluate",
     "export_dataset",
     "export_llamafactory",
@@ -102,6 +109,8 @@ __all__ = [
     "get_verifier",
     "grpo",
     "load_source",
+    "merge_scores",
+    "mix",
     "push_curated",
     "read_provenance",
     "register_verifier",
@@ -115,6 +124,7 @@ __all__ = [
     "summarize",
     "to_trl_format",
     "write_card",
+    "write_report",
 ]
 
 
@@ -134,6 +144,7 @@ if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.buckets import bucket_of
     from difficulty_curation.cards import write_card
+    from difficulty_curation.compare import RunComparison, compare_runs, merge_scores
     from difficulty_curation.config import RolloutConfig, ScoringConfig
     from difficulty_curation.errors import (
         BackendUnavailableError,
@@ -161,9 +172,10 @@ if TYPE_CHECKING:
     from difficulty_curation.recipes.grpo import grpo
     from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
     from difficulty_curation.recipes.sft import sft
+    from difficulty_curation.report import write_report
     from difficulty_curation.runners import rescore_dir, score_dataset, score_distributed, score_to_dir
     from difficulty_curation.scoring import DifficultyScorer, score_difficulty
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
-    from difficulty_curation.transforms import filter_difficulty, stratify
+    from difficulty_curation.transforms import filter_difficulty, mix, stratify
     from difficulty_curation.verifiers import get_verifier, register_verifier

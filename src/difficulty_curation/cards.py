@@ -52,10 +52,12 @@ def render_card(
     license: str | None = None,
     histogram: str = HISTOGRAM_FILE,
     configs: Mapping[str, Sequence[str]] | None = None,
+    report: str | None = None,
 ) -> Any:
     """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`.
 
-    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets.
+    `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets;
+    `report` is the file name of the HTML report beside the card (`report.write_report`), linked from it.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -104,6 +106,10 @@ def render_card(
             failed=summary.num_failed,
             config_names=config_names,
             histogram=histogram,
+            mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
+            comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
+            comparison_rows=comparison_rows(provenance.get("comparison") or {}),
+            report=report,
         )
     except TemplateError as error:  # a syntax error, an unknown filter, a missing include
         where = f", line {error.lineno}" if getattr(error, "lineno", None) else ""
@@ -112,8 +118,45 @@ def render_card(
         ) from None
 
 
+def describe_mix(recipe: Mapping[str, Any]) -> str:
+    """A mix recipe from the provenance in one line: shares, rows drawn per bucket, seed and order."""
+    ratio = ", ".join(f"{name}={share:g}" for name, share in recipe.get("ratio", {}).items())
+    counts = ", ".join(f"{name} {count}" for name, count in recipe.get("counts", {}).items())
+    view = f", by {recipe['model']}" if recipe.get("model") else ""
+    return (
+        f"{ratio} of {recipe.get('rows')} rows (drawn: {counts}), seed {recipe.get('seed')}, "
+        f"order {recipe.get('order')}{view}" + (", short buckets allowed" if recipe.get("allow_short") else "")
+    )
+
+
+def describe_runs(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The runs a merged dataset holds, in one line: name, model, seed and k of each."""
+    return "; ".join(
+        f"{name}: {run.get('model')} (seed {run.get('seed')}, k {run.get('num_rollouts')})"
+        for name, run in runs.items()
+    )
+
+
+def comparison_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The stored comparison's transition matrix as table rows: from-bucket and the count per to-bucket."""
+    from difficulty_curation.compare import STATES
+
+    transitions = comparison.get("transitions", {})
+    return [{"name": a, "counts": [transitions[a].get(b, 0) for b in STATES]} for a in STATES if a in transitions]
+
+
 def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
     rows = {key: value for key, value in provenance.items() if value is not None}
+    if isinstance(rows.get("mix"), Mapping):
+        rows["mix"] = describe_mix(rows["mix"])
+    if isinstance(rows.get("merged_runs"), Mapping):
+        rows["merged_runs"] = describe_runs(rows["merged_runs"])
+    if isinstance(rows.get("comparison"), Mapping):
+        summary = rows["comparison"]
+        rows["comparison"] = (
+            f"{' -> '.join(summary.get('names', []))}: {summary.get('matched')} rows matched, "
+            f"{summary.get('bucket_changes')} changed bucket, Spearman {summary.get('rank_correlation')}"
+        )
     rows["model_revision"] = provenance.get("model_revision") or "not known (a local folder has no commit)"
     rows["source_revision"] = provenance.get("source_revision") or "not known"
     rows["bucket_thresholds"] = ", ".join(f"{n} = difficulty in {b.describe()}" for n, b in PAPER_BUCKET_RANGES.items())

@@ -21,6 +21,7 @@ from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, Scorin
 from difficulty_curation.errors import CurationError
 from difficulty_curation.hub import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
+from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
 
 app = typer.Typer(
     name="curate",
@@ -40,6 +41,14 @@ OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace OUT if it already holds files (never another scoring run).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")]
+ModelViewOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Merged scores (`curate merge-scores`): judge rows by this model, or 'mean'."),
+]
+WhereOption = Annotated[
+    str | None,
+    typer.Option(help="Merged scores: keep rows by agreement, e.g. 'all hard', 'any easy', 'none medium'."),
+]
 
 
 @app.callback()
@@ -73,6 +82,21 @@ def score(
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     seed: Annotated[int, typer.Option(help=option_help("seed"))] = RolloutConfig.seed,
     verifier: Annotated[str, typer.Option(help=option_help("verifier"))] = ScoringConfig.verifier,
+    answer_extractor: Annotated[
+        str, typer.Option(help=option_help("answer_extractor"))
+    ] = ScoringConfig.answer_extractor,
+    answer_pattern: Annotated[
+        str | None, typer.Option(help=option_help("answer_pattern"))
+    ] = ScoringConfig.answer_pattern,
+    truncated: Annotated[str, typer.Option(help=option_help("truncated"))] = ScoringConfig.truncated,
+    chat_template_kwargs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chat-template-kwargs",
+            help="KEY=VALUE, repeatable; VALUE is read as JSON when it parses, e.g. --chat-template-kwargs "
+            "enable_thinking=false. " + option_help("chat_template_kwargs"),
+        ),
+    ] = None,
     correct_threshold: Annotated[
         float, typer.Option(help=option_help("correct_threshold"))
     ] = ScoringConfig.correct_threshold,
@@ -146,6 +170,9 @@ def score(
             max_new_tokens=max_new_tokens,
             seed=seed,
             verifier=verifier,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
+            truncated=truncated,
             correct_threshold=correct_threshold,
             prompt_column=prompt_column,
             answer_column=answer_column,
@@ -159,6 +186,7 @@ def score(
             pass_rate_interval=pass_rate_interval,
             api_base=api_base,
             engine_options=parse_engine_options(engine_option),
+            chat_template_kwargs=parse_engine_options(chat_template_kwargs, flag="--chat-template-kwargs"),
         )
         dataset = load_source(source, split=split)
         destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
@@ -187,14 +215,22 @@ def rescore(
     run_dir: Annotated[Path, typer.Argument(help="A finished `curate score` output folder.")],
     verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
     correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
+    truncated: Annotated[str | None, typer.Option(help="New truncation policy: wrong or exclude.")] = None,
+    answer_extractor: Annotated[
+        str | None, typer.Option(help="New answer extractor: auto, boxed, last-line, answer-is or regex.")
+    ] = None,
+    answer_pattern: Annotated[
+        str | None, typer.Option(help="New answer pattern: a regular expression with one group (the regex extractor).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write to a new folder instead of updating RUN_DIR.")] = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Re-verify a scored run with another verifier or threshold from its cached rollouts; nothing is generated.
+    """Re-verify a scored run from its cached rollouts, nothing generated: another verifier, threshold,
+    truncation policy or answer extractor.
 
-    Example: curate rescore scored/ --verifier math --out scored-math/
+    Example: curate rescore scored/ --verifier math --answer-extractor boxed --truncated exclude --out scored-math/
     """
     from difficulty_curation.runners.run_folder import rescore_dir
     from difficulty_curation.stats import summarize
@@ -204,6 +240,9 @@ def rescore(
             run_dir,
             verifier=verifier,
             correct_threshold=correct_threshold,
+            truncated=truncated,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
             out_dir=out,
             overwrite=overwrite,
             progress=not quiet,
@@ -219,12 +258,15 @@ def filter_command(
     min_difficulty: Annotated[float | None, typer.Option("--min", help="Keep rows with difficulty >= this.")] = None,
     max_difficulty: Annotated[float | None, typer.Option("--max", help="Keep rows with difficulty <= this.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    model: ModelViewOption = None,
+    where: WhereOption = None,
     overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Keep rows by difficulty bucket and/or range. Rows that failed to score are dropped and counted.
 
     Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
+    Merged scores: curate filter merged/ --where "all hard" --out suspects/
     """
     from difficulty_curation.sources import check_output, load_source, save_dataset
     from difficulty_curation.stats import summarize
@@ -233,7 +275,7 @@ def filter_command(
     with _errors():
         check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
-        kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty)
+        kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty, model=model, where=where)
         destination = save_dataset(kept, out, overwrite=overwrite)
         _print_summary(summarize(kept), json_output, saved_to=destination)
 
@@ -245,6 +287,8 @@ def stratify(
     bins: Annotated[str | None, typer.Option(help="Custom edges, e.g. '0,0.25,0.75,1'.")] = None,
     quantiles: Annotated[int | None, typer.Option(help="Number of equal-size bins from the data.")] = None,
     split: Annotated[str, typer.Option(help="Split to stratify.")] = "train",
+    model: ModelViewOption = None,
+    where: WhereOption = None,
     overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -260,7 +304,7 @@ def stratify(
         edges = _parse_bins(bins) if bins else None
         check_output(out, overwrite=overwrite)
         dataset = load_source(scored, split=split)
-        buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles)
+        buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
         destination = save_dataset(buckets, out, overwrite=overwrite)
         counts = {name: len(part) for name, part in buckets.items()}
         failed = unscored_count(dataset)
@@ -338,6 +382,10 @@ def push(
     timeout: Annotated[
         float, typer.Option(help="Seconds a request may stall (connect, read or write) before it is tried again.")
     ] = DEFAULT_TIMEOUT,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="Also upload report.html (see `curate report`) beside the card, linked from it."),
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -369,6 +417,7 @@ def push(
             max_retries=max_retries,
             timeout=timeout,
             progress=not quiet,
+            report=report,
         )
         if json_output:
             typer.echo(json.dumps(info.to_dict()))
@@ -430,6 +479,10 @@ def audit(
     ] = ScoringConfig.answer_column,
     split: Annotated[str, typer.Option(help="Split to audit.")] = "train",
     limit: Annotated[int, typer.Option(help="Show at most this many groups.")] = 30,
+    answer_extractor: Annotated[
+        str | None, typer.Option(help="Group by this extractor's answers [default: the one the run scored with].")
+    ] = None,
+    answer_pattern: Annotated[str | None, typer.Option(help="Group by this regex's one group instead.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List hard rows whose rollouts agree on one wrong answer: likely label noise or synonyms, not hard data.
@@ -441,7 +494,11 @@ def audit(
 
     with _errors():
         groups = audit_hard_rows(
-            load_source(scored, split=split), answer_column=answer_column, min_agreement=min_agreement
+            load_source(scored, split=split),
+            answer_column=answer_column,
+            min_agreement=min_agreement,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
         )
         if json_output:
             typer.echo(json.dumps([group.to_dict() for group in groups]))
@@ -455,6 +512,206 @@ def audit(
             ],
         )
         typer.echo(f"{sum(g.count for g in groups)} hard rows in {len(groups)} groups.")
+
+
+RunsArgument = Annotated[
+    list[str], typer.Argument(help="Scored runs of the same rows (folders from `curate score`), in order.")
+]
+NameOption = Annotated[
+    list[str] | None, typer.Option("--name", help="A label per run, in order; repeatable [default: model names].")
+]
+
+
+@app.command()
+def compare(
+    runs: RunsArgument,
+    name: NameOption = None,
+    noise: Annotated[
+        list[str] | None,
+        typer.Option(help="A run of one model with another seed, twice: the noise floor the changes are judged by."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="List this many of the rows that moved most.")] = 20,
+    plot: Annotated[Path | None, typer.Option(help="Save the transition matrix and per-row scatter as a PNG.")] = None,
+    split: Annotated[str | None, typer.Option(help="The split to compare, for runs with several.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Compare scored runs of the same rows (checkpoints, models, seeds, k): how rows move between buckets.
+
+    Rows are matched by content, not position; rows in only some runs are counted. The first run is
+    compared with the last.
+
+    Example: curate compare scored-step0/ scored-step500/ --noise scored-step0-seed1/ --noise scored-step0/
+    """
+    from difficulty_curation.compare import STATES, compare_runs, plot_comparison
+
+    with _errors():
+        result = compare_runs(runs, names=name, top=top, noise=noise, split=split)
+        if plot is not None:
+            plot_comparison(result, plot)
+        if json_output:
+            typer.echo(json.dumps(result.to_dict()))
+            return
+        first, last = result.names[0], result.names[-1]
+        _table(
+            f"Bucket transitions: {first} (rows) -> {last} (columns)",
+            ["", *STATES],
+            [
+                [a, *(f"{result.transitions[a][b]} ({result.transition_shares[a][b]:.0%})" for b in STATES)]
+                for a in STATES
+            ],
+        )
+        typer.echo(
+            f"{result.matched} rows in every run; only in one run: "
+            + ", ".join(f"{n} {c}" for n, c in result.only_in.items())
+            + f". {result.bucket_changes} rows changed bucket; mean change {result.mean_delta}, "
+            f"mean |change| {result.mean_abs_delta}, Spearman rank correlation {result.rank_correlation}."
+        )
+        if result.noise is not None:
+            noise_floor = result.noise
+            typer.echo(
+                f"Noise floor ({' vs '.join(noise_floor.names)}): 95% of seed-to-seed changes are <= "
+                f"{noise_floor.floor}; {noise_floor.exceeding_rows} rows ({noise_floor.exceeding_share:.0%}) "
+                f"moved more than that between {first} and {last}."
+            )
+        answers = any("majority_answer" in row for row in result.moved)
+        _table(
+            "Rows that moved most",
+            ["key", "reference", *result.names, "change", *(["majority answers"] if answers else [])],
+            [
+                [
+                    row["key"],
+                    str(row["reference"]),
+                    *(f"{v:.3f}" if v is not None else "failed" for v in row["difficulty"]),
+                    f"{row['delta']:+.3f}",
+                    *([" / ".join(str(a) for a in row["majority_answer"])] if answers else []),
+                ]
+                for row in result.moved
+            ],
+        )
+        if plot is not None:
+            typer.echo(f"plot: {plot}")
+
+
+@app.command("merge-scores")
+def merge_scores_command(
+    runs: RunsArgument,
+    out: Annotated[Path, typer.Option(help="Folder for the dataset with every run's difficulty.")],
+    name: NameOption = None,
+    split: Annotated[str | None, typer.Option(help="The split to merge, for runs with several.")] = None,
+    overwrite: OverwriteOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Keep several runs' difficulty of the same rows in one dataset, under each model's name.
+
+    Adds difficulty_by_model ({model: difficulty}); difficulty is their mean. Then filter/stratify
+    --model NAME or --where "all hard", and `curate audit` lists rows every model gets wrong alike.
+
+    Example: curate merge-scores scored-7b/ scored-72b/ --name 7b --name 72b --out merged/
+    """
+    from difficulty_curation.compare import merge_scores
+    from difficulty_curation.sources import check_output, save_dataset
+    from difficulty_curation.stats import summarize
+
+    with _errors():
+        check_output(out, overwrite=overwrite)
+        merged = merge_scores(runs, names=name, split=split)
+        destination = save_dataset(merged, out, overwrite=overwrite)
+        _print_summary(summarize(merged), json_output, saved_to=destination)
+
+
+@app.command()
+def mix(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score` or `merge-scores`).")],
+    ratio: Annotated[str, typer.Option(help="Share of rows per bucket, adding up to 1, e.g. medium=0.8,easy=0.2.")],
+    rows: Annotated[int, typer.Option(help="Rows to draw in all.")],
+    out: Annotated[Path, typer.Option(help="Folder for the training set.")],
+    seed: Annotated[int, typer.Option(help="Seed of the draw and of the order's ties.")] = 0,
+    order: Annotated[
+        str, typer.Option(help="curriculum (easy to hard, ties broken by --seed) or shuffle.")
+    ] = "curriculum",
+    allow_short: Annotated[
+        bool, typer.Option("--allow-short", help="Take all rows of a bucket that has fewer than the recipe asks for.")
+    ] = False,
+    model: ModelViewOption = None,
+    split: Annotated[str, typer.Option(help="Split to draw from.")] = "train",
+    overwrite: OverwriteOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Draw a training set to a recipe: exact counts per bucket, without replacement, in curriculum or shuffled order.
+
+    The recipe goes into the provenance, the card, `push` and `export`.
+
+    Example: curate mix scored/ --ratio medium=0.8,easy=0.2 --rows 1000 --seed 0 --out train-mix/
+    """
+    from difficulty_curation.provenance import read_provenance
+    from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.stats import summarize
+    from difficulty_curation.transforms import mix as mix_dataset
+
+    with _errors():
+        check_output(out, overwrite=overwrite)
+        drawn = mix_dataset(
+            load_source(scored, split=split),
+            ratio,
+            num_rows=rows,
+            seed=seed,
+            order=order,
+            allow_short=allow_short,
+            model=model,
+        )
+        destination = save_dataset(drawn, out, overwrite=overwrite)
+        recipe = (read_provenance(drawn) or {}).get("mix")
+        counts = summarize(drawn).buckets
+        if json_output:
+            typer.echo(
+                json.dumps({"rows": len(drawn), "buckets": counts, "recipe": recipe, "saved_to": str(destination)})
+            )
+            return
+        _table("Drawn", ["bucket", "rows"], [[n, str(c)] for n, c in counts.items() if c])
+        typer.echo(f"{len(drawn)} rows, order {order}, seed {seed}. Saved to {destination}")
+
+
+@app.command()
+def report(
+    scored: Annotated[str, typer.Argument(help="A scored dataset (run folder from `curate score`, file or Hub id).")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    compare: Annotated[
+        str | None, typer.Option(help="A second scored run of the same rows: adds the transition matrix.")
+    ] = None,
+    rows_per_bucket: Annotated[int, typer.Option(help="Rows sampled per bucket (only these are read).")] = (
+        DEFAULT_ROWS_PER_BUCKET
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the row sample.")] = 0,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    thumbnail_size: Annotated[int, typer.Option(help="Longest side of an embedded thumbnail, in pixels.")] = (
+        DEFAULT_THUMBNAIL_SIZE
+    ),
+    json_output: JsonOption = False,
+) -> None:
+    """One self-contained HTML page: what each bucket holds and why (images, prompts, rollouts, audit, failures).
+
+    Open it in any browser; it needs no network. Example: curate report scored/ --out report.html
+    """
+    from difficulty_curation.report import write_report
+
+    with _errors():
+        info = write_report(
+            scored,
+            out,
+            compare=compare,
+            rows_per_bucket=rows_per_bucket,
+            seed=seed,
+            split=split,
+            thumbnail_size=thumbnail_size,
+        )
+        if json_output:
+            typer.echo(json.dumps(info.to_dict()))
+            return
+        shown = ", ".join(f"{name} {count}" for name, count in info.sampled_rows.items())
+        typer.echo(
+            f"report: {info.path} ({info.size_bytes / 1e6:.2f} MB; {info.num_rows} rows, shown: {shown}). "
+            f"Open it in a browser, e.g. xdg-open {info.path}"
+        )
 
 
 @app.command()
@@ -797,6 +1054,27 @@ def _print_summary(summary: object, json_output: bool, *, warnings: bool = False
         ["difficulty", "rows", ""],
         [[f"{value:.3f}", str(count), "#" * max(1, round(30 * count / peak))] for value, count in summary.histogram],
     )
+    if summary.rollouts_finish_known or summary.rollouts_finish_unknown:
+        line = "truncated rollouts (hit max_new_tokens"
+        line += f"={summary.max_new_tokens}" if summary.max_new_tokens else ""
+        line += f"; truncated={summary.truncated_policy}): " if summary.truncated_policy else "): "
+        share = summary.truncated_share
+        line += (
+            f"{summary.truncated_rollouts} of {summary.rollouts_finish_known} ({share:.1%})"
+            if share is not None
+            else "-"
+        )
+        if summary.rollouts_finish_unknown:
+            line += (
+                f"; {summary.rollouts_finish_unknown} rollouts scored before finish reasons were recorded: not known"
+            )
+        typer.echo(line)
+    if summary.by_model:
+        _table(
+            "Buckets per model",
+            ["model", *summary.by_model[next(iter(summary.by_model))]],
+            [[name, *(str(n) for n in counts.values())] for name, counts in summary.by_model.items()],
+        )
     if summary.failure_reasons:
         _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
         for index, reason in summary.failed_rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ from difficulty_curation.redact import register_secret, strip_url_credentials, u
 DEFAULT_BATCH_SIZE = 64
 
 BACKENDS = ("auto", "transformers", "vllm", "openai")
+#: What a rollout that hit max_new_tokens counts as (see docs/answers.md).
+TRUNCATED_POLICIES = ("wrong", "exclude")
+#: How the answer a verifier judges is taken from a completion (`answers.EXTRACTORS`, plus "regex").
+ANSWER_EXTRACTORS = ("auto", "boxed", "last-line", "answer-is", "regex")
 
 
 #: Engine options that can change the sampled tokens: they are part of the provenance, the run
@@ -89,6 +94,19 @@ class ScoringConfig:
     revision: str | None = option(None, help="Model revision (branch, tag or commit).", rollouts=True)
     backend: str = option("auto", help="auto, transformers, vllm or openai.", rollouts=True)
     verifier: str = option("exact", help="exact, iou, math or choice (or a registered name).")
+    answer_extractor: str = option(
+        "auto",
+        help="What the verifier judges: auto (text after </think>, then <answer> tags, else all), boxed (last "
+        "\\boxed{}), last-line, answer-is ('the answer is X', 'Answer: X') or regex (--answer-pattern).",
+    )
+    answer_pattern: str | None = option(
+        None, help="A regular expression with one group: its last match is the answer (sets answer_extractor=regex)."
+    )
+    truncated: str = option(
+        "wrong",
+        help="wrong: a rollout that hit max_new_tokens is judged as written, as in the paper (a cut-off answer "
+        "nearly always fails); exclude: it counts neither right nor wrong, difficulty is over finished rollouts.",
+    )
     correct_threshold: float = option(0.5, help="A rollout is correct when its score is at least this.")
     prompt_column: str = option("problem", help="Column with the question text (or chat messages).")
     answer_column: str = option("solution", help="Column with the ground-truth answer.")
@@ -122,6 +140,13 @@ class ScoringConfig:
             "can change tokens (TOKEN_ENGINE_OPTIONS) are recorded with the scores."
         },
     )
+    chat_template_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Variables for the model's chat template, e.g. enable_thinking=false; on every backend, "
+            "recorded with the scores and in the rollout-cache key."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -145,6 +170,7 @@ class ScoringConfig:
         ):  # one wording for 0, 1, 1.5 and NaN alike
             raise ConfigError(f"pass_rate_interval must be a number > 0 and < 1 (e.g. 0.95), got {interval!r}.")
         _check_engine_options(self.engine_options)
+        _check_answer_options(self)
 
     @property
     def token_engine_options(self) -> dict[str, Any]:
@@ -179,8 +205,9 @@ class ScoringConfig:
             raise ConfigError(f"unknown scoring option(s) {unknown}; the options are: {', '.join(sorted(known))}.")
         rollout = RolloutConfig(**{key: value for key, value in options.items() if key in rollout_names})
         rest = {key: value for key, value in options.items() if key not in rollout_names}
-        if rest.get("engine_options") is None:
-            rest["engine_options"] = {}
+        for name in ("engine_options", "chat_template_kwargs"):
+            if rest.get(name) is None:
+                rest[name] = {}
         return cls(model=str(model), rollout=rollout, **rest)
 
     @classmethod
@@ -210,6 +237,8 @@ class ScoringConfig:
         }
         if self.token_engine_options:  # keys made before engine options existed stay valid
             identity["engine_options"] = self.token_engine_options
+        if self.chat_template_kwargs:  # likewise for chat template variables
+            identity["chat_template_kwargs"] = self.chat_template_kwargs
         return identity
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,20 +255,20 @@ class ScoringConfig:
         return record
 
 
-def parse_engine_options(items: list[str] | None) -> dict[str, Any]:
+def parse_engine_options(items: list[str] | None, *, flag: str = "--engine-option") -> dict[str, Any]:
     """`["KEY=VALUE", ...]` (the CLI's `--engine-option`) as a dict; each VALUE is read as JSON when it parses.
 
     `max_model_len=2048` gives an int, `enforce_eager=true` a bool, `limit_mm_per_prompt={"image":2}`
-    a dict, and `dtype=bfloat16` (not JSON) stays a string.
+    a dict, and `dtype=bfloat16` (not JSON) stays a string. `flag` names the option in errors
+    (`--chat-template-kwargs` is read the same way).
     """
+    example = "enable_thinking=false" if flag == "--chat-template-kwargs" else "max_model_len=4096"
     options: dict[str, Any] = {}
     for item in items or []:
         key, equals, text = item.partition("=")
         key = key.strip()
         if not equals or not key.isidentifier():
-            raise ConfigError(
-                f"--engine-option {item!r} is not KEY=VALUE; write e.g. --engine-option max_model_len=4096."
-            )
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} {example}.")
         try:
             options[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -264,6 +293,48 @@ def _check_engine_options(options: Any) -> None:
             raise ConfigError(
                 f"engine_options[{key!r}] must be a JSON value (number, string, bool, list, dict), got {value!r}."
             ) from None
+
+
+def _check_answer_options(config: ScoringConfig) -> None:
+    """Check the truncation policy, the extractor and its pattern; a pattern alone means the regex extractor."""
+    if config.truncated not in TRUNCATED_POLICIES:
+        raise ConfigError(
+            f"truncated={config.truncated!r} is not known; choose one of: {', '.join(TRUNCATED_POLICIES)}."
+        )
+    if config.answer_extractor not in ANSWER_EXTRACTORS:
+        raise ConfigError(
+            f"answer_extractor={config.answer_extractor!r} is not known; choose one of: {', '.join(ANSWER_EXTRACTORS)}."
+        )
+    if not isinstance(config.chat_template_kwargs, dict) or not all(
+        isinstance(key, str) and key.isidentifier() for key in config.chat_template_kwargs
+    ):
+        raise ConfigError(
+            f"chat_template_kwargs must be a dict of variable name -> value, got {config.chat_template_kwargs!r}."
+        )
+    try:
+        json.dumps(config.chat_template_kwargs)
+    except (TypeError, ValueError):
+        raise ConfigError(f"chat_template_kwargs must hold JSON values, got {config.chat_template_kwargs!r}.") from None
+    pattern = config.answer_pattern
+    if pattern is None:
+        if config.answer_extractor == "regex":
+            raise ConfigError("answer_extractor='regex' needs answer_pattern (--answer-pattern) with one group.")
+        return
+    if config.answer_extractor == "auto":
+        object.__setattr__(config, "answer_extractor", "regex")  # a pattern alone says which extractor
+    elif config.answer_extractor != "regex":
+        raise ConfigError(
+            f"answer_pattern is for answer_extractor='regex', not {config.answer_extractor!r}; drop one of them."
+        )
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, TypeError) as error:
+        raise ConfigError(f"answer_pattern {pattern!r} is not a regular expression ({error}).") from None
+    if groups != 1:
+        raise ConfigError(
+            f"answer_pattern {pattern!r} has {groups} groups; it needs exactly one, around the answer, "
+            "e.g. 'Final: (\\d+)' (write (?:...) for the others)."
+        )
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ALL_CONFIG = "all"
+#: The report `push_curated(report=True)` uploads beside the card.
+REPORT_FILE = "report.html"
 DEFAULT_MAX_RETRIES = 5
 #: Seconds a request may wait to connect, or between two reads or writes, before it is retried.
 DEFAULT_TIMEOUT = 60.0
@@ -89,6 +91,7 @@ def push_curated(
     max_retries: int = DEFAULT_MAX_RETRIES,
     timeout: float = DEFAULT_TIMEOUT,
     progress: bool = True,
+    report: bool = False,
 ) -> PushInfo:
     """Push a scored dataset to the Hub as one config per bucket plus `all`, with its dataset card.
 
@@ -110,6 +113,8 @@ def push_curated(
         timeout: seconds every request may wait to connect, or between two reads or writes; a request that
             stalls longer fails like a network error (and is tried again).
         progress: show one progress line counting the shards pushed.
+        report: also upload `report.html` (`report.write_report`: what each bucket holds) beside the card,
+            which links to it.
 
     Returns:
         `PushInfo` with the repo URL, the last commit, the pull request URL and the rows per config.
@@ -152,7 +157,7 @@ def push_curated(
                 private=private,
                 overwrite=overwrite,
                 create_pr=create_pr,
-                card_options={"license": license, "template": template},
+                card_options={"license": license, "template": template, "report": REPORT_FILE if report else None},
                 max_shard_size=max_shard_size,
                 progress=progress,
             )
@@ -255,7 +260,9 @@ class _Push:
 
         configs = _configs(splits, buckets)
         rows = {name: {split: len(part) for split, part in parts.items()} for name, parts in configs.items()}
-        push_id = _push_id(provenance, splits, [*buckets, ALL_CONFIG], card_options.get("license"))
+        push_id = _push_id(
+            provenance, splits, [*buckets, ALL_CONFIG], card_options.get("license"), card_options.get("report")
+        )
         with tempfile.TemporaryDirectory(prefix="curate-push-") as folder, datasets_switched_off("caching"):
             from difficulty_curation.cards import write_card
 
@@ -268,6 +275,11 @@ class _Push:
                 **card_options,
             )
             card_text = readme.read_text(encoding="utf-8")
+            extra_files = [histogram]
+            if card_options.get("report"):
+                from difficulty_curation.report import write_report
+
+                extra_files.append(write_report(splits, Path(folder) / card_options["report"], title=self.repo_id).path)
             plan = self.plan(push_id, private=private, overwrite=overwrite, create_pr=create_pr)
             start = None
             if not plan.resumed:
@@ -275,7 +287,7 @@ class _Push:
                     "upload the card",
                     lambda: self.commit_card(
                         _without_configs(card_text) + _marker(push_id, "in progress"),
-                        histogram,
+                        extra_files,
                         plan.folders_to_replace,
                         create_pr,
                     ),
@@ -420,14 +432,14 @@ class _Push:
                 return
             raise
 
-    def commit_card(self, text: str, histogram: Path, deletions: list[str], create_pr: bool) -> Any:
-        """The first commit: the card without configs, the histogram, and (to replace) our old config folders."""
+    def commit_card(self, text: str, files: list[Path], deletions: list[str], create_pr: bool) -> Any:
+        """The first commit: the card without configs, the histogram (and report), and (to replace) our old config folders."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         operations: list[Any] = [CommitOperationDelete(f"{folder}/", is_folder=True) for folder in deletions]
         operations += [
             CommitOperationAdd("README.md", text.encode("utf-8")),
-            CommitOperationAdd(histogram.name, str(histogram)),
+            *(CommitOperationAdd(file.name, str(file)) for file in files),
         ]
         return self.api.create_commit(
             self.repo_id,
@@ -553,9 +565,12 @@ def _num_shards(parts: DatasetDict, max_shard_size: int | str) -> dict[str, int]
     return {split: max(1, int(part._estimate_nbytes() / limit) + 1) for split, part in parts.items()}
 
 
-def _push_id(provenance: dict[str, Any], splits: DatasetDict, configs: list[str], license: str | None) -> str:
+def _push_id(
+    provenance: dict[str, Any], splits: DatasetDict, configs: list[str], license: str | None, report: str | None = None
+) -> str:
     """Names one push of one dataset, so a re-run can tell its own unfinished push from other content."""
     record = {
+        **({"report": report} if report else {}),
         "provenance": provenance,
         "splits": {name: [len(part), part._fingerprint] for name, part in splits.items()},
         "configs": configs,

@@ -106,9 +106,7 @@ def _row_images(row: Mapping[str, Any], config: ScoringConfig) -> list[Image.Ima
     value = row.get(config.image_column)
     if value is None:
         raise RowError(config.image_column, "image is missing (None)")
-    cells = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not cells:
-        raise RowError(config.image_column, "image list is empty")
+    cells = list(value) if isinstance(value, (list, tuple)) else [value]  # an empty list: a text-only row
     images = []
     for position, cell in enumerate(cells):
         if cell is None:

@@ -1,7 +1,7 @@
 """Provenance: the record of how a dataset was scored, written into and read back from the dataset.
 
-The record is the scoring config plus the model and source revisions, the toolkit version and the
-date. It lives in each split's `DatasetInfo.description` (kept by `save_to_disk`), so a folder
+The record is the scoring config plus the model and source revisions, the toolkit version, the
+date, and how many rollouts were truncated (`with_finish_counts`). It lives in each split's `DatasetInfo.description` (kept by `save_to_disk`), so a folder
 scored days earlier still gets a complete dataset card.
 """
 
@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.config import ScoringConfig
+from difficulty_curation.schema import FinishCounts, finish_counts
 from difficulty_curation.splits import as_splits, first_split
 from difficulty_curation.version import __version__
 
@@ -53,6 +54,19 @@ def read_provenance(dataset: Dataset | DatasetDict) -> dict[str, Any] | None:
     if not description.startswith(PROVENANCE_PREFIX):
         return None
     return json.loads(description[len(PROVENANCE_PREFIX) :])
+
+
+def with_finish_counts(record: dict[str, Any], dataset: Dataset | DatasetDict) -> dict[str, Any]:
+    """`record` plus how the scored `dataset`'s rollouts ended: how many were truncated (hit
+    max_new_tokens), their share of those whose ending is known, and how many endings are not known."""
+    counts = sum((finish_counts(part) for part in as_splits(dataset).values()), FinishCounts())
+    share = counts.truncated_share
+    return {
+        **record,
+        "truncated_rollouts": counts.truncated,
+        "truncated_share": None if share is None else round(share, 4),
+        "rollouts_finish_unknown": counts.unknown,
+    }
 
 
 def scoring_provenance(scorer: Any, *, source: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,10 @@ Keyed by (model id + revision, backend, sampling options, engine options that ca
 hash of everything the engine sees for the row: messages and image pixels), so the same rollouts serve any verifier or threshold:
 re-verifying or re-bucketing never generates again. Each write is one SQLite transaction,
 committed before the scorer moves on, so a crash never loses a finished rollout.
+
+A row's rollouts are stored as a JSON list of texts, or, when their finish reasons are known, as
+`{"texts": [...], "finish_reasons": [...]}`; caches written before finish reasons were recorded
+hold only lists, read back as completions whose finish reason is not known (`answers.Completion`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+from difficulty_curation.answers import Completion, finish_reason
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import RolloutCacheError
 
@@ -49,14 +55,14 @@ class RolloutCache:
             )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, list[str]]:
-        """The cached rollouts for whichever of `keys` are present."""
+        """The cached rollouts (`Completion`s, with their finish reasons) for whichever of `keys` are present."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, list[str]] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             placeholders = ",".join("?" * len(chunk))
             rows = self._connection.execute(f"SELECT key, rollouts FROM rollouts WHERE key IN ({placeholders})", chunk)
-            found.update((key, json.loads(value)) for key, value in rows)
+            found.update((key, _completions(json.loads(value))) for key, value in rows)
         return found
 
     def put_many(self, items: Mapping[str, list[str]]) -> None:
@@ -67,7 +73,7 @@ class RolloutCache:
             with self._connection:
                 self._connection.executemany(
                     "INSERT OR REPLACE INTO rollouts (key, rollouts) VALUES (?, ?)",
-                    [(key, json.dumps(value)) for key, value in items.items()],
+                    [(key, json.dumps(_stored(value))) for key, value in items.items()],
                 )
         except sqlite3.OperationalError as error:
             if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(error):
@@ -80,6 +86,22 @@ class RolloutCache:
     def close(self) -> None:
         """Close the database."""
         self._connection.close()
+
+
+def _stored(completions: list[str]) -> list[str] | dict[str, list[Any]]:
+    """What one row's rollouts are stored as: a list of texts, with their finish reasons where any is known."""
+    reasons = [finish_reason(completion) for completion in completions]
+    texts = [str(completion) for completion in completions]
+    if all(reason is None for reason in reasons):
+        return texts
+    return {"texts": texts, "finish_reasons": reasons}
+
+
+def _completions(stored: Any) -> list[Completion]:
+    """The inverse of `_stored` (a plain list: finish reasons not known)."""
+    if isinstance(stored, dict):
+        return [Completion(text, reason) for text, reason in zip(stored["texts"], stored["finish_reasons"])]
+    return [Completion(text) for text in stored]
 
 
 def copy_cache(source: str | Path, destination: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.config import ScoringConfig
@@ -14,9 +15,11 @@ SCORE_SCHEMA: dict[str, tuple[str, str | None]] = {
     "difficulty": ("float32", None),
     "num_correct": ("int32", None),
     "num_rollouts": ("int32", None),
+    "num_truncated": ("int32", None),
     "difficulty_error": ("string", None),
     "rollouts": ("list[string]", "keep_rollouts"),
     "rollout_scores": ("list[float32]", "keep_rollouts"),
+    "rollout_finish_reasons": ("list[string]", "keep_rollouts"),
     "pass_rate_low": ("float32", "pass_rate_interval"),
     "pass_rate_high": ("float32", "pass_rate_interval"),
 }
@@ -52,6 +55,40 @@ def score_table(columns: dict[str, list[Any]], config: ScoringConfig) -> Any:
 
     features = score_features(config)
     return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
+
+
+@dataclass(frozen=True)
+class FinishCounts:
+    """How a dataset's rollouts ended: truncated (hit max_new_tokens), and known or not known at all."""
+
+    truncated: int = 0
+    #: rollouts whose finish reason is known (`truncated` of them hit the limit)
+    known: int = 0
+    #: rollouts scored before finish reasons were recorded (rows with a null `num_truncated`)
+    unknown: int = 0
+
+    @property
+    def truncated_share(self) -> float | None:
+        """truncated / known, or None when no finish reason is known."""
+        return self.truncated / self.known if self.known else None
+
+    def __add__(self, other: FinishCounts) -> FinishCounts:
+        return FinishCounts(self.truncated + other.truncated, self.known + other.known, self.unknown + other.unknown)
+
+
+def finish_counts(dataset: Dataset) -> FinishCounts:
+    """Count one split's rollouts by how they ended, from its `num_rollouts` and `num_truncated` columns."""
+    if "num_rollouts" not in dataset.column_names:
+        return FinishCounts()
+    columns = ["num_rollouts"] + (["num_truncated"] if "num_truncated" in dataset.column_names else [])
+    table = dataset.select_columns(columns).with_format("arrow")[:]
+    drawn = table.column("num_rollouts").to_pylist()
+    truncated = table.column("num_truncated").to_pylist() if "num_truncated" in columns else [None] * len(drawn)
+    counts = FinishCounts()
+    for n, t in zip(drawn, truncated):
+        if n is not None:
+            counts += FinishCounts(t, n, 0) if t is not None else FinishCounts(0, 0, n)
+    return counts
 
 
 def _enabled(config: ScoringConfig, option: str) -> bool:

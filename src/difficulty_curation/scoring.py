@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from difficulty_curation.answers import FINISH_UNKNOWN, count_truncated, extractor_for, finish_reason, is_truncated
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import RolloutEngine, open_session
 from difficulty_curation.engines.loader import load_engine
@@ -16,6 +17,7 @@ from difficulty_curation.errors import (
     ColumnNotFoundError,
     CurationError,
     EngineError,
+    ModelLoadError,
     RowError,
     RowFailedError,
 )
@@ -72,6 +74,8 @@ class DifficultyScorer:
         self.config = config
         self.custom_verifier = verifier
         self.verify: Verifier = get_verifier(verifier if verifier is not None else config.verifier)
+        #: completion -> the answer the verifier judges (None: no answer), as `config.answer_extractor` says.
+        self.extract = extractor_for(config.answer_extractor, config.answer_pattern)
         self._slot = _EngineSlot()
         # Runtime-only settings of one run, set by `for_run` on a copy (never pickled, never a score's cause).
         self.on_batch: Callable[[BatchReport], None] | None = None
@@ -101,7 +105,13 @@ class DifficultyScorer:
     def engine(self) -> RolloutEngine:
         """The generation engine, loaded on first use."""
         if self._slot.engine is None:
-            self._slot.engine = load_engine(self.config)
+            try:
+                self._slot.engine = load_engine(self.config)
+            except CurationError:
+                raise
+            except Exception as error:  # an environment problem, never a row's: stop the run here
+                message = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])
+                raise ModelLoadError(f"could not load model {self.config.model!r}: {message}") from error
         return self._slot.engine
 
     @engine.setter
@@ -177,7 +187,7 @@ class DifficultyScorer:
         errors, references, requests = list(prepared.errors), prepared.references, prepared.requests
         num_rows = len(errors)
         rollouts: list[list[str] | None] = [None] * num_rows
-        scores: list[list[float] | None] = [None] * num_rows
+        scores: list[list[float | None] | None] = [None] * num_rows
         generated_rollouts = 0
         if requests:
             outcomes, generated_rollouts = self._sample(requests, references)
@@ -190,6 +200,13 @@ class DifficultyScorer:
                     rollouts[index] = outcome
                 except RowError as error:
                     errors[index] = str(error)
+                    continue
+                if all(score is None for score in scores[index]):  # truncated="exclude" left nothing to judge
+                    errors[index] = (
+                        f"max_new_tokens: all {len(outcome)} rollouts hit max_new_tokens="
+                        f"{self.config.rollout.max_new_tokens} and truncated='exclude' judges none of them; "
+                        "raise --max-new-tokens"
+                    )
 
         if self.fail_fast:
             for position, error in enumerate(errors):
@@ -266,8 +283,9 @@ class DifficultyScorer:
     def _round_sampler(self, prompts: list[PromptRequest]) -> Callable[[list[int], int, int], list[Any]]:
         """Adaptive rounds from one prefill of `prompts`; if the batch cannot be prefilled as a whole
         (one bad row can fail it), each round is generated with `_generate`, which isolates that row."""
+        engine = self.engine  # loading is not the batch's fault: a load error stops the run
         try:
-            session = open_session(self.engine, prompts)
+            session = open_session(engine, prompts)
         except CurationError:
             raise
         except Exception as error:
@@ -284,8 +302,9 @@ class DifficultyScorer:
         count check, say); bisecting lets every other row score and makes the culprit a `RowError`.
         Failures that are not a row's fault (`EngineError`, out of memory) and our own errors stop the run.
         """
+        engine = self.engine  # loading is not the batch's fault: a load error stops the run
         try:
-            return self.engine.generate(requests, count, first_rollout=first)
+            return engine.generate(requests, count, first_rollout=first)
         except CurationError:
             raise
         except Exception as error:
@@ -318,17 +337,27 @@ class DifficultyScorer:
     def _bucket_is_certain(self, completions: list[str], reference: Any) -> bool:
         """Whether more rollouts can no longer change the paper bucket: some right and some wrong."""
         try:
-            scores = self._verify_all(completions, reference)
+            scores = [score for score in self._verify_all(completions, reference) if score is not None]
         except RowError:
             return True  # the row will fail verification anyway: stop sampling it
         threshold = self.config.correct_threshold
         return any(s >= threshold for s in scores) and any(s < threshold for s in scores)
 
-    def _verify_all(self, completions: list[str], reference: Any) -> list[float]:
-        scores = []
+    def _verify_all(self, completions: list[str], reference: Any) -> list[float | None]:
+        """The score each rollout counts with: the verifier's score of its extracted answer (0.0 when there
+        is none). A truncated rollout is judged as written with `truncated="wrong"`, as the paper did (a
+        cut-off answer nearly always fails), and not judged at all, None, with `"exclude"`."""
+        scores: list[float | None] = []
         for completion in completions:
+            if self.config.truncated == "exclude" and is_truncated(completion):
+                scores.append(None)
+                continue
+            answer = self.extract(completion)
+            if answer is None:  # an unclosed <think>, no box, no match: no answer is a wrong answer
+                scores.append(0.0)
+                continue
             try:
-                score = float(self.verify(completion, reference))
+                score = float(self.verify(answer, reference))
             except Exception as error:  # a verifier is user code: one row's failure must not end the run
                 name = verifier_name(self.custom_verifier or self.config.verifier)
                 raise RowError(
@@ -341,30 +370,40 @@ class DifficultyScorer:
     def _columns(
         self,
         rollouts: list[list[str] | None],
-        scores: list[list[float] | None],
+        scores: list[list[float | None] | None],
         errors: list[str | None],
     ) -> dict[str, list[Any]]:
         # numpy scalars carry float32/int32 through datasets' type inference; None stays null.
+        # A row whose rollouts were all excluded failed, yet says how many it drew and how many were truncated.
         threshold = self.config.correct_threshold
-        num_correct = [None if s is None else np.int32(sum(v >= threshold for v in s)) for s in scores]
-        num_rollouts = [None if s is None else np.int32(len(s)) for s in scores]
-        difficulty = [
-            None if c is None or n is None else np.float32(1.0 - int(c) / int(n))
-            for c, n in zip(num_correct, num_rollouts)
+        judged = [
+            None if s is None or error is not None else [v for v in s if v is not None]
+            for s, error in zip(scores, errors)
         ]
+        num_correct = [None if j is None else np.int32(sum(v >= threshold for v in j)) for j in judged]
+        num_rollouts = [None if r is None else np.int32(len(r)) for r in rollouts]
+        truncated = [None if r is None else count_truncated(r) for r in rollouts]
+        difficulty = [None if c is None else np.float32(1.0 - int(c) / len(j)) for c, j in zip(num_correct, judged)]
         columns: dict[str, list[Any]] = {
             "difficulty": difficulty,
             "num_correct": num_correct,
             "num_rollouts": num_rollouts,
+            "num_truncated": [None if t is None else np.int32(t) for t in truncated],
             "difficulty_error": [redact(error) if error else "" for error in errors],
         }
         if self.config.keep_rollouts:
-            columns["rollouts"] = [r if s is not None else None for r, s in zip(rollouts, scores)]
-            columns["rollout_scores"] = [None if s is None else [np.float32(v) for v in s] for s in scores]
+            columns["rollouts"] = [None if r is None else [str(text) for text in r] for r in rollouts]
+            columns["rollout_scores"] = [
+                None if r is None or s is None else [None if v is None else np.float32(v) for v in s]
+                for r, s in zip(rollouts, scores)
+            ]
+            columns["rollout_finish_reasons"] = [
+                None if r is None else [finish_reason(text) or FINISH_UNKNOWN for text in r] for r in rollouts
+            ]
         if self.config.pass_rate_interval is not None:
             bounds = [
-                (None, None) if c is None else pass_rate_interval(int(c), int(n), self.config.pass_rate_interval)
-                for c, n in zip(num_correct, num_rollouts)
+                (None, None) if c is None else pass_rate_interval(int(c), len(j), self.config.pass_rate_interval)
+                for c, j in zip(num_correct, judged)
             ]
             columns["pass_rate_low"] = [None if low is None else np.float32(low) for low, _ in bounds]
             columns["pass_rate_high"] = [None if high is None else np.float32(high) for _, high in bounds]
@@ -402,6 +441,9 @@ def score_difficulty(
     max_new_tokens: int = RolloutConfig.max_new_tokens,
     seed: int = RolloutConfig.seed,
     verifier: str | Verifier = ScoringConfig.verifier,
+    answer_extractor: str = ScoringConfig.answer_extractor,
+    answer_pattern: str | None = ScoringConfig.answer_pattern,
+    truncated: str = ScoringConfig.truncated,
     correct_threshold: float = ScoringConfig.correct_threshold,
     prompt_column: str = ScoringConfig.prompt_column,
     answer_column: str = ScoringConfig.answer_column,
@@ -415,6 +457,7 @@ def score_difficulty(
     pass_rate_interval: float | None = ScoringConfig.pass_rate_interval,
     api_base: str | None = ScoringConfig.api_base,
     engine_options: dict[str, Any] | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> DifficultyScorer:
     """Build a scorer for `Dataset.map(scorer, batched=True)` that adds a `difficulty` column.
 
@@ -431,7 +474,14 @@ def score_difficulty(
     With `pass_rate_interval=0.95`, `pass_rate_low` / `pass_rate_high` give a Jeffreys interval.
     `engine_options` go to the engine: `vllm.LLM(...)` keywords such as `tensor_parallel_size`,
     `max_model_len`, `gpu_memory_utilization`, `dtype` or `model_impl`; the transformers backend
-    takes `dtype`, `attn_implementation` and `device_map`.
+    takes `dtype`, `attn_implementation` and `device_map`. `chat_template_kwargs` are variables for the
+    chat template on every backend (`{"enable_thinking": False}` for Qwen3-style thinking models).
+
+    Each completion's answer is taken by `answer_extractor` (`"auto"`: after `</think>`, inside
+    `<answer>` tags if any; `"boxed"`, `"last-line"`, `"answer-is"`, or `answer_pattern`, a regular
+    expression with one group) before the verifier judges it. A rollout that hit `max_new_tokens`
+    is judged as written, as in the paper, so it nearly always counts as wrong (`truncated="wrong"`),
+    or is left out of `difficulty` (`"exclude"`); `num_truncated` counts them. See docs/answers.md.
 
     Every option is a field of `ScoringConfig` / `RolloutConfig` (their help texts say what each
     does); a test keeps this signature in step with them. Options are validated here, before any
@@ -446,6 +496,7 @@ def score_difficulty(
         get_verifier(verifier)  # fail now on an unknown name
     options["verifier"] = verifier_name(verifier)
     options["engine_options"] = dict(engine_options) if engine_options is not None else {}
+    options["chat_template_kwargs"] = dict(chat_template_kwargs) if chat_template_kwargs is not None else {}
     return DifficultyScorer(ScoringConfig.from_options(**options), verifier=custom_verifier)
 
 

@@ -12,8 +12,10 @@ from datasets import Dataset, DatasetDict
 
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, bucket_of
 from difficulty_curation.errors import require
+from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
-from difficulty_curation.transforms import difficulty_array
+from difficulty_curation.schema import finish_counts
+from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, difficulty_array, model_names
 
 
 @dataclass
@@ -30,10 +32,26 @@ class DifficultySummary:
     failure_reasons: dict[str, int] = field(default_factory=dict)
     #: (row index, reason) of the first failed rows.
     failed_rows: list[tuple[int, str]] = field(default_factory=list)
+    #: rollouts that hit max_new_tokens, of `rollouts_finish_known` whose ending is known
+    truncated_rollouts: int = 0
+    rollouts_finish_known: int = 0
+    #: rollouts scored before finish reasons were recorded: counted here, never guessed
+    rollouts_finish_unknown: int = 0
+    #: the run's max_new_tokens and truncation policy (from the provenance; None if it has none)
+    max_new_tokens: int | None = None
+    truncated_policy: str | None = None
+
+    @property
+    def truncated_share(self) -> float | None:
+        """The share of rollouts with a known ending that hit max_new_tokens (None when no ending is known)."""
+        return self.truncated_rollouts / self.rollouts_finish_known if self.rollouts_finish_known else None
+
+    #: merged scores (`merge_scores`): model -> bucket -> rows, plus "failed" (rows that model did not score).
+    by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return {**asdict(self), "truncated_share": self.truncated_share}
 
 
 def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> DifficultySummary:
@@ -41,6 +59,8 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
     if isinstance(dataset, DatasetDict):
         parts = [summarize(split, max_failed_rows=max_failed_rows) for split in dataset.values()]
         return _merge(parts, max_failed_rows)
+    provenance = read_provenance(dataset) or {}
+    finished = finish_counts(dataset)
     values = difficulty_array(dataset).to_pylist()
     errors = dataset["difficulty_error"] if "difficulty_error" in dataset.column_names else [""] * len(values)
     buckets = Counter(bucket_of(v) for v in values if v is not None)
@@ -61,17 +81,37 @@ def summarize(dataset: Dataset | DatasetDict, *, max_failed_rows: int = 20) -> D
         histogram=sorted(Counter(scored).items()),
         failure_reasons=dict(reasons.most_common()),
         failed_rows=failed,
+        truncated_rollouts=finished.truncated,
+        rollouts_finish_known=finished.known,
+        rollouts_finish_unknown=finished.unknown,
+        max_new_tokens=provenance.get("max_new_tokens"),
+        truncated_policy=provenance.get("truncated"),
+        by_model=_by_model(dataset),
     )
+
+
+def _by_model(dataset: Dataset) -> dict[str, dict[str, int]]:
+    """Bucket counts of each model of a merged dataset (empty for one model's scores)."""
+    names = model_names(dataset)
+    if not names:
+        return {}
+    rows = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist()
+    counts = {name: Counter(bucket_of(row[name]) or "failed" for row in rows) for name in names}
+    return {name: {b: counts[name].get(b, 0) for b in [*PAPER_BUCKET_RANGES, "failed"]} for name in names}
 
 
 #: Runs with fewer scored rows than this never get the one-bucket warning: small runs often are one bucket.
 MIN_ROWS_FOR_BUCKET_WARNING = 10
+#: A run with a larger share of truncated rollouts than this ends with a warning.
+MAX_TRUNCATED_SHARE = 0.10
 
 
 def scoring_warnings(summary: DifficultySummary) -> list[str]:
-    """What looks wrong with a finished run: more than half its rows failed, or every scored row is in one bucket.
+    """What looks wrong with a finished run: more than half its rows failed, every scored row is in one
+    bucket, or more than 10% of the rollouts hit max_new_tokens.
 
-    Both usually mean a setting is wrong (the answer column, the verifier, the endpoint), not the data.
+    These usually mean a setting is wrong (the answer column, the verifier, the endpoint, the token
+    budget), not the data.
     """
     warnings = []
     if summary.num_rows and summary.num_failed * 2 > summary.num_rows:
@@ -85,6 +125,16 @@ def scoring_warnings(summary: DifficultySummary) -> list[str]:
         warnings.append(
             f"all {summary.num_scored} scored rows are {full[0]}: check that --answer-column holds the answers "
             "and that --verifier suits them (see `curate audit` with --keep-rollouts)."
+        )
+    share = summary.truncated_share
+    if share is not None and share > MAX_TRUNCATED_SHARE:
+        limit = f"max_new_tokens={summary.max_new_tokens}" if summary.max_new_tokens else "max_new_tokens"
+        counted = "left out of difficulty" if summary.truncated_policy == "exclude" else "judged as cut off"
+        warnings.append(
+            f"{summary.truncated_rollouts} of {summary.rollouts_finish_known} rollouts ({share:.1%}) hit {limit} "
+            f"before finishing and were {counted}: difficulty then measures answer length, not hardness. "
+            "Raise --max-new-tokens"
+            + ("." if summary.truncated_policy == "exclude" else ", or rescore with --truncated exclude.")
         )
     return warnings
 
@@ -150,4 +200,18 @@ def _merge(parts: list[DifficultySummary], max_failed_rows: int) -> DifficultySu
         histogram=sorted(histogram.items()),
         failure_reasons=dict(reasons.most_common()),
         failed_rows=failed[:max_failed_rows],
+        truncated_rollouts=sum(p.truncated_rollouts for p in parts),
+        rollouts_finish_known=sum(p.rollouts_finish_known for p in parts),
+        rollouts_finish_unknown=sum(p.rollouts_finish_unknown for p in parts),
+        max_new_tokens=next((p.max_new_tokens for p in parts if p.max_new_tokens), None),
+        truncated_policy=next((p.truncated_policy for p in parts if p.truncated_policy), None),
+        by_model=_merge_by_model(parts),
     )
+
+
+def _merge_by_model(parts: list[DifficultySummary]) -> dict[str, dict[str, int]]:
+    merged: dict[str, Counter[str]] = {}
+    for part in parts:
+        for name, counts in part.by_model.items():
+            merged.setdefault(name, Counter()).update(counts)
+    return {name: dict(counts) for name, counts in merged.items()}

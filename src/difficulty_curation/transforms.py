@@ -1,4 +1,4 @@
-"""Filter and stratify scored datasets. Pure functions of (dataset, options), built on `Dataset.filter`,
+"""Filter, stratify and mix scored datasets. Pure functions of (dataset, options), built on `Dataset.filter`,
 so results are fingerprinted and cached like any datasets transform."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,10 +25,14 @@ def filter_difficulty(
     *,
     min: float | None = None,
     max: float | None = None,
+    model: str | None = None,
+    where: str | None = None,
 ) -> Dataset | DatasetDict:
     """Keep rows in the named paper buckets and/or within `[min, max]` difficulty.
 
-    Unscored rows (`difficulty` is None) are always excluded and their count is logged.
+    Unscored rows (`difficulty` is None) are always excluded and their count is logged. On a dataset
+    from `merge_scores`, `model=NAME` judges rows by that model's difficulty (`"mean"`, the default,
+    by the mean), and `where="all hard"` (`all`/`any`/`none` and a bucket) keeps rows by agreement.
 
     Example:
         >>> medium = filter_difficulty(scored, "medium")                 # SFT-M  # doctest: +SKIP
@@ -38,10 +42,15 @@ def filter_difficulty(
     buckets = paper_buckets(bucket_or_buckets)
     _check_range(min, max)
     if isinstance(dataset, DatasetDict):
-        return map_splits(lambda part: filter_difficulty(part, bucket_or_buckets, min=min, max=max), dataset)
+        return map_splits(
+            lambda part: filter_difficulty(part, bucket_or_buckets, min=min, max=max, model=model, where=where),
+            dataset,
+        )
     _require_difficulty(dataset)
     _log_unscored(dataset)
     ranges = [(b.low, b.high, b.low_open, b.high_open) for b in buckets] if buckets else None
+    if model is not None or where is not None:
+        return _filter_view(dataset, ranges, min, max, model=model, where=where)
     return dataset.filter(
         _keep_batch,
         batched=True,
@@ -57,12 +66,15 @@ def stratify(
     *,
     bins: Sequence[float] | None = None,
     quantiles: int | None = None,
+    model: str | None = None,
+    where: str | None = None,
 ) -> DatasetDict:
     """Split a scored dataset into disjoint buckets covering every scored row.
 
     - `scheme="paper"`: easy / medium / hard, as in DC-SFT.
     - `bins=[0, 0.25, 0.75, 1]`: custom edges; bins are `[a, b)` with the last one closed.
     - `quantiles=n`: `n` bins of about equal size from the data's quantiles (ties may merge bins).
+    - `model=NAME` / `where="all hard"`: on a dataset from `merge_scores`, as in `filter_difficulty`.
 
     Example:
         >>> buckets = stratify(scored)                 # DatasetDict(easy=..., medium=..., hard=...)  # doctest: +SKIP
@@ -70,6 +82,19 @@ def stratify(
     """
     one_split_only(dataset, "stratify takes one split; call it per split, e.g. stratify(scored['train']).")
     _require_difficulty(dataset)
+    if model is not None or where is not None:
+        view = _view_values(dataset, model, where)
+        buckets = stratify_buckets(
+            Dataset.from_dict({DIFFICULTY_COLUMN: view}), scheme=scheme, bins=bins, quantiles=quantiles
+        )
+        return DatasetDict(
+            {
+                b.name: dataset.select(
+                    [i for i, keep in enumerate(_keep_batch(view, [(b.low, b.high, b.low_open, b.high_open)])) if keep]
+                )
+                for b in buckets
+            }
+        )
     buckets = stratify_buckets(dataset, scheme=scheme, bins=bins, quantiles=quantiles)
     _log_unscored(dataset)
     return DatasetDict(
@@ -132,6 +157,70 @@ def _bins_to_buckets(edges: list[float]) -> list[Bucket]:
     ]
 
 
+#: The column `merge_scores` writes: model name -> that model's difficulty, for every row.
+MODEL_DIFFICULTY_COLUMN = "difficulty_by_model"
+#: The view of a merged dataset that is the mean over its models (its `difficulty` column).
+MEAN_VIEW = "mean"
+#: How `where` quantifies over the models of a merged dataset.
+WHERE_QUANTIFIERS = ("all", "any", "none")
+
+
+def model_names(dataset: Dataset) -> list[str]:
+    """The models of a dataset from `merge_scores` (empty for a dataset scored by one model)."""
+    feature = dataset.features.get(MODEL_DIFFICULTY_COLUMN)
+    return list(feature) if isinstance(feature, dict) else []
+
+
+def parse_where(where: str) -> tuple[str, str]:
+    """`"all hard"` -> `("all", "hard")`; a bad condition is a `ConfigError` that shows the form."""
+    parts = where.split()
+    if len(parts) != 2 or parts[0] not in WHERE_QUANTIFIERS or parts[1] not in PAPER_BUCKET_RANGES:
+        raise ConfigError(
+            f"where={where!r} is not a condition; write QUANTIFIER BUCKET with QUANTIFIER one of "
+            f"{', '.join(WHERE_QUANTIFIERS)} and BUCKET one of {', '.join(PAPER_BUCKET_RANGES)}, e.g. 'all hard'."
+        )
+    return parts[0], parts[1]
+
+
+def _view_values(dataset: Dataset, model: str | None, where: str | None) -> list[float | None]:
+    """The difficulty each row is judged by (`model`'s, or the mean), None where `where` rejects the row."""
+    names = model_names(dataset)
+    condition = parse_where(where) if where is not None else None
+    if (model not in (None, MEAN_VIEW) or condition) and not names:
+        raise ConfigError(
+            f"{'model=' + repr(model) if model not in (None, MEAN_VIEW) else 'where=' + repr(where)} needs a dataset "
+            "with several models' scores; merge runs with `curate merge-scores` first."
+        )
+    if model not in (None, MEAN_VIEW) and model not in names:
+        raise ConfigError(f"model {model!r} is not in the dataset; its models: {', '.join(names)} (or 'mean').")
+    values = difficulty_array(dataset).to_pylist()
+    by_model = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist() if names else None
+    if model not in (None, MEAN_VIEW):
+        values = [row[model] for row in by_model]
+    if condition is None:
+        return values
+    quantifier, bucket = condition
+    kept = []
+    for value, row in zip(values, by_model):
+        hits = [bucket_of(row[name]) == bucket for name in names]
+        ok = all(hits) if quantifier == "all" else any(hits) if quantifier == "any" else not any(hits)
+        kept.append(value if ok else None)
+    return kept
+
+
+def _filter_view(
+    dataset: Dataset,
+    ranges: list[tuple[float, float, bool, bool]] | None,
+    low: float | None,
+    high: float | None,
+    *,
+    model: str | None,
+    where: str | None,
+) -> Dataset:
+    keep = _keep_batch(_view_values(dataset, model, where), ranges, low, high)
+    return dataset.select([index for index, ok in enumerate(keep) if ok])
+
+
 def _keep_batch(
     difficulties: list[float | None],
     ranges: list[tuple[float, float, bool, bool]] | None,
@@ -149,6 +238,135 @@ def _keep_batch(
             ok = any(Bucket("", *bounds).contains(value) for bounds in ranges)
         keep.append(ok)
     return keep
+
+
+#: How `mix` orders the rows it draws.
+MIX_ORDERS = ("curriculum", "shuffle")
+
+
+def parse_ratio(ratio: str | Mapping[str, float]) -> dict[str, float]:
+    """`"medium=0.8,easy=0.2"` (or a mapping) -> `{"medium": 0.8, "easy": 0.2}`, checked.
+
+    Raises:
+        ConfigError: no bucket named, an unknown bucket, a share outside (0, 1], or shares that do not add up to 1.
+    """
+    if isinstance(ratio, str):
+        shares: dict[str, float] = {}
+        for item in (part.strip() for part in ratio.split(",")):
+            if not item:
+                continue
+            name, separator, value = item.partition("=")
+            try:
+                shares[name.strip()] = float(value) if separator else float("nan")
+            except ValueError:
+                shares[name.strip()] = float("nan")
+            if not separator or math.isnan(shares[name.strip()]):
+                raise ConfigError(f"ratio item {item!r} is not BUCKET=SHARE; write e.g. medium=0.8,easy=0.2.")
+    else:
+        shares = {str(name): float(value) for name, value in dict(ratio).items()}
+    if not shares:
+        raise ConfigError(f"ratio {ratio!r} names no bucket; write e.g. medium=0.8,easy=0.2.")
+    paper_buckets(list(shares))  # unknown names fail here, naming the choices
+    bad = {name: value for name, value in shares.items() if not 0 < value <= 1}
+    if bad:
+        raise ConfigError(f"ratio shares must be in (0, 1], got {bad}; write e.g. medium=0.8,easy=0.2.")
+    total = sum(shares.values())
+    if abs(total - 1) > 1e-6:
+        raise ConfigError(
+            f"ratio shares add up to {total:g}, {'over' if total > 1 else 'under'} 1; make them add up to 1, "
+            "e.g. medium=0.8,easy=0.2."
+        )
+    return shares
+
+
+def mix(
+    dataset: Dataset,
+    ratio: str | Mapping[str, float],
+    *,
+    num_rows: int,
+    seed: int = 0,
+    order: str = "curriculum",
+    allow_short: bool = False,
+    model: str | None = None,
+) -> Dataset:
+    """Draw a training set to a recipe: exact row counts per bucket, without replacement, in a set order.
+
+    Counts are `num_rows` split by `ratio` (largest remainders, so they add up to `num_rows`). A bucket
+    with too few rows is an error that lists each bucket's rows, unless `allow_short=True` (then it gives
+    all it has). `order="curriculum"` sorts easy to hard by difficulty, ties broken by `seed`;
+    `order="shuffle"` shuffles with `seed`. The recipe and the counts drawn go into the provenance, so
+    the card, `push` and `export` carry them. `model` picks one model's view of a merged dataset.
+
+    Example:
+        >>> train = mix(scored, "medium=0.8,easy=0.2", num_rows=1000, seed=0)  # doctest: +SKIP
+    """
+    from difficulty_curation.provenance import attach_provenance, read_provenance
+
+    one_split_only(dataset, "mix takes one split; call it per split, e.g. mix(scored['train'], ...).")
+    _require_difficulty(dataset)
+    shares = parse_ratio(ratio)
+    if order not in MIX_ORDERS:
+        raise ConfigError(f"order={order!r} is not known; choose from: {', '.join(MIX_ORDERS)}.")
+    if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
+        raise ConfigError(f"rows must be an integer >= 1, got {num_rows!r}.")
+    values = _view_values(dataset, model, None) if model is not None else difficulty_array(dataset).to_pylist()
+    pools = {name: [i for i, v in enumerate(values) if bucket_of(v) == name] for name in PAPER_BUCKET_RANGES}
+    available = {name: len(rows) for name, rows in pools.items()}
+    scored = sum(available.values())
+    if num_rows > scored:
+        raise ConfigError(
+            f"rows={num_rows} is more than the {scored} scored rows in the dataset "
+            f"({', '.join(f'{n} {c}' for n, c in available.items())}); ask for at most {scored}."
+        )
+    wanted = _exact_counts(shares, num_rows)
+    short = {name: count for name, count in wanted.items() if count > available[name]}
+    if short and not allow_short:
+        raise ConfigError(
+            "not enough rows for the recipe: "
+            + ", ".join(f"{name} needs {count}, has {available[name]}" for name, count in short.items())
+            + f" (rows per bucket: {', '.join(f'{n} {c}' for n, c in available.items())}); "
+            "ask for fewer --rows, change --ratio, or pass --allow-short to take what there is."
+        )
+    rng = np.random.default_rng(seed)
+    drawn = {
+        name: rng.choice(pools[name], size=min(count, available[name]), replace=False).tolist()
+        for name, count in wanted.items()
+    }
+    for name, count in short.items():
+        logger.warning(
+            "bucket %s has %d rows, fewer than the %d the recipe asks for; all are used.", name, available[name], count
+        )
+    chosen = [index for rows in drawn.values() for index in rows]
+    tiebreak = rng.permutation(len(chosen))
+    if order == "curriculum":
+        chosen = [chosen[i] for i in sorted(range(len(chosen)), key=lambda i: (values[chosen[i]], tiebreak[i]))]
+    else:
+        chosen = [chosen[i] for i in tiebreak]
+    result = dataset.select(chosen)
+    recipe = {
+        "ratio": shares,
+        "rows": num_rows,
+        "seed": seed,
+        "order": order,
+        "allow_short": allow_short,
+        "model": model,
+        "counts": {name: len(rows) for name, rows in drawn.items()},
+        "available": available,
+    }
+    provenance = read_provenance(dataset)
+    if provenance is not None:
+        attach_provenance(result, {**provenance, "mix": recipe})
+    return result
+
+
+def _exact_counts(shares: Mapping[str, float], num_rows: int) -> dict[str, int]:
+    """`num_rows` split by `shares` into whole rows that add up to `num_rows` (largest remainders first)."""
+    raw = {name: share * num_rows for name, share in shares.items()}
+    counts = {name: math.floor(value + 1e-9) for name, value in raw.items()}
+    order = sorted(raw, key=lambda name: -(raw[name] - counts[name]))
+    for name in order[: num_rows - sum(counts.values())]:
+        counts[name] += 1
+    return counts
 
 
 def _check_range(low: float | None, high: float | None) -> None:
@@ -222,6 +440,10 @@ __all__ = [
     "bucket_of",
     "difficulty_array",
     "filter_difficulty",
+    "mix",
+    "model_names",
+    "parse_ratio",
+    "parse_where",
     "stratify",
     "stratify_buckets",
     "unscored_count",

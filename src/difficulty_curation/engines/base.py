@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import PromptRequest
@@ -64,10 +64,12 @@ def derive_seed(seed: int, *keys: str) -> int:
     return int.from_bytes(digest.digest()[:8], "big") >> 1
 
 
-def render_chat(processor: object, messages: list[dict]) -> str:
+def render_chat(processor: object, messages: list[dict], template_kwargs: dict[str, Any] | None = None) -> str:
     """The prompt text for `messages` under the model's chat template, ending with the assistant turn.
 
     Text-only conversations are flattened to plain-string contents, which every chat template accepts.
+    `template_kwargs` are variables for the template (`ScoringConfig.chat_template_kwargs`, e.g.
+    `enable_thinking=False`).
     """
     has_images = any(
         isinstance(part, dict) and part.get("type") == "image"
@@ -77,7 +79,9 @@ def render_chat(processor: object, messages: list[dict]) -> str:
     )
     if not has_images:
         messages = [{**m, "content": _flatten_text(m["content"])} for m in messages]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)  # type: ignore[attr-defined]
+    return processor.apply_chat_template(  # type: ignore[attr-defined]
+        messages, add_generation_prompt=True, tokenize=False, **(template_kwargs or {})
+    )
 
 
 def _flatten_text(content: str | list[dict]) -> str:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed
 from difficulty_curation.errors import ConfigError, EndpointError, EngineError, RowError
@@ -57,9 +58,18 @@ def chat_messages(request: PromptRequest) -> list[dict[str, Any]]:
 
 
 def chat_request_body(
-    request: PromptRequest, *, model: str, rollout: RolloutConfig, num_rollouts: int, seed: int
+    request: PromptRequest,
+    *,
+    model: str,
+    rollout: RolloutConfig,
+    num_rollouts: int,
+    seed: int,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of one `/chat/completions` call sampling `num_rollouts` answers."""
+    """The JSON body of one `/chat/completions` call sampling `num_rollouts` answers.
+
+    `chat_template_kwargs` travel as the extra field of that name (vLLM, SGLang), left out when empty.
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": chat_messages(request),
@@ -71,15 +81,26 @@ def chat_request_body(
     }
     if rollout.top_k > 0:
         body["top_k"] = rollout.top_k  # an extension of vLLM, SGLang and TGI; set top_k=0 for hosted APIs
+    if chat_template_kwargs:
+        body["chat_template_kwargs"] = dict(chat_template_kwargs)
     return body
 
 
 def parse_chat_response(payload: dict[str, Any], num_rollouts: int) -> list[str]:
-    """The completion texts of a `/chat/completions` response, in `choices[].index` order."""
+    """The completions of a `/chat/completions` response, in `choices[].index` order.
+
+    Each is a `Completion` carrying the choice's `finish_reason` ("length": it hit `max_tokens`;
+    a reason the server does not give, or one we do not know, stays unknown).
+    """
     choices = sorted(payload.get("choices") or [], key=lambda choice: choice.get("index", 0))
     if len(choices) != num_rollouts:
         raise EndpointError(f"the endpoint returned {len(choices)} choices, expected n={num_rollouts}")
-    return [(choice.get("message") or {}).get("content") or "" for choice in choices]
+    return [
+        Completion(
+            (choice.get("message") or {}).get("content") or "", server_finish_reason(choice.get("finish_reason"))
+        )
+        for choice in choices
+    ]
 
 
 def check_api_base(url: str, *, key: str = "") -> None:
@@ -175,7 +196,12 @@ class OpenAIEngine:
                 request = requests[index]
                 seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout)) % 2**31
                 body = chat_request_body(
-                    request, model=self.config.model, rollout=self.config.rollout, num_rollouts=num_rollouts, seed=seed
+                    request,
+                    model=self.config.model,
+                    rollout=self.config.rollout,
+                    num_rollouts=num_rollouts,
+                    seed=seed,
+                    chat_template_kwargs=self.config.chat_template_kwargs,
                 )
                 try:
                     outcome = self._post(body, num_rollouts, stop)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from difficulty_curation.answers import FINISH_LENGTH, FINISH_STOP, Completion
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.engines.sampling import CounterSampler
@@ -71,7 +72,7 @@ class TransformersEngine:
         texts: dict[int, str] = {}
         for index, request in enumerate(requests):
             try:
-                texts[index] = render_chat(self.processor, request.messages)
+                texts[index] = render_chat(self.processor, request.messages, self.config.chat_template_kwargs)
             except Exception as error:  # a template that rejects this row's messages
                 errors[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
         groups: list[PromptGroup] = []
@@ -117,19 +118,39 @@ class TransformersEngine:
         if self.shared_prefill:
             try:
                 with torch.no_grad():
-                    group.cache_name, group.cache = self._prefill(group.inputs)
+                    group.positions = self._prompt_positions(group.inputs)
+                    group.cache_name, group.cache = self._prefill(group.inputs, group.positions)
             except torch.OutOfMemoryError:
                 raise
             except Exception as error:  # a model whose forward() does not return a reusable cache
                 self._give_up_shared_prefill(error)
         return group
 
-    def _prefill(self, inputs: Any) -> tuple[str, Any]:
+    def _prompt_positions(self, inputs: Any) -> Any:
+        """The position ids `generate` gives these prompts, computed by the model's own code for these rows.
+
+        Positions count from each row's first real token (left pads are not counted), as `generate`
+        numbers them; M-RoPE models (Qwen2-VL and later) get their 3-D vision positions from the
+        rows' own image grids, never from deltas the model kept from an earlier call.
+        """
+        kwargs = dict(inputs)
+        return self.model._prepare_position_ids_for_generation(inputs["input_ids"], kwargs)
+
+    def _prefill(self, inputs: Any, positions: Any) -> tuple[str, Any]:
         """Run the prompts (all but their last token, images included) once; returns their KV cache."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        extra = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
+        extra = {
+            key: value[..., :-1] if _is_per_token(key) else value  # cut with the prompt, like the ids
+            for key, value in inputs.items()
+            if key not in ("input_ids", "attention_mask")
+        }
         output = self.model(
-            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1, **extra
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[..., :-1],
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
         )
         cache_name = "cache" if getattr(output, "cache", None) is not None else "past_key_values"
         return cache_name, getattr(output, cache_name)
@@ -168,8 +189,25 @@ class TransformersEngine:
                     inputs = inputs.to(self.device)
                 output = self._generate_prefilling(inputs, hashes, num_rollouts, first_rollout)
                 prompt_width = inputs["input_ids"].shape[1]
-        completions = self.tokenizer.batch_decode(output[:, prompt_width:], skip_special_tokens=True)
+        completions = self._completions(output[:, prompt_width:])
         return [completions[order * num_rollouts : (order + 1) * num_rollouts] for order in range(len(chosen))]
+
+    def _completions(self, generated: Any) -> list[Completion]:
+        """The generated token ids as text, each with its finish reason: "length" when no end-of-sequence
+        token came within `max_new_tokens` (a sequence that stopped is padded after its end token)."""
+        import torch
+
+        stop_ids = self.model.generation_config.eos_token_id
+        if stop_ids is None:
+            stop_ids = self.tokenizer.eos_token_id
+        stop_ids = [stop_ids] if isinstance(stop_ids, int) else list(stop_ids or [])
+        stopped = (
+            torch.isin(generated, torch.tensor(stop_ids, dtype=generated.dtype, device=generated.device))
+            .any(dim=1)
+            .tolist()
+        )
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [Completion(text, FINISH_STOP if done else FINISH_LENGTH) for text, done in zip(texts, stopped)]
 
     def _decode_from_cache(
         self,
@@ -190,17 +228,19 @@ class TransformersEngine:
         if len(rows) != len(group.rows) or not torch.equal(rows, torch.arange(len(rows), device=rows.device)):
             cache.batch_select_indices(rows)  # select and repeat in one copy
         ids, mask = group.inputs["input_ids"][rows], group.inputs["attention_mask"][rows]
-        common = {"max_new_tokens": self.rollout.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        common = {
+            "max_new_tokens": self.rollout.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "position_ids": group.positions.index_select(-2, rows),  # the decoded rows' own positions
+            group.cache_name: cache,
+        }
         if greedy:
-            output = self.model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=False, **{group.cache_name: cache}, **common
-            )
+            output = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, **common)
             return output.repeat_interleave(num_rollouts, dim=0)
         return self.model.generate(
             input_ids=ids,
             attention_mask=mask,
             logits_processor=self._processors(ids.shape[1], hashes, num_rollouts, first_rollout),
-            **{group.cache_name: cache},
             **_NATIVE_SAMPLING_OFF,
             **common,
         )
@@ -252,6 +292,7 @@ class PromptGroup:
     inputs: Any
     cache: Any = None  #: None when the model cannot reuse a prefilled cache: every round prefills again
     cache_name: str = "past_key_values"
+    positions: Any = None  #: the prompts' position ids (mask-based; 3-D for M-RoPE), set with the cache
 
 
 class PrefilledPrompts:
@@ -279,6 +320,11 @@ class PrefilledPrompts:
                 rollouts = self.engine._decode(group, chosen, num_rollouts, first_rollout, keep_cache)
                 results.update({group.rows[order]: found for order, found in zip(chosen, rollouts)})
         return [results[position] for position in positions]
+
+
+def _is_per_token(key: str) -> bool:
+    """Processor outputs with one value per prompt token (`token_type_ids`, `mm_token_type_ids`, ...)."""
+    return key.endswith("token_type_ids")
 
 
 def length_buckets(indices: list[int], lengths: list[int], *, max_ratio: float = 1.5) -> list[list[int]]:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.errors import ModelLoadError, RowError, missing_dependency
@@ -49,7 +50,10 @@ def build_vllm_prompt(prompt_text: str, images: Sequence[Any]) -> dict[str, Any]
 
 
 def parse_vllm_outputs(outputs: Sequence[Any], num_requests: int, num_rollouts: int) -> list[list[str]]:
-    """Completion texts per request from `LLM.generate`'s `RequestOutput` list (inputs order kept)."""
+    """Completions per request from `LLM.generate`'s `RequestOutput` list (inputs order kept).
+
+    Each is a `Completion` carrying vLLM's finish reason ("length": it hit `max_tokens`).
+    """
     if len(outputs) != num_requests:
         raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {num_requests} requests")
     texts = []
@@ -60,7 +64,9 @@ def parse_vllm_outputs(outputs: Sequence[Any], num_requests: int, num_rollouts: 
                 f"vLLM returned {len(completions)} completions for request {output.request_id}, "
                 f"expected n={num_rollouts}"
             )
-        texts.append([completion.text for completion in completions])
+        texts.append(
+            [Completion(completion.text, server_finish_reason(completion.finish_reason)) for completion in completions]
+        )
     return texts
 
 
@@ -236,7 +242,7 @@ class VLLMEngine:
         prompts: dict[int, dict[str, Any]] = {}
         for index, request in enumerate(requests):
             try:
-                text = render_chat(self.processor, request.messages)
+                text = render_chat(self.processor, request.messages, self.config.chat_template_kwargs)
             except Exception as error:  # a template that rejects this row's messages
                 results[index] = RowError(self.config.prompt_column, f"chat template failed: {error}")
                 continue

@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
 from difficulty_curation.errors import ConfigError, CurationError, missing_dependency
 from difficulty_curation.progress import RolloutProgress
-from difficulty_curation.provenance import attach_provenance, scoring_provenance
+from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
 from difficulty_curation.schema import score_table, undecoded_images
 from difficulty_curation.scoring import BatchReport, DifficultyScorer, score_difficulty
 from difficulty_curation.splits import map_splits
@@ -79,7 +79,7 @@ def score_distributed(
     if scores is None or len(scores) != len(dataset):
         raise CurationError(f"the Ray run returned {len(tables)} of {len(spans)} batches; nothing was saved.")
     scored = concatenate_datasets([dataset, Dataset(scores)], axis=1)
-    return attach_provenance(scored, scoring_provenance(scorer))
+    return attach_provenance(scored, with_finish_counts(scoring_provenance(scorer), scored))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.progress import RolloutProgress
-from difficulty_curation.provenance import attach_provenance, scoring_provenance
+from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
 from difficulty_curation.redact import get_logger
 from difficulty_curation.schema import undecoded_images
 from difficulty_curation.scoring import DifficultyScorer
@@ -59,6 +59,7 @@ def score_dataset(
     if image_column:
         scored = scored.cast_column(image_column, original_feature)
 
+    attach_provenance(scored, with_finish_counts(scoring_provenance(scorer), scored))
     for warning in scoring_warnings(summarize(scored)):
         logger.warning(warning)
-    return attach_provenance(scored, scoring_provenance(scorer))
+    return scored

@@ -18,6 +18,7 @@ batch whose rows changed since it was scored (`BatchInputs`) is scored again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,11 +37,17 @@ from difficulty_curation.config import DEFAULT_BATCH_SIZE, ScoringConfig
 from difficulty_curation.errors import ConfigError, RowFailedError, RunStateError
 from difficulty_curation.outputs import DATASET_FILES, MARKER_FILE, check_output, swap_entries, write_aside
 from difficulty_curation.progress import RolloutProgress
-from difficulty_curation.provenance import attach_provenance, scoring_provenance
+from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
 from difficulty_curation.redact import get_logger
 from difficulty_curation.rollout_cache import RolloutCache, copy_cache
 from difficulty_curation.runlock import RunLock
-from difficulty_curation.schema import ALL_SCORE_COLUMNS, replace_image_features, score_table, undecoded_images
+from difficulty_curation.schema import (
+    ALL_SCORE_COLUMNS,
+    replace_image_features,
+    score_features,
+    score_table,
+    undecoded_images,
+)
 from difficulty_curation.scoring import DifficultyScorer
 from difficulty_curation.splits import as_splits, first_split
 from difficulty_curation.stats import scoring_warnings, summarize
@@ -265,11 +272,16 @@ def rescore_dir(
     *,
     verifier: Any = None,
     correct_threshold: float | None = None,
+    truncated: str | None = None,
+    answer_extractor: str | None = None,
+    answer_pattern: str | None = None,
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Dataset | DatasetDict:
-    """Re-verify a finished run with another verifier or threshold, from its rollout cache: no generation.
+    """Re-verify a finished run from its rollout cache, no generation: another verifier, threshold,
+    truncation policy (`truncated="wrong"` or `"exclude"`) or answer extractor (`answer_extractor`,
+    or a regex `answer_pattern` with one group). Options left at None keep the run's.
 
     Writes to `out_dir` (a new run folder with a copy of the rollout cache) or, without it, replaces
     the scores in `run_dir`. Either way the new run is built aside and swapped in only once it is
@@ -295,6 +307,12 @@ def rescore_dir(
             changes["verifier"] = verifier_name(verifier)
         if correct_threshold is not None:
             changes["correct_threshold"] = correct_threshold
+        if truncated is not None:
+            changes["truncated"] = truncated
+        if answer_extractor is not None:  # another extractor drops the run's pattern unless one is given
+            changes.update(answer_extractor=answer_extractor, answer_pattern=answer_pattern)
+        elif answer_pattern is not None:
+            changes.update(answer_extractor="regex", answer_pattern=answer_pattern)
         config = ScoringConfig.from_dict(spec.scoring).replace(**changes)
         new_scorer = DifficultyScorer(config, verifier=verifier if callable(verifier) else None)
         new_scorer.engine = _CacheOnlyEngine()
@@ -388,14 +406,15 @@ class RunFolder:
                 shutil.rmtree(state / "shards", ignore_errors=True)
                 (state / "manifest.json").unlink(missing_ok=True)
             elif is_run:
-                existing = cls.read_spec(root)
-                differences = _differences(existing.to_dict(), spec.to_dict())
+                existing = cls.read_spec(root).to_dict()
+                existing["scoring"] = {**_option_defaults(), **existing["scoring"]}  # options the run predates
+                differences = _differences(existing, spec.to_dict())
                 # a run that finished no batch yet (say, it stopped at a setting the model refused) loses nothing
                 if differences and any((state / "shards").glob("*.parquet")):
                     raise RunStateError(
                         f"{str(root)!r} holds a run with other settings ({'; '.join(differences)}). "
                         "Use another --out folder, pass --overwrite to start afresh, or `curate rescore` "
-                        "to change only the verifier or threshold."
+                        "to change only the verifier, threshold, answer extractor or truncation policy."
                     )
             (state / "shards").mkdir(parents=True, exist_ok=True)
             _write_json_atomic(state / "run.json", spec.to_dict())
@@ -487,7 +506,7 @@ class RunFolder:
         """Join every split with its score shards and save the result, with its provenance, at the root."""
         assembled = {name: self._assemble_split(name, part) for name, part in as_splits(dataset).items()}
         result: Dataset | DatasetDict = assembled["train"] if isinstance(dataset, Dataset) else DatasetDict(assembled)
-        attach_provenance(result, provenance)
+        attach_provenance(result, with_finish_counts(provenance, result))
         staging = Path(tempfile.mkdtemp(prefix="assemble-", dir=self.state))
         try:
             _save(result, staging)
@@ -502,7 +521,8 @@ class RunFolder:
         if covered != len(part):
             raise RunStateError(f"split {split!r} has {covered} of {len(part)} rows scored; run again to finish it.")
         names = [n for n, e in sorted(self.manifest.items(), key=lambda item: item[1]["start"]) if e["split"] == split]
-        scores = pa.concat_tables([_read_scores(self.state / "shards" / name) for name in names])
+        schema = score_features(ScoringConfig.from_dict(self.spec.scoring)).arrow_schema
+        scores = pa.concat_tables([_conform(_read_scores(self.state / "shards" / name), schema) for name in names])
         return concatenate_datasets([_drop_scores(part), Dataset(scores)], axis=1)
 
     # -- manifest -------------------------------------------------------------------------------------
@@ -640,6 +660,18 @@ def _read_scores(path: Path) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A shard's scores in the run's column schema: columns added since the shard was written (say,
+    `num_truncated` in a run folder that predates finish reasons) are null, never guessed."""
+    if table.schema.names == schema.names:
+        return table
+    columns = [
+        table.column(field.name) if field.name in table.schema.names else pa.nulls(len(table), field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema.with_metadata(table.schema.metadata))
+
+
 def _check_manifest_shape(recorded: Any) -> None:
     """Raise ValueError unless `recorded` maps shard names to entries with their batch's bounds."""
     if not isinstance(recorded, dict):
@@ -651,6 +683,17 @@ def _check_manifest_shape(recorded: Any) -> None:
             raise ValueError(f"entry {name!r} lacks its row bounds")
         if not isinstance(entry.get("split"), str):
             raise ValueError(f"entry {name!r} lacks its split")
+
+
+def _option_defaults() -> dict[str, Any]:
+    """Every scoring option's default, as `ScoringConfig.to_dict` writes it (for run folders that predate an option)."""
+    defaults = {}
+    for item in dataclasses.fields(ScoringConfig):
+        if item.default is not dataclasses.MISSING:
+            defaults[item.name] = item.default
+        elif item.default_factory is not dataclasses.MISSING and item.name != "rollout":
+            defaults[item.name] = item.default_factory()
+    return defaults
 
 
 def _differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
