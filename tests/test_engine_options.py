@@ -1,6 +1,7 @@
 """Engine options: from the library and the CLI to the engine, and into provenance and cache keys where they change tokens."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -106,3 +107,11 @@ def test_the_transformers_backend_loads_with_the_attention_implementation_option
         str(tiny_vlm), backend="transformers", engine_options={"attn_implementation": "eager"}
     ).config
     assert TransformersEngine(config, device="cpu").model.config._attn_implementation == "eager"
+
+
+def test_engine_options_the_transformers_backend_does_not_use_are_listed_in_a_warning(caplog):
+    from difficulty_curation.models import check_transformers_options
+
+    with caplog.at_level(logging.WARNING):
+        check_transformers_options({"dtype": "float32", "max_modle_len": 4096})
+    assert "does not use engine options max_modle_len" in caplog.text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from datasets import DatasetDict, load_from_disk
+from export_fixtures import scored_digits
 from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
@@ -55,6 +56,15 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
         )
     (root / "full").mkdir()
     (root / "full" / "notes.txt").write_text("mine")
+    eight.remove_columns("image").to_parquet(str(root / "text.parquet"))
+    easy = scored_digits(digits).select(range(4))  # rows 0-3 are easy
+    easy.save_to_disk(str(root / "easy-only"))
+    for name, value in (("nan", float("nan")), ("above-one", 1.7)):
+        bad = [value if index == 2 else 0.0 for index in range(4)]
+        easy.remove_columns("difficulty").add_column("difficulty", bad).save_to_disk(str(root / name))
+    (root / "partial-model").mkdir()
+    shutil.copy(tiny_vlm / "config.json", root / "partial-model" / "config.json")
+    (root / "broken.md.j2").write_text("---\n---\n{{ repo_id | nosuchfilter }}\n")
     # runs to compare with RUN: with another k, of other rows, of another split
     other_runs = {
         "run-k4": (eight, 4),
@@ -75,6 +85,12 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
         "run",
         "unfinished",
         "full",
+        "text.parquet",
+        "easy-only",
+        "nan",
+        "above-one",
+        "partial-model",
+        "broken.md.j2",
         "run-k4",
         "other-rows",
         "test-run",
@@ -82,7 +98,10 @@ def places(tiny_vlm, digits, tmp_path_factory) -> dict[str, str]:
     return {
         "MODEL": str(tiny_vlm),
         "NEW": str(root / "new"),
-        **{name.upper().replace(".PARQUET", "").replace("-", "_"): str(root / name) for name in names},
+        **{
+            name.upper().replace(".PARQUET", "").replace(".MD.J2", "").replace("-", "_"): str(root / name)
+            for name in names
+        },
     }
 
 
@@ -128,6 +147,115 @@ CATALOGUE = {
     "eval on an unfinished run": (["eval", "MODEL", "--dataset", "id=UNFINISHED"], "run `curate score` again"),
     "filter into a non-empty folder": (["filter", "RUN", "--bucket", "hard", "--out", "FULL"], "is not empty"),
     "demo into a non-empty folder": (["demo", "--rows", "2", "--out", "FULL"], "is not empty"),
+    # -- training, eval, export and push (issue 23) --
+    "sft into a non-empty folder": (["sft", "DIGITS", "--model", "MODEL", "--out", "FULL"], "is not empty"),
+    "sft over a folder it did not write": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "FULL", "--overwrite"],
+        "did not write (no .curate-output.json)",
+    ),
+    "sft into a run folder": (["sft", "DIGITS", "--model", "MODEL", "--out", "RUN", "--overwrite"], "scoring run"),
+    "sft onto the model it trains": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "MODEL", "--full", "--overwrite"],
+        "the model this command reads",
+    ),
+    "sft with LoRA rank 0": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "NEW", "--lora-rank", "0"],
+        "lora_rank (--lora-rank) must be an integer >= 1, got 0.",
+    ),
+    "sft with batch size 0": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "NEW", "--batch-size", "0"],
+        "batch_size (--batch-size) must be an integer >= 1, got 0.",
+    ),
+    "sft with a negative learning rate": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "NEW", "--learning-rate=-0.1"],
+        "learning_rate (--learning-rate) must be a number > 0, got -0.1.",
+    ),
+    "sft with max-steps -5 and no epochs": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "NEW", "--max-steps=-5", "--epochs", "0"],
+        "num_train_epochs (--epochs) must be a number > 0",
+    ),
+    "sft with max-steps -5": (
+        ["sft", "DIGITS", "--model", "MODEL", "--out", "NEW", "--max-steps=-5"],
+        "max_steps (--max-steps) must be an integer >= 1, or -1",
+    ),
+    "sft with a missing local model": (
+        ["sft", "DIGITS", "--model", "./no-such-model", "--out", "NEW"],
+        "--model './no-such-model' does not exist",
+    ),
+    "grpo into a non-empty folder": (["grpo", "DIGITS", "--model", "MODEL", "--out", "FULL"], "is not empty"),
+    "grpo with one generation": (
+        ["grpo", "DIGITS", "--model", "MODEL", "--out", "NEW", "--num-generations", "1"],
+        "num_generations (--num-generations) must be an integer >= 2",
+    ),
+    "grpo with temperature 0": (
+        ["grpo", "DIGITS", "--model", "MODEL", "--out", "NEW", "--temperature", "0"],
+        "temperature (--temperature) must be a number > 0",
+    ),
+    "grpo with a missing local model": (
+        ["grpo", "DIGITS", "--model", "/no/such/model", "--out", "NEW"],
+        "does not exist",
+    ),
+    "eval with a repeated dataset name": (
+        ["eval", "MODEL", "--dataset", "id=DIGITS", "--dataset", "id=SINGLE"],
+        "--dataset id= is given twice",
+    ),
+    "eval compare with a missing model": (
+        ["eval", "MODEL", "--dataset", "id=DIGITS", "--compare", "./no-such-model"],
+        "model './no-such-model' does not exist",
+    ),
+    "eval into a non-empty folder": (["eval", "MODEL", "--dataset", "id=DIGITS", "--out", "FULL"], "is not empty"),
+    "eval into a run folder": (["eval", "MODEL", "--dataset", "id=DIGITS", "--out", "RUN"], "scoring run"),
+    "eval of a model saved in part": (
+        ["eval", "PARTIAL_MODEL", "--dataset", "id=DIGITS"],
+        "is incomplete (config.json without weights)",
+    ),
+    "eval on text-only rows": (
+        ["eval", "MODEL", "--dataset", "id=TEXT", "--max-new-tokens", "2"],
+        "or None ('none') for text-only rows",
+    ),
+    "export of zero rows": (
+        ["export", "EASY_ONLY", "--format", "trl", "--bucket", "hard", "--out", "NEW"],
+        "no rows to export",
+    ),
+    "export over a folder it did not write": (
+        ["export", "EASY_ONLY", "--format", "trl", "--out", "FULL", "--overwrite"],
+        "did not write",
+    ),
+    "export into a run folder": (["export", "EASY_ONLY", "--format", "trl", "--out", "RUN"], "scoring run"),
+    "export of a difficulty above 1": (
+        ["export", "ABOVE_ONE", "--format", "trl", "--out", "NEW"],
+        "row 2 has difficulty 1.7: difficulty must be a number in [0, 1]",
+    ),
+    "stats of a NaN difficulty": (["stats", "NAN", "--json"], "row 2 has difficulty nan"),
+    "card of a NaN difficulty": (["card", "NAN", "--out", "NEW/README.md"], "row 2 has difficulty nan"),
+    "push of a NaN difficulty": (["push", "NAN", "me/x"], "row 2 has difficulty nan"),
+    "push with a zero timeout": (["push", "RUN", "me/x", "--timeout", "0"], "timeout must be a number of seconds"),
+    "stats of an unscored dataset": (["stats", "DIGITS"], "not scored: score it first with `curate score`"),
+    "stats of a mistyped folder": (["stats", "scroed/"], "source 'scroed/' does not exist"),
+    "card with a Jinja error": (
+        ["card", "RUN", "--template", "BROKEN", "--out", "NEW/README.md"],
+        "has a Jinja error",
+    ),
+    "api-base that is not a URL": (
+        ["score", "DIGITS", *SCORE, "--backend", "openai", "--api-base", "localhost:8000", "--out", "NEW"],
+        "api_base 'localhost:8000' is not an http(s) URL",
+    ),
+    "an unknown attention implementation": (
+        ["score", "DIGITS", *SCORE, "--engine-option", "attn_implementation=bogus", "--out", "NEW"],
+        "attn_implementation='bogus' is not known",
+    ),
+    "a device map naming a missing GPU": (
+        ["score", "DIGITS", *SCORE, "--engine-option", "device_map=cuda:7", "--out", "NEW"],
+        "device_map='cuda:7' names a GPU this machine does not have",
+    ),
+    "pass-rate-interval 1": (
+        ["score", "DIGITS", *SCORE, "--pass-rate-interval", "1", "--out", "NEW"],
+        "pass_rate_interval must be a number > 0 and < 1 (e.g. 0.95), got 1.0.",
+    ),
+    "pass-rate-interval 1.5": (
+        ["score", "DIGITS", *SCORE, "--pass-rate-interval", "1.5", "--out", "NEW"],
+        "pass_rate_interval must be a number > 0 and < 1 (e.g. 0.95), got 1.5.",
+    ),
     "compare runs of different rows": (["compare", "RUN", "OTHER_ROWS"], "the runs share no rows"),
     "compare runs of different splits": (["compare", "RUN", "TEST_RUN"], "are of different splits (test, train)"),
     "compare a run without provenance": (["compare", "DIGITS", "RUN"], "has no scoring provenance"),

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from difficulty_curation import ConfigError, CurationError, export_dataset
 from difficulty_curation.cli import app
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.exports import MARKER_FILE, export_llamafactory, export_swift, export_trl, export_verl
+from difficulty_curation.exports import export_llamafactory, export_swift, export_trl, export_verl
 from difficulty_curation.provenance import attach_provenance, provenance_record
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.transforms import filter_difficulty
@@ -147,7 +147,7 @@ def test_the_export_readme_carries_the_provenance_table(scored, tmp_path):
 def test_an_existing_folder_is_refused_without_overwrite(scored, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match=r"exists and is not empty; pass --overwrite"):
+    with pytest.raises(ConfigError, match=r"is not empty; pass --overwrite"):
         export_swift(scored, tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
@@ -161,7 +161,9 @@ def test_overwrite_replaces_an_earlier_export(scored, tmp_path):
 def test_overwrite_never_deletes_a_folder_that_is_not_an_export(scored, tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("years of work")
-    with pytest.raises(ConfigError, match=rf"not an earlier export \(no {MARKER_FILE}\)"):
+    with pytest.raises(
+        ConfigError, match=r"did not write \(no .curate-output.json\); refusing to replace it even with --overwrite"
+    ):
         export_swift(scored, tmp_path / "home", overwrite=True)
     assert (tmp_path / "home" / "thesis.tex").exists()
 
@@ -262,3 +264,10 @@ def test_the_output_of_curate_filter_keeps_its_provenance_and_exports(scored_dir
     result = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", "swift", "--out", str(tmp_path / "x")])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 4
+
+
+def test_llamafactory_without_a_train_split_registers_the_name_its_readme_names(scored, tmp_path):
+    export_llamafactory(DatasetDict({"test": scored}), tmp_path / "lf", buckets="medium")
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert "dataset: curated" in (tmp_path / "lf" / "README.md").read_text()
+    assert info["curated"]["file_name"] == "test.json"

@@ -85,7 +85,7 @@ def test_an_unknown_verifier_fails_before_any_model_loads(digits, tmp_path):
 
 
 def test_one_generation_per_prompt_is_refused(digits, tmp_path):
-    with pytest.raises(ConfigError, match="num_generations must be at least 2"):
+    with pytest.raises(ConfigError, match="num_generations \\(--num-generations\\) must be an integer >= 2"):
         grpo(digits.select(range(4)), str(tmp_path / "m"), tmp_path / "out", options=GRPOOptions(num_generations=1))
 
 
@@ -113,7 +113,7 @@ def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_p
     [
         (["--answer-column", "label"], "answer_column='label' is not a column"),
         (["--verifier", "nope"], "verifier='nope' is not known"),
-        (["--num-generations", "1"], "num_generations must be at least 2"),
+        (["--num-generations", "1"], "num_generations (--num-generations) must be an integer >= 2"),
         ([], "could not load a processor for model 'unused'"),
     ],
 )

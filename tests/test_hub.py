@@ -8,6 +8,7 @@ server offers no Xet storage, so these processes run with HF_HUB_DISABLE_XET=1.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import httpx
@@ -362,6 +364,77 @@ def test_a_stopped_server_gives_one_clear_line_and_exit_code_2(hf_home, scored_d
     assert after == before
 
 
+def test_a_hub_dataset_with_configs_is_read_as_id_colon_config(hub, hf_home, pushed):
+    whole = curate(hub, hf_home, "stats", "alice/digits")
+    errors = [line for line in whole.stderr.splitlines() if line.startswith("Error:")]
+    assert whole.returncode == 2 and len(errors) == 1, whole.stderr
+    assert "has several configs (" in errors[0] and "pick one as alice/digits:CONFIG" in errors[0]
+    medium = curate(hub, hf_home, "stats", "alice/digits:medium", "--json")
+    assert medium.returncode == 0, medium.stderr
+    assert json.loads(medium.stdout)["num_rows"] == sum(pushed["configs"]["medium"].values())
+
+
+def test_a_stalled_server_times_out_is_retried_and_ends_in_one_error_line(hf_home, scored_dir):
+    held: list[socket.socket] = []
+    with socket.socket() as server:  # accepts every connection, reads the request, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        stop = threading.Event()
+
+        def hold() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    held.append(server.accept()[0])
+
+        thread = threading.Thread(target=hold, daemon=True)
+        thread.start()
+        try:
+            result = curate(
+                url, hf_home, "push", str(scored_dir), "alice/stalled", "--timeout", "1", "--max-retries", "1"
+            )
+        finally:
+            stop.set()
+            thread.join()
+            for connection in held:
+                connection.close()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert (
+        len(errors) == 1 and "could not read the repo for alice/stalled" in errors[0] and "after 2 tries" in errors[0]
+    )
+    assert "Timeout" in errors[0] and len(held) >= 2  # it really waited on the server, twice
+
+
+def test_create_pr_after_an_interrupted_create_pr_finishes_the_same_pull_request(hub, hf_home, scored_dir):
+    push_json(hub, hf_home, str(scored_dir), "alice/pr-resume", "--buckets", "hard")
+    before = main_sha(hub, hf_home, "alice/pr-resume")
+    # the pull request opens with the card, its first config lands, then every commit fails
+    httpx.post(f"{hub}/_test/faults", json={"count": 1000, "statuses": [503], "match": "/commit/", "skip": 2})
+    try:
+        broken = curate(hub, hf_home, "push", str(scored_dir), "alice/pr-resume", "--create-pr", "--max-retries", "0")
+    finally:
+        httpx.post(f"{hub}/_test/faults", json={"count": 0})
+    assert broken.returncode == 2 and "run the same command again to resume" in broken.stderr
+    info = push_json(hub, hf_home, str(scored_dir), "alice/pr-resume", "--create-pr")
+    assert info["resumed"] is True and info["pr_revision"] == "refs/pr/1"
+    assert info["pr_url"].endswith("/datasets/alice/pr-resume/discussions/1")
+    code = """
+    refs = HfApi().list_repo_refs("alice/pr-resume", repo_type="dataset", include_pull_requests=True)
+    result = [ref.ref for ref in refs.pull_requests]
+    """
+    assert client(hub, hf_home, code) == ["refs/pr/1"]  # no second pull request
+    card = client(
+        hub,
+        hf_home,
+        "result = open(hf_hub_download('alice/pr-resume', 'README.md', repo_type='dataset', revision='refs/pr/1')).read()",
+    )
+    assert ": complete -->" in card
+    assert main_sha(hub, hf_home, "alice/pr-resume") == before
+
+
 def test_no_token_is_a_clear_error_naming_both_ways_to_give_one(hub, tmp_path, scored_dir):
     result = curate(hub, tmp_path / "empty-home", "push", str(scored_dir), "alice/no-token", token=None)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -430,7 +503,7 @@ def test_the_cli_defaults_are_the_library_defaults():
     command = next(c for c in typer.main.get_command(app).commands.values() if c.name == "push")
     cli = {param.name: param.default for param in command.params}
     assert cli["buckets"] == ",".join(library["buckets"].default)
-    for name in ("private", "overwrite", "create_pr", "license", "template", "max_retries", "report"):
+    for name in ("private", "overwrite", "create_pr", "license", "template", "max_retries", "timeout", "report"):
         assert cli[name] == library[name].default, name
 
 

@@ -195,3 +195,17 @@ def test_secrets_echoed_by_the_server_or_written_into_the_api_base_are_stored_an
         assert secret not in shown
         assert secret.encode() not in files
     assert json.loads((out / ".curate" / "run.json").read_text())["scoring"]["api_base"] == url
+
+
+def test_an_api_base_with_credentials_beside_a_set_api_key_is_refused_in_one_line(
+    source, tiny_vlm, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set-key-2718")
+    started = time.monotonic()
+    result = score_command(source, tiny_vlm, "http://me:sk-url-pass-1618@127.0.0.1:9/v1", tmp_path / "run")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "Error: api_base 'http://127.0.0.1:9/v1' carries user:password@ credentials and OPENAI_API_KEY is set too: "
+        "they would be sent instead of the key. Drop the credentials from --api-base, or unset OPENAI_API_KEY."
+    )
+    assert time.monotonic() - started < 10  # no retries against the endpoint

@@ -175,7 +175,9 @@ def test_rescore_into_another_finished_run_is_refused_and_leaves_it_whole(
 
 
 @pytest.mark.parametrize("command", ["filter", "stratify"])
-def test_writing_into_a_non_empty_folder_needs_overwrite(command, reference_run, tmp_path):
+def test_writing_into_a_non_empty_folder_needs_overwrite_and_replaces_only_our_own_output(
+    command, reference_run, tmp_path
+):
     scored = str(Path(reference_run.cache_files[0]["filename"]).parent)
     out = tmp_path / "out"
     out.mkdir()
@@ -184,9 +186,13 @@ def test_writing_into_a_non_empty_folder_needs_overwrite(command, reference_run,
     refused = runner.invoke(app, [command, scored, "--out", str(out), *extra])
     assert refused.exit_code == 2 and "is not empty" in refused.output and "--overwrite" in refused.output
     assert (out / "notes.txt").read_text() == "mine"
+    refused = runner.invoke(app, [command, scored, "--out", str(out), *extra, "--overwrite"])
+    assert refused.exit_code == 2 and "did not write" in refused.output  # never a folder we did not write
+    (out / "notes.txt").unlink()
+    assert runner.invoke(app, [command, scored, "--out", str(out), *extra]).exit_code == 0
     replaced = runner.invoke(app, [command, scored, "--out", str(out), *extra, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
-    assert not (out / "notes.txt").exists() and load_from_disk(str(out)) is not None
+    assert load_from_disk(str(out)) is not None
 
 
 def test_overwrite_never_replaces_a_run_folder_and_its_rollout_cache(reference_run, tmp_path):

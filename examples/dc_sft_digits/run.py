@@ -219,9 +219,9 @@ def _train(arm: str, rows: Any, cold: Path, folder: Path, settings: Settings, se
             batch_size=settings.grpo_batch_size,
             logging_steps=10,
         )
-        return grpo(rows, str(cold), folder, options=options, merge=True, progress=False)
+        return grpo(rows, str(cold), folder, options=options, merge=True, progress=False, overwrite=True)
     options = SFTOptions(**common, batch_size=settings.sft_batch_size, logging_steps=50)
-    return sft(rows, str(cold), folder, options=options, merge=True, progress=False)
+    return sft(rows, str(cold), folder, options=options, merge=True, progress=False, overwrite=True)
 
 
 def _evaluate(model: Path, tests: dict[str, Any], settings: Settings) -> dict[str, float]:

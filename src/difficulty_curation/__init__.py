@@ -63,6 +63,7 @@ _EXPORTS = {
     "MissingDependencyError": "difficulty_curation.errors",
     "RunStateError": "difficulty_curation.errors",
     "RunLockedError": "difficulty_curation.errors",
+    "TrainingDivergedError": "difficulty_curation.errors",
     "RolloutCacheError": "difficulty_curation.errors",
     "EndpointError": "difficulty_curation.errors",
     "PushError": "difficulty_curation.errors",
@@ -92,6 +93,7 @@ __all__ = [
     "RunStateError",
     "SFTOptions",
     "ScoringConfig",
+    "TrainingDivergedError",
     "__version__",
     "audit_hard_rows",
     "bucket_of",
@@ -160,6 +162,7 @@ if TYPE_CHECKING:
         RowFailedError,
         RunLockedError,
         RunStateError,
+        TrainingDivergedError,
     )
     from difficulty_curation.exports import export_dataset, export_llamafactory, export_swift, export_trl, export_verl
     from difficulty_curation.hub import PushInfo, push_curated

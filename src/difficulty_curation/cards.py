@@ -15,7 +15,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS
-from difficulty_curation.errors import CurationError
+from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
 from difficulty_curation.splits import as_splits
@@ -93,21 +93,29 @@ def render_card(
     template_file = Path(template) if template is not None else template_path()
     if not template_file.is_file():
         raise CurationError(f"card template {str(template_file)!r} does not exist; pass the path of a Jinja file.")
-    return DatasetCard.from_template(
-        data,
-        template_path=str(template_file),
-        repo_id=repo_id,
-        provenance=provenance,
-        provenance_rows=_provenance_rows(provenance),
-        bucket_rows=bucket_rows,
-        failed=summary.num_failed,
-        config_names=config_names,
-        histogram=histogram,
-        mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
-        comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
-        comparison_rows=comparison_rows(provenance.get("comparison") or {}),
-        report=report,
-    )
+    from jinja2 import TemplateError
+
+    try:
+        return DatasetCard.from_template(
+            data,
+            template_path=str(template_file),
+            repo_id=repo_id,
+            provenance=provenance,
+            provenance_rows=_provenance_rows(provenance),
+            bucket_rows=bucket_rows,
+            failed=summary.num_failed,
+            config_names=config_names,
+            histogram=histogram,
+            mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
+            comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
+            comparison_rows=comparison_rows(provenance.get("comparison") or {}),
+            report=report,
+        )
+    except TemplateError as error:  # a syntax error, an unknown filter, a missing include
+        where = f", line {error.lineno}" if getattr(error, "lineno", None) else ""
+        raise ConfigError(
+            f"card template {str(template_file)!r} has a Jinja error{where}: {error.message or error}; fix the template."
+        ) from None
 
 
 def describe_mix(recipe: Mapping[str, Any]) -> str:

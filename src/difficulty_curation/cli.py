@@ -19,7 +19,7 @@ import typer
 from difficulty_curation.buckets import PAPER_BUCKETS
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig, option_help
 from difficulty_curation.errors import CurationError
-from difficulty_curation.hub import DEFAULT_MAX_RETRIES
+from difficulty_curation.hub import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
 from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
 
@@ -379,6 +379,9 @@ def push(
     max_retries: Annotated[
         int, typer.Option(help="Tries again this often after network errors, 429 and 5xx, with backoff.")
     ] = DEFAULT_MAX_RETRIES,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a request may stall (connect, read or write) before it is tried again.")
+    ] = DEFAULT_TIMEOUT,
     report: Annotated[
         bool,
         typer.Option("--report", help="Also upload report.html (see `curate report`) beside the card, linked from it."),
@@ -389,7 +392,7 @@ def push(
     """Publish a scored dataset to the Hub: one config per bucket plus `all`, with its dataset card as README.md.
 
     The token comes from HF_TOKEN or `hf auth login`. A repo that already holds files is refused
-    unless --overwrite or --create-pr is given; an interrupted push is completed by running it again.
+    unless --overwrite or --create-pr is given; an interrupted push (--create-pr too) is completed by running it again.
 
     Example: curate push scored/ my-org/digits-dc-sft --private --license cc-by-4.0
     """
@@ -412,6 +415,7 @@ def push(
             license=license,
             template=template,
             max_retries=max_retries,
+            timeout=timeout,
             progress=not quiet,
             report=report,
         )
@@ -719,6 +723,9 @@ def sft(
         bool, typer.Option("--full", help="Full fine-tuning instead of LoRA (the paper's cold start).")
     ] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT (never anything else).")
+    ] = False,
     max_steps: Annotated[
         int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")
     ] = SFTOptions.max_steps,
@@ -752,7 +759,7 @@ def sft(
             seed=seed,
         )
         columns = _columns(prompt_column, answer_column, image_column)
-        _train(run_sft, dataset, split, model, out, options=options, merge=merge, **columns)
+        _train(run_sft, dataset, split, model, out, options=options, merge=merge, overwrite=overwrite, **columns)
 
 
 @app.command()
@@ -763,6 +770,9 @@ def grpo(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to train: local folder or Hub id.")],
     out: Annotated[Path, typer.Option(help="Folder for the adapter, the processor, the reward log and curve.")],
     merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT (never anything else).")
+    ] = False,
     verifier: Annotated[
         str, typer.Option(help="Reward: exact, iou, math or choice (as in scoring).")
     ] = ScoringConfig.verifier,
@@ -827,6 +837,7 @@ def grpo(
             out,
             options=options,
             merge=merge,
+            overwrite=overwrite,
             verifier=verifier,
             progress=not quiet,
             **columns,
@@ -844,9 +855,15 @@ def eval_command(
         list[str] | None, typer.Option(help="Another model to evaluate on the same sets; repeatable.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and accuracy.png here.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier eval output in OUT (never anything else).")
+    ] = False,
     verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
+    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    answer_column: Annotated[str, typer.Option(help="Column with the answer.")] = ScoringConfig.answer_column,
+    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
     json_output: JsonOption = False,
 ) -> None:
     """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
@@ -855,29 +872,50 @@ def eval_command(
     """
     from datasets import DatasetDict
 
-    from difficulty_curation.recipes.evaluate import evaluate, markdown_table, write_report
+    from difficulty_curation.recipes.evaluate import (
+        check_models,
+        check_report_folder,
+        evaluate,
+        markdown_table,
+        write_report,
+    )
     from difficulty_curation.sources import load_source
 
     with _errors():
+        models = [model, *(compare or [])]
+        check_models(models)
+        if out is not None:
+            check_report_folder(out, models, overwrite=overwrite)
         sets = {}
         for item in dataset:
             name, separator, path = item.partition("=")
             if not separator or not name or not path:
                 raise CurationError(f"--dataset {item!r} is not NAME=PATH, e.g. --dataset id=test.parquet")
+            if name in sets:
+                raise CurationError(f"--dataset {name}= is given twice; give each evaluation set its own NAME.")
             loaded = load_source(path)
             # a single-split source (one parquet file, say) is used whatever its split is called
             if isinstance(loaded, DatasetDict) and len(loaded) != 1:
                 loaded = load_source(path, split=split)
             sets[name] = next(iter(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
+            if len(sets[name]) == 0:
+                raise CurationError(f"--dataset {item!r} has no rows to evaluate; pass a set (or --split) with rows.")
         unknown = set(ood or ()) - set(sets)
         if unknown:
             raise CurationError(f"--ood {', '.join(sorted(unknown))} names no --dataset; known: {', '.join(sets)}")
         reports = [
-            evaluate(name, sets, ood=set(ood or ()), verifier=verifier, max_new_tokens=max_new_tokens)
-            for name in [model, *(compare or [])]
+            evaluate(
+                name,
+                sets,
+                ood=set(ood or ()),
+                verifier=verifier,
+                max_new_tokens=max_new_tokens,
+                **_columns(prompt_column, answer_column, image_column),
+            )
+            for name in models
         ]
         if out is not None:
-            write_report(reports, out)
+            write_report(reports, out, overwrite=overwrite)
         if json_output:
             typer.echo(json.dumps([report.to_dict() for report in reports]))
         else:
@@ -891,9 +929,13 @@ def _columns(prompt_column: str, answer_column: str, image_column: str) -> dict[
 
 
 def _train(recipe: Any, dataset: str, split: str, model: str, out: Path, **options: Any) -> None:
-    """Load `split` of `dataset`, run a training recipe on it and say where the model went."""
+    """Check the options and OUT, load `split` of `dataset`, run a training recipe on it and say where the model went."""
+    from difficulty_curation.recipes.options import check_options
+    from difficulty_curation.recipes.training import check_training_output
     from difficulty_curation.sources import load_source
 
+    check_options(options["options"])
+    check_training_output(out, model, overwrite=options["overwrite"])
     saved = recipe(load_source(dataset, split=split), model, out, **options)
     typer.echo(f"saved to {saved}")
 

@@ -164,12 +164,11 @@ class ScoringConfig:
             register_secret(secret)
         if self.max_pixels is not None:
             _check_int("max_pixels", self.max_pixels, minimum=1)
-        if self.pass_rate_interval is not None:
-            _check_number(
-                "pass_rate_interval", self.pass_rate_interval, minimum=0.0, maximum=1.0, exclusive_minimum=True
-            )
-            if self.pass_rate_interval >= 1.0:
-                raise ConfigError(f"pass_rate_interval must be below 1, got {self.pass_rate_interval!r}.")
+        interval = self.pass_rate_interval
+        if interval is not None and not (
+            isinstance(interval, (int, float)) and not isinstance(interval, bool) and 0 < interval < 1
+        ):  # one wording for 0, 1, 1.5 and NaN alike
+            raise ConfigError(f"pass_rate_interval must be a number > 0 and < 1 (e.g. 0.95), got {interval!r}.")
         _check_engine_options(self.engine_options)
         _check_answer_options(self)
 

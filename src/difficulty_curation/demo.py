@@ -220,8 +220,23 @@ def cold_start(
     options = SFTOptions(
         full=True, learning_rate=1e-3, warmup_ratio=0.0, max_steps=steps, batch_size=batch_size, seed=seed
     )
+    import shutil
+    import tempfile
+
+    from difficulty_curation.outputs import write_aside
+
     rows = digits_dataset(split="train", num_rows=num_rows)
-    return sft(rows, str(path), path, options=options, progress=progress, progress_label="Cold start")
+    path = Path(path)
+    # sft never writes over the model it reads: train beside it, then swap the trained model in whole
+    trained = Path(tempfile.mkdtemp(prefix=f".{path.name}.cold-start-", dir=path.resolve().parent))
+    try:
+        sft(rows, str(path), trained, options=options, progress=progress, progress_label="Cold start", overwrite=True)
+        with write_aside(path, overwrite=True, earlier=("config.json",)) as staging:
+            for entry in trained.iterdir():
+                os.replace(entry, staging / entry.name)
+    finally:
+        shutil.rmtree(trained, ignore_errors=True)
+    return path
 
 
 def default_cache_dir() -> Path:

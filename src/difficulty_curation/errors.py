@@ -23,14 +23,18 @@ class ConfigError(CurationError, ValueError):
 class ColumnNotFoundError(CurationError, KeyError):
     """A column named in the options is not in the dataset."""
 
-    def __init__(self, option: str, column: str, available: Iterable[str]) -> None:
+    def __init__(self, option: str, column: str, available: Iterable[str], *, advice: str | None = None) -> None:
         self.option = option
         self.column = column
         self.available = sorted(available)
+        flag = "--" + option.replace("_", "-")
+        if advice is None:  # name the option as the library and the CLI spell it
+            advice = f"Pass {option}=<one of these> ({flag})" + (
+                " or None ('none') for text-only rows." if option == "image_column" else "."
+            )
         super().__init__(
             f"{option}={column!r} is not a column of the dataset; "
-            f"available columns: {', '.join(self.available) or '(none)'}. "
-            f"Pass {option}=<one of these>" + (" or None for text-only rows." if option == "image_column" else ".")
+            f"available columns: {', '.join(self.available) or '(none)'}. {advice}"
         )
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
@@ -91,6 +95,10 @@ def require(module: str, extra: str, purpose: str, *, package: str | None = None
     """
     if importlib.util.find_spec(module) is None:
         raise missing_dependency(package or module, extra, purpose, hint=hint)
+
+
+class TrainingDivergedError(CurationError):
+    """Training ended with a loss or weights that are not finite numbers: nothing is saved."""
 
 
 class RunStateError(CurationError):

@@ -19,10 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ from PIL import Image
 
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, RowError
+from difficulty_curation.outputs import check_output, write_aside
 from difficulty_curation.prompts import build_request, row_reference
 from difficulty_curation.splits import as_splits
 
@@ -196,20 +194,22 @@ def export_llamafactory(
 ) -> ExportResult:
     """LLaMA-Factory's ShareGPT-style JSON with `images`, and the `dataset_info.json` that registers it.
 
-    Use it with `dataset_dir: OUT` and `dataset: NAME` in a LLaMA-Factory config; the train split is
-    registered as `NAME`, any other split as `NAME_SPLIT`. Image paths are relative to OUT, which is
+    Use it with `dataset_dir: OUT` and `dataset: NAME` in a LLaMA-Factory config; the train split (or,
+    without one, the first split) is registered as `NAME`, any other split as `NAME_SPLIT`. Image paths are relative to OUT, which is
     LLaMA-Factory's default `media_dir`.
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"name={name!r} must be letters, digits, '_', '.' or '-' (it names the dataset).")
     entries: dict[str, Any] = {}
+    names = list(as_splits(dataset))
+    primary = "train" if "train" in names else names[0]  # the README's `dataset: NAME` must be registered
 
     def write(folder: Path, split: str, rows: list[_Row], has_images: bool) -> str:
         file_name = f"{split}.json"
         records = list(_chat_records(folder, rows, has_images))
         (folder / file_name).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
         columns = {"messages": "messages", **({"images": "images"} if has_images else {})}
-        entries[name if split == "train" else f"{name}_{split}"] = {
+        entries[name if split == primary else f"{name}_{split}"] = {
             "file_name": file_name,
             "formatting": "sharegpt",
             "columns": columns,
@@ -289,14 +289,14 @@ def _export(
 ) -> ExportResult:
     provenance = _provenance_of(dataset)
     config = _scoring_config(provenance)
-    out = Path(out)
-    _check_destination(out, overwrite=overwrite)
+    out = check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,))
     splits = as_splits(dataset)
     selected = {split: _select(part, buckets) for split, part in splits.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"  # mkdir, not mkdtemp: honours the umask
-    staging.mkdir()
-    try:
+    if not any(len(part) for part in selected.values()):
+        named = buckets if isinstance(buckets, str) else ", ".join(buckets or ())
+        which = f"in bucket(s) {named}" if buckets else "with a difficulty (every row failed to score)"
+        raise ConfigError(f"no rows to export: the dataset has none {which}; pass other --bucket values or rows.")
+    with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
         for split, part in selected.items():
             rows = list(_rows(part, split, config, skipped))
@@ -308,12 +308,6 @@ def _export(
             _readme(result, counts, provenance, buckets, dataset_name=dataset_name), encoding="utf-8"
         )
         (staging / MARKER_FILE).write_text(json.dumps(result.to_dict() | {"out": None}, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for split, index, reason in skipped:
         logger.warning("row %d of split %r was not exported: %s", index, split, reason)
     return result
@@ -341,20 +335,6 @@ def _scoring_config(provenance: dict[str, Any]) -> ScoringConfig:
         system_prompt=provenance.get("system_prompt"),
         max_pixels=None,
     )
-
-
-def _check_destination(out: Path, *, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder path.")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise ConfigError(f"--out {str(out)!r} exists and is not empty; pass --overwrite to replace an earlier export.")
-    if not (out / MARKER_FILE).exists():
-        raise ConfigError(
-            f"--out {str(out)!r} is not an earlier export (no {MARKER_FILE}); refusing to delete it even with "
-            "--overwrite. Pass a new or empty folder."
-        )
 
 
 def _select(dataset: Dataset, buckets: str | Sequence[str] | None) -> Dataset:

@@ -42,6 +42,8 @@ ALL_CONFIG = "all"
 #: The report `push_curated(report=True)` uploads beside the card.
 REPORT_FILE = "report.html"
 DEFAULT_MAX_RETRIES = 5
+#: Seconds a request may wait to connect, or between two reads or writes, before it is retried.
+DEFAULT_TIMEOUT = 60.0
 #: Status codes worth another try: timeouts, rate limits and server errors.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MARKER = re.compile(r"<!-- difficulty-curation push (?P<push_id>[0-9a-f]{16}): (?P<state>in progress|complete) -->")
@@ -87,6 +89,7 @@ def push_curated(
     token: str | None = None,
     max_shard_size: int | str = "500MB",
     max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT,
     progress: bool = True,
     report: bool = False,
 ) -> PushInfo:
@@ -100,12 +103,15 @@ def push_curated(
             Rows that failed to score are in no bucket; `all` holds every row.
         private: create the repo private. Pushing with `private=True` to an existing public repo is refused.
         overwrite: replace the configs of an existing repo that already holds files (its other files stay).
-        create_pr: open a pull request with the push and leave `main` untouched.
+        create_pr: open a pull request with the push and leave `main` untouched. An interrupted `create_pr`
+            push is resumed on its own pull request by the same call, not opened a second time.
         license: license identifier for the card metadata, e.g. `cc-by-4.0`.
         template: your own Jinja card template (see `cards.render_card`).
         token: a Hub token; by default `huggingface_hub`'s own (`HF_TOKEN`, then `hf auth login`).
         max_shard_size: largest parquet shard, as for `Dataset.push_to_hub`.
         max_retries: tries again this many times, with exponential backoff, after network errors, 429 and 5xx.
+        timeout: seconds every request may wait to connect, or between two reads or writes; a request that
+            stalls longer fails like a network error (and is tried again).
         progress: show one progress line counting the shards pushed.
         report: also upload `report.html` (`report.write_report`: what each bucket holds) beside the card,
             which links to it.
@@ -124,6 +130,8 @@ def push_curated(
         'https://huggingface.co/datasets/my-org/digits-dc-sft'
     """
     names = _check_arguments(repo_id, buckets, overwrite, create_pr, max_retries)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
     splits = _as_splits(dataset_or_path)
     from difficulty_curation.provenance import read_provenance
 
@@ -133,21 +141,26 @@ def push_curated(
             "the dataset has no scoring provenance (it was not scored by difficulty-curation, or it lost its "
             "info); score it with `curate score` or `score_to_dir` first."
         )
+    from difficulty_curation.transforms import difficulty_array
+
+    for part in splits.values():
+        difficulty_array(part)  # NaN, infinite or out-of-range difficulties: refused before any request
     token = token or _stored_token()
     register_secret(token)  # masked in every message and log line from here on
     push = _Push(repo_id, token, max_retries)
     try:
-        return push.run(
-            splits,
-            provenance,
-            buckets=names,
-            private=private,
-            overwrite=overwrite,
-            create_pr=create_pr,
-            card_options={"license": license, "template": template, "report": REPORT_FILE if report else None},
-            max_shard_size=max_shard_size,
-            progress=progress,
-        )
+        with _request_timeout(timeout):
+            return push.run(
+                splits,
+                provenance,
+                buckets=names,
+                private=private,
+                overwrite=overwrite,
+                create_pr=create_pr,
+                card_options={"license": license, "template": template, "report": REPORT_FILE if report else None},
+                max_shard_size=max_shard_size,
+                progress=progress,
+            )
     except CurationError:
         raise
     except Exception as error:
@@ -214,6 +227,8 @@ class _Plan:
     #: config -> split -> rows already pushed by the interrupted run being resumed.
     recorded: dict[str, dict[str, int]] = field(default_factory=dict)
     folders_to_replace: list[str] = field(default_factory=list)
+    #: The pull request of an interrupted `create_pr` push being resumed (`refs/pr/N`).
+    pr_revision: str | None = None
 
 
 class _Push:
@@ -277,7 +292,7 @@ class _Push:
                         create_pr,
                     ),
                 )
-            revision = start.pr_revision if start is not None and create_pr else None
+            revision = start.pr_revision if start is not None and create_pr else plan.pr_revision
             skipped = [name for name in configs if plan.recorded.get(name) == rows[name]]
             self.push_configs(configs, skipped, revision, max_shard_size, progress)
             final = self.retrying(
@@ -290,7 +305,7 @@ class _Push:
             configs=rows,
             failed_rows=sum(unscored_count(part) for part in splits.values()),
             private=plan.private,
-            pr_url=start.pr_url if start is not None and create_pr else None,
+            pr_url=start.pr_url if start is not None and create_pr else self.pr_url(plan.pr_revision),
             pr_revision=revision,
             empty_buckets=[name for name in buckets if name not in configs],
             resumed=plan.resumed,
@@ -309,6 +324,11 @@ class _Push:
                 f"{self.repo_id} exists and is public; --private (private=True) only applies when a repo is "
                 "created. Make the repo private in its settings first, or push without --private."
             )
+        if create_pr:
+            pull = self.retrying("read the pull requests", lambda: self.unfinished_pull_request(push_id))
+            if pull is not None:
+                revision, pr_card = pull
+                return _Plan(private=is_private, resumed=True, recorded=_dataset_info(pr_card), pr_revision=revision)
         marker = _MARKER.search(card or "")
         ours = marker is not None and marker["push_id"] == push_id
         resumed = ours and marker["state"] == "in progress" and not create_pr
@@ -371,6 +391,22 @@ class _Push:
         files = [sibling.rfilename for sibling in info.siblings or []]
         card = self.read_card(info.sha) if "README.md" in files else None
         return bool(info.private), files, card
+
+    def unfinished_pull_request(self, push_id: str) -> tuple[str, str] | None:
+        """(`refs/pr/N`, card) of the newest pull request holding this push unfinished, or None."""
+        refs = self.api.list_repo_refs(self.repo_id, repo_type="dataset", include_pull_requests=True)
+        pulls = sorted(refs.pull_requests or [], key=lambda ref: int(ref.ref.rsplit("/", 1)[-1]), reverse=True)
+        for ref in pulls:
+            files = self.api.list_repo_files(self.repo_id, repo_type="dataset", revision=ref.ref)
+            card = self.read_card(ref.ref) if "README.md" in files else ""
+            marker = _MARKER.search(card)
+            if marker is not None and marker["push_id"] == push_id:
+                return (ref.ref, card) if marker["state"] == "in progress" else None
+        return None
+
+    def pr_url(self, revision: str | None) -> str | None:
+        """The web address of the pull request `refs/pr/N`."""
+        return None if revision is None else f"{self.repo_url}/discussions/{revision.rsplit('/', 1)[-1]}"
 
     def read_card(self, revision: str | None) -> str:
         from huggingface_hub import hf_hub_download
@@ -460,6 +496,41 @@ class _Push:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _request_timeout(seconds: float) -> Iterator[None]:
+    """Give every request `huggingface_hub` (and `datasets` through it) makes `seconds` per connect, read or write.
+
+    `huggingface_hub`'s client waits forever by default, and many calls pass `timeout=None`; the
+    limit is therefore set on the transport, under every call, and the client factory restored after.
+    """
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    previous = _http._GLOBAL_CLIENT_FACTORY
+
+    def factory() -> Any:
+        client = previous()
+        inner = client._transport
+        httpx = __import__(type(client).__module__.split(".")[0])
+
+        class Deadline(httpx.BaseTransport):
+            def handle_request(self, request: Any) -> Any:
+                request.extensions["timeout"] = httpx.Timeout(seconds).as_dict()
+                return inner.handle_request(request)
+
+            def close(self) -> None:
+                inner.close()
+
+        client._transport = Deadline()
+        return client
+
+    set_client_factory(factory)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
 def _configs(splits: DatasetDict, names: list[str]) -> dict[str, DatasetDict]:
     """One DatasetDict per bucket (scored rows only, `stratify`'s definitions) plus `all` (every row).
 
@@ -604,4 +675,4 @@ def _describe_http(error: Any, repo_id: str) -> str:
     return f"the Hub refused the push to {repo_id} (HTTP {status}: {detail_text})."
 
 
-__all__ = ["ALL_CONFIG", "PushInfo", "push_curated"]
+__all__ = ["ALL_CONFIG", "DEFAULT_TIMEOUT", "PushInfo", "push_curated"]

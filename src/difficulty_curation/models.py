@@ -27,9 +27,7 @@ def load_model_and_processor(
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     options = dict(options or {})
-    ignored = sorted(set(options) - set(TRANSFORMERS_ENGINE_OPTIONS))
-    if ignored:
-        logger.info("the transformers backend ignores engine options %s (they are vLLM's)", ", ".join(ignored))
+    check_transformers_options(options)
     loader_options = {key: options[key] for key in TRANSFORMERS_ENGINE_OPTIONS if key in options}
     dtype = loader_options.pop("dtype", torch.bfloat16 if device.startswith("cuda") else torch.float32)
     if isinstance(dtype, str) and dtype != "auto":
@@ -57,6 +55,42 @@ def load_model_and_processor(
     if "device_map" in loader_options:  # accelerate placed the weights already
         return processor, loaded.eval()
     return processor, loaded.to(device).eval()
+
+
+def check_transformers_options(options: Mapping[str, Any]) -> None:
+    """Refuse, before any load, an engine option `from_pretrained` cannot use, naming it; list the ones ignored.
+
+    Raises:
+        ConfigError: an unknown `attn_implementation`, or a `device_map` naming a GPU this machine lacks.
+    """
+    import torch
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from difficulty_curation.errors import ConfigError
+
+    ignored = sorted(set(options) - set(TRANSFORMERS_ENGINE_OPTIONS))
+    if ignored:
+        logger.warning(
+            "the transformers backend does not use engine options %s (only %s); they are vLLM's or misspelled",
+            ", ".join(ignored),
+            ", ".join(TRANSFORMERS_ENGINE_OPTIONS),
+        )
+    attention = options.get("attn_implementation")
+    known = sorted({"eager", *(name for key in ALL_ATTENTION_FUNCTIONS for name in key.split("|"))})
+    if attention is not None and (not isinstance(attention, str) or ("/" not in attention and attention not in known)):
+        raise ConfigError(
+            f"engine option attn_implementation={attention!r} is not known; use one of {', '.join(known)} "
+            "(or a kernels-hub repo id)."
+        )
+    device_map = options.get("device_map")
+    if isinstance(device_map, str) and device_map.startswith("cuda"):
+        index = int(device_map.partition(":")[2] or 0) if device_map.partition(":")[2].isdigit() else 0
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            raise ConfigError(
+                f"engine option device_map={device_map!r} names a GPU this machine does not have "
+                f"({count} CUDA device(s)); use device_map=auto, cpu, or cuda:N with N < {max(count, 1)}."
+            )
 
 
 def load_training_model(model: str, revision: str | None = None) -> tuple[Any, Any]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from difficulty_curation.errors import ConfigError, CurationError
+from difficulty_curation.outputs import RUN_STATE_DIR, check_output, write_aside
+
+__all__ = ["FILE_BUILDERS", "RUN_STATE_DIR", "check_output", "load_source", "save_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,63 +23,51 @@ def load_source(source: str | Path, *, split: str | None = None) -> Dataset | Da
     """Load a `save_to_disk` folder, a parquet/jsonl/json/csv file or folder, or a Hub dataset id.
 
     With `split`, return that split as a `Dataset`; otherwise a `Dataset` for single-split
-    folders saved with `save_to_disk`, and a `DatasetDict` for everything else.
+    folders saved with `save_to_disk`, and a `DatasetDict` for everything else. A Hub dataset with
+    several configs (what `curate push` publishes) is read as `ID:CONFIG`, e.g. `my-org/digits:medium`.
     """
     path = Path(source).expanduser()
     if path.exists():
         dataset = _load_local(path)
-    elif _looks_like_path(str(source)):
+    elif looks_like_path(str(source)):
         raise ConfigError(f"source {str(source)!r} does not exist; pass an existing file or folder, or a Hub id.")
     else:
-        try:
-            dataset = load_dataset(str(source))
-        except Exception as error:  # network, auth, missing repo: report and stop
-            raise CurationError(f"could not load {str(source)!r} from the Hub: {error}") from None
+        dataset = _load_hub(str(source))
     return _select_split(dataset, split, str(source))
 
 
-#: The state folder of a scoring run (see `difficulty_curation.runs`): its rollout cache is never ours to delete.
-RUN_STATE_DIR = ".curate"
+def _load_hub(source: str) -> DatasetDict:
+    """`load_dataset` on a Hub id, with `ID:CONFIG` picking a config; a missing config lists the configs."""
+    from datasets import get_dataset_config_names
+
+    repo_id, _, config = source.partition(":")
+    try:
+        return load_dataset(repo_id, config or None)
+    except ValueError as error:
+        if config or "config name is missing" not in str(error).lower():
+            raise CurationError(f"could not load {source!r} from the Hub: {_first_line(error)}") from None
+        names = get_dataset_config_names(repo_id)
+    except Exception as error:  # network, auth, missing repo: report and stop
+        raise CurationError(f"could not load {source!r} from the Hub: {_first_line(error)}") from None
+    raise ConfigError(
+        f"{source!r} on the Hub has several configs ({', '.join(names)}); pick one as {repo_id}:CONFIG, "
+        f"e.g. {repo_id}:{names[0]}."
+    )
 
 
-def check_output(out: str | Path, *, overwrite: bool = False) -> Path:
-    """Refuse an output folder that would lose something: a file, another run, or (unless `overwrite`) any files.
-
-    Call it before the work, so a refusal costs nothing; `save_dataset` checks again.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {str(out)!r} is a file; pass a folder path for --out.")
-    if not out.exists() or not any(out.iterdir()):
-        return out
-    if (out / RUN_STATE_DIR).exists():
-        raise ConfigError(
-            f"output {str(out)!r} holds a scoring run (its scores and rollout cache would be lost); "
-            "pass a new folder for --out."
-        )
-    if not overwrite:
-        raise ConfigError(
-            f"output {str(out)!r} is not empty; pass a new folder for --out, or --overwrite to replace it."
-        )
-    return out
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def save_dataset(dataset: Dataset | DatasetDict, out: str | Path, *, overwrite: bool = False) -> Path:
-    """`save_to_disk` into `out` (see `check_output`): saved aside, then swapped in whole.
+    """`save_to_disk` into `out` (see `outputs.check_output`): saved aside, then swapped in whole.
 
     A save that fails half-way (full disk, Ctrl-C) leaves `out` as it was.
     """
-    out = check_output(out, overwrite=overwrite)
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.saving-", dir=out.resolve().parent))
-    try:
+    with write_aside(out, overwrite=overwrite) as staging:
         dataset.save_to_disk(str(staging))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 def _load_local(path: Path) -> Dataset | DatasetDict:
@@ -138,5 +126,11 @@ def _select_split(dataset: Dataset | DatasetDict, split: str | None, source: str
     return dataset[split]
 
 
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix.lower() in FILE_BUILDERS
+def looks_like_path(source: str) -> bool:
+    """Whether `source` reads as a local path rather than a Hub id (`./x`, `/x`, `a/b/c`, `x.parquet`)."""
+    return (
+        source.startswith((".", "/", "~"))
+        or source.endswith("/")  # a folder, as the shell completes it (`stats scroed/`)
+        or source.count("/") > 1
+        or Path(source).suffix.lower() in FILE_BUILDERS
+    )

@@ -379,14 +379,42 @@ def _check_range(low: float | None, high: float | None) -> None:
 
 def _require_difficulty(dataset: Dataset) -> None:
     if DIFFICULTY_COLUMN not in dataset.column_names:
-        raise ColumnNotFoundError("difficulty column", DIFFICULTY_COLUMN, dataset.column_names)
+        raise ColumnNotFoundError(
+            "difficulty_column",
+            DIFFICULTY_COLUMN,
+            dataset.column_names,
+            advice="The dataset is not scored: score it first with `curate score` (or `score_to_dir`).",
+        )
 
 
 def difficulty_array(dataset: Dataset) -> pa.Array:
-    """The difficulty column as one Arrow array, honouring any `select`/`shuffle`/`filter` view."""
+    """The difficulty column as one Arrow array, honouring any `select`/`shuffle`/`filter` view.
+
+    Raises:
+        ConfigError: a value that is not a number in [0, 1] (NaN, infinite, negative, above 1), naming its row;
+            a failed row's difficulty is null, never NaN.
+    """
+    import pyarrow.compute as pc
+
     _require_difficulty(dataset)
     column = dataset.with_format("arrow")[DIFFICULTY_COLUMN]
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    try:
+        values = column.cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ConfigError(
+            f"the difficulty column holds {column.type} values, not numbers; score the rows again with `curate score`."
+        ) from None
+    bad = pc.fill_null(
+        pc.invert(pc.and_(pc.is_finite(values), pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, 1)))), False
+    )
+    if pc.any(bad).as_py():
+        index = pc.index(bad, True).as_py()
+        raise ConfigError(
+            f"row {index} has difficulty {values[index].as_py()!r}: difficulty must be a number in [0, 1] "
+            "(or null for a row that failed to score). Fix the column, or score the rows again with `curate score`."
+        )
+    return column
 
 
 def _scored_values(dataset: Dataset) -> np.ndarray:

@@ -103,6 +103,32 @@ def parse_chat_response(payload: dict[str, Any], num_rollouts: int) -> list[str]
     ]
 
 
+def check_api_base(url: str, *, key: str = "") -> None:
+    """Refuse an endpoint that is not an http(s) URL, or that carries credentials beside an API key.
+
+    Raises:
+        ConfigError: naming the URL (without its credentials) and what to pass instead.
+    """
+    from urllib.parse import urlsplit
+
+    shown = strip_url_credentials(url)
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"api_base {shown!r} is not an http(s) URL; pass the endpoint like --api-base http://localhost:8000/v1."
+        )
+    if key and (parts.username or parts.password):
+        raise ConfigError(
+            f"api_base {shown!r} carries user:password@ credentials and OPENAI_API_KEY is set too: they would be sent "
+            "instead of the key. Drop the credentials from --api-base, or unset OPENAI_API_KEY."
+        )
+
+
 class OpenAIEngine:
     """Samples rollouts from an OpenAI-compatible chat endpoint."""
 
@@ -130,6 +156,7 @@ class OpenAIEngine:
             register_secret(secret)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         register_secret(key)
+        check_api_base(self.base_url, key=key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout)
         self.max_concurrency = max_concurrency

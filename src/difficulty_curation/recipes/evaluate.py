@@ -86,6 +86,12 @@ def evaluate(
     Example:
         >>> report = evaluate("sft-m/merged", {"id": test, "ood": inverted}, ood={"ood"})  # doctest: +SKIP
     """
+    check_models([model])
+    empty = [name for name, dataset in datasets.items() if len(dataset) == 0]
+    if empty:
+        from difficulty_curation.errors import ConfigError
+
+        raise ConfigError(f"evaluation set {empty[0]!r} has no rows; pass a set (or split) with rows.")
     scorer = score_difficulty(
         model,
         num_rollouts=1,
@@ -158,11 +164,73 @@ def plot_accuracy(reports: Sequence[EvalReport], path: str | Path, *, names: Seq
     return save_figure(figure, path)
 
 
-def write_report(reports: Sequence[EvalReport], out_dir: str | Path, *, names: Sequence[str] | None = None) -> Path:
-    """Write `results.json`, `results.md` and `accuracy.png` into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps([r.to_dict() for r in reports], indent=1))
-    (out_dir / "results.md").write_text(markdown_table(reports, names=names))
-    plot_accuracy(reports, out_dir / "accuracy.png", names=names)
-    return out_dir
+def write_report(
+    reports: Sequence[EvalReport],
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `results.json`, `results.md` and `accuracy.png` as the folder `out_dir`, aside then swapped in.
+
+    A non-empty `out_dir` is refused unless `overwrite` and it is an earlier eval output; the
+    evaluated models and run folders are never written into (see `difficulty_curation.outputs`).
+    """
+    from difficulty_curation.outputs import write_aside
+
+    models = [report.model for report in reports]
+    with write_aside(out_dir, overwrite=overwrite, earlier=EVAL_FILES, protect=_local(models)) as staging:
+        (staging / "results.json").write_text(json.dumps([r.to_dict() for r in reports], indent=1))
+        (staging / "results.md").write_text(markdown_table(reports, names=names))
+        plot_accuracy(reports, staging / "accuracy.png", names=names)
+    return Path(out_dir)
+
+
+def check_report_folder(out_dir: str | Path, models: Sequence[str], *, overwrite: bool = False) -> Path:
+    """Refuse `out_dir` before any evaluation if `write_report` would refuse it."""
+    from difficulty_curation.outputs import check_output
+
+    return check_output(out_dir, overwrite=overwrite, earlier=EVAL_FILES, protect=_local(models))
+
+
+def check_models(models: Sequence[str]) -> None:
+    """Refuse, before any evaluation, a model that is a missing local path or a folder saved only in part.
+
+    Raises:
+        ConfigError: naming the model and what is missing.
+    """
+    from difficulty_curation.errors import ConfigError
+    from difficulty_curation.sources import looks_like_path
+
+    for model in models:
+        path = Path(model).expanduser()
+        if not path.exists():
+            if looks_like_path(model):
+                raise ConfigError(f"model {model!r} does not exist; pass an existing model folder or a Hub id.")
+            continue
+        if not path.is_dir():
+            raise ConfigError(f"model {model!r} is a file; pass a model folder or a Hub id.")
+        missing = _missing_weights(path)
+        if missing:
+            raise ConfigError(
+                f"model {model!r} is incomplete ({missing}): its save was interrupted; save or train it again."
+            )
+
+
+#: The files that make a folder an earlier eval output (`overwrite` may replace it).
+EVAL_FILES = ("results.json",)
+
+
+def _missing_weights(folder: Path) -> str:
+    """What a model folder lacks to load: the weights beside its config or adapter config; empty if nothing."""
+    names = {entry.name for entry in folder.iterdir()}
+    if "adapter_config.json" in names and not names & {"adapter_model.safetensors", "adapter_model.bin"}:
+        return "adapter_config.json without adapter weights"
+    weights = any(name.endswith((".safetensors", ".bin", ".safetensors.index.json")) for name in names)
+    if "config.json" in names and not weights and "adapter_config.json" not in names:
+        return "config.json without weights"
+    return ""
+
+
+def _local(models: Sequence[str]) -> list[str]:
+    return [model for model in models if Path(model).expanduser().exists()]

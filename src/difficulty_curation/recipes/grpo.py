@@ -63,6 +63,7 @@ def grpo(
     *,
     options: GRPOOptions | None = None,
     merge: bool = False,
+    overwrite: bool = False,
     revision: str | None = None,
     verifier: str | Verifier = ScoringConfig.verifier,
     prompt_column: str = ScoringConfig.prompt_column,
@@ -77,24 +78,25 @@ def grpo(
     merged model in `out_dir/merged`), `grpo_options.json`; and for RL: `log_history.json` (the
     trainer's metrics per logging step, mean reward included), `rollouts.jsonl` (every completion
     with its reference and reward, so rewards can be re-verified) and `reward_curve.png`. Returns the
-    folder to load for evaluation.
+    folder to load for evaluation. Everything is written aside and swapped in whole, as by `sft`.
 
     Raises:
         ColumnNotFoundError: a named column is not in the dataset (checked before any model loads).
-        ConfigError: unknown verifier, empty dataset, or options GRPO cannot use.
+        ConfigError: unknown verifier, empty dataset, options GRPO cannot use, or an `out_dir` that would lose
+            something (a non-empty folder without `overwrite`, a run folder, the model being trained).
+        TrainingDivergedError: the loss or the weights are not finite; nothing is saved.
         BackendUnavailableError: `use_vllm=True` without vLLM installed.
         ModelLoadError: the model or its processor cannot be loaded.
 
     Example:
         >>> grpo(filter_difficulty(scored, "medium"), "my-org/my-vlm", "grpo-m/", merge=True)  # doctest: +SKIP
     """
+    from difficulty_curation.outputs import write_aside
+    from difficulty_curation.recipes.options import check_options
+    from difficulty_curation.recipes.training import TRAINING_FILES, check_finite, check_training_output
+
     options = options or GRPOOptions()
-    if options.num_generations < 2:
-        raise ConfigError(
-            f"num_generations must be at least 2 (GRPO compares completions), got {options.num_generations}."
-        )
-    if options.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {options.batch_size}.")
+    check_options(options)
     if options.use_vllm:
         require(
             "vllm", "vllm", "use_vllm=True (--use-vllm)", package="vLLM", hint="on a GPU machine; or drop --use-vllm"
@@ -113,9 +115,8 @@ def grpo(
         use_progress,
     )
 
+    out_dir = check_training_output(out_dir, model, overwrite=overwrite)
     processor, network = load_training_model(model, revision)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rollouts: list[dict[str, Any]] = []
 
     def recorded_reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
@@ -128,34 +129,38 @@ def grpo(
         return rewards
 
     recorded_reward.__name__ = reward.__name__
-    config = GRPOConfig(
-        **trainer_arguments(options, out_dir),
-        per_device_train_batch_size=options.batch_size * options.num_generations,  # TRL counts completions
-        num_generations=options.num_generations,
-        temperature=options.temperature,
-        beta=options.beta,
-        max_completion_length=options.max_completion_length,
-        use_vllm=options.use_vllm,
-    )
-    peft_config = lora_config(options)
-    trainer = GRPOTrainer(
-        model=network,
-        reward_funcs=[recorded_reward],
-        args=config,
-        train_dataset=train,
-        processing_class=processor,
-        peft_config=peft_config,
-    )
-    use_progress(trainer, TrainingProgress("GRPO", enabled=progress, metrics=("reward", "loss")))
-    started = time.perf_counter()
-    result = trainer.train()
-    logger.info("trained %d GRPO steps in %.0f s", result.global_step, time.perf_counter() - started)
-    with (out_dir / "rollouts.jsonl").open("w") as handle:
-        for record in rollouts:
-            handle.write(json.dumps(record, default=str) + "\n")
-    plot_reward_curve(trainer.state.log_history, out_dir / "reward_curve.png")
-    record = {**asdict(options), "base_model": model, "rows": len(dataset), "verifier": verifier_name(verifier)}
-    return save_trained(trainer, processor, out_dir, "grpo_options.json", record, merge=merge)
+    local = [model] if Path(model).expanduser().exists() else []
+    with write_aside(out_dir, overwrite=overwrite, earlier=TRAINING_FILES, protect=local) as staging:
+        config = GRPOConfig(
+            **trainer_arguments(options, staging),
+            per_device_train_batch_size=options.batch_size * options.num_generations,  # TRL counts completions
+            num_generations=options.num_generations,
+            temperature=options.temperature,
+            beta=options.beta,
+            max_completion_length=options.max_completion_length,
+            use_vllm=options.use_vllm,
+        )
+        peft_config = lora_config(options)
+        trainer = GRPOTrainer(
+            model=network,
+            reward_funcs=[recorded_reward],
+            args=config,
+            train_dataset=train,
+            processing_class=processor,
+            peft_config=peft_config,
+        )
+        use_progress(trainer, TrainingProgress("GRPO", enabled=progress, metrics=("reward", "loss")))
+        started = time.perf_counter()
+        result = trainer.train()
+        check_finite(trainer)
+        logger.info("trained %d GRPO steps in %.0f s", result.global_step, time.perf_counter() - started)
+        with (staging / "rollouts.jsonl").open("w") as handle:
+            for record in rollouts:
+                handle.write(json.dumps(record, default=str) + "\n")
+        plot_reward_curve(trainer.state.log_history, staging / "reward_curve.png")
+        record = {**asdict(options), "base_model": model, "rows": len(dataset), "verifier": verifier_name(verifier)}
+        saved = save_trained(trainer, processor, staging, "grpo_options.json", record, merge=merge)
+    return out_dir / saved.relative_to(staging)
 
 
 def plot_reward_curve(log_history: list[dict[str, Any]], path: str | Path) -> Path:

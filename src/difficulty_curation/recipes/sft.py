@@ -27,6 +27,7 @@ def sft(
     *,
     options: SFTOptions | None = None,
     merge: bool = False,
+    overwrite: bool = False,
     revision: str | None = None,
     prompt_column: str = ScoringConfig.prompt_column,
     answer_column: str = ScoringConfig.answer_column,
@@ -42,13 +43,27 @@ def sft(
     Returns the folder to load for evaluation (`out_dir/merged`, or `out_dir`). Progress is one bar
     labelled `progress_label` (none with `progress=False`); the losses go to `logging`.
 
+    Everything is written aside and swapped in as `out_dir` only once saved whole (see
+    `difficulty_curation.outputs`): a non-empty `out_dir` is refused unless `overwrite` and it is an
+    earlier training output; the model being trained and run folders are never written into.
+
+    Raises:
+        ConfigError: a bad option, no rows, or an `out_dir` that would lose something.
+        TrainingDivergedError: the loss or the weights are not finite; nothing is saved.
+
     Example:
         >>> sft(filter_difficulty(scored, "medium"), "my-org/my-vlm", "sft-m/", merge=True)  # doctest: +SKIP
     """
     from trl import SFTConfig, SFTTrainer
 
+    from difficulty_curation.outputs import write_aside
+    from difficulty_curation.recipes.options import check_options
     from difficulty_curation.recipes.training import (
+        TRAINING_FILES,
         TrainingProgress,
+        check_finite,
+        check_rows,
+        check_training_output,
         lora_config,
         save_trained,
         trainer_arguments,
@@ -56,7 +71,9 @@ def sft(
     )
 
     options = options or SFTOptions()
-    out_dir = Path(out_dir)
+    check_options(options)
+    check_rows(dataset)
+    out_dir = check_training_output(out_dir, model, overwrite=overwrite)
     train = to_trl_format(
         dataset,
         prompt_column=prompt_column,
@@ -65,19 +82,23 @@ def sft(
         system_prompt=system_prompt,
     )
     processor, network = load_training_model(model, revision)
-    config = SFTConfig(
-        **trainer_arguments(options, out_dir),
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        max_length=None,
-        completion_only_loss=True,
-    )
-    peft_config = None if options.full else lora_config(options)
-    trainer = SFTTrainer(
-        model=network, args=config, train_dataset=train, processing_class=processor, peft_config=peft_config
-    )
-    use_progress(trainer, TrainingProgress(progress_label, enabled=progress))
-    result = trainer.train()
-    logger.info("trained %d steps, mean loss %.4f", result.global_step, result.training_loss)
-    record = {**asdict(options), "base_model": model, "rows": len(dataset)}
-    return save_trained(trainer, processor, out_dir, "sft_options.json", record, merge=merge and not options.full)
+    local = [model] if Path(model).expanduser().exists() else []
+    with write_aside(out_dir, overwrite=overwrite, earlier=TRAINING_FILES, protect=local) as staging:
+        config = SFTConfig(
+            **trainer_arguments(options, staging),
+            per_device_train_batch_size=options.batch_size,
+            gradient_accumulation_steps=options.gradient_accumulation_steps,
+            max_length=None,
+            completion_only_loss=True,
+        )
+        peft_config = None if options.full else lora_config(options)
+        trainer = SFTTrainer(
+            model=network, args=config, train_dataset=train, processing_class=processor, peft_config=peft_config
+        )
+        use_progress(trainer, TrainingProgress(progress_label, enabled=progress))
+        result = trainer.train()
+        check_finite(trainer)
+        logger.info("trained %d steps, mean loss %.4f", result.global_step, result.training_loss)
+        record = {**asdict(options), "base_model": model, "rows": len(dataset)}
+        saved = save_trained(trainer, processor, staging, "sft_options.json", record, merge=merge and not options.full)
+    return out_dir / saved.relative_to(staging)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from difficulty_curation.errors import ConfigError, TrainingDivergedError
+from difficulty_curation.outputs import check_output
+
 logger = logging.getLogger(__name__)
+
+#: The files that make a folder an earlier training output (`--overwrite` may replace it).
+TRAINING_FILES = ("sft_options.json", "grpo_options.json")
 
 
 class TrainingProgress(TrainerCallback):
@@ -117,3 +124,45 @@ def save_trained(
     merged.save_pretrained(str(out_dir / "merged"))
     processor.save_pretrained(str(out_dir / "merged"))
     return out_dir / "merged"
+
+
+def check_training_output(out_dir: str | Path, model: str, *, overwrite: bool) -> Path:
+    """Refuse `out_dir` if it would lose something (see `outputs.check_output`) or is the model being trained.
+
+    Also refuses a `model` that looks like a local path but does not exist, before any download is tried.
+    """
+    from difficulty_curation.sources import looks_like_path
+
+    if not Path(model).expanduser().exists() and looks_like_path(model):
+        raise ConfigError(f"--model {model!r} does not exist; pass an existing model folder or a Hub id.")
+    local = [model] if Path(model).expanduser().exists() else []
+    return check_output(out_dir, overwrite=overwrite, earlier=TRAINING_FILES, protect=local)
+
+
+def check_rows(dataset: Any) -> None:
+    """Refuse a dataset with no rows to train on."""
+    if len(dataset) == 0:
+        raise ConfigError("the dataset has no rows to train on; pass a source or --split that holds rows.")
+
+
+def check_finite(trainer: Any) -> None:
+    """Fail a run whose logged loss or trained weights are not finite numbers (it diverged).
+
+    Raises:
+        TrainingDivergedError: naming the first bad step or tensor; nothing is saved.
+    """
+    import torch
+
+    for entry in trainer.state.log_history:
+        loss = entry.get("loss", entry.get("train_loss"))
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training diverged: the loss is {loss} at step {entry.get('step')}; nothing was saved. "
+                "Lower --learning-rate and train again."
+            )
+    for name, parameter in trainer.model.named_parameters():
+        if parameter.requires_grad and not torch.isfinite(parameter.detach()).all():
+            raise TrainingDivergedError(
+                f"training diverged: weights of {name} are not finite; nothing was saved. "
+                "Lower --learning-rate and train again."
+            )

@@ -35,6 +35,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, ScoringConfig
 from difficulty_curation.errors import ConfigError, RowFailedError, RunStateError
+from difficulty_curation.outputs import DATASET_FILES, MARKER_FILE, check_output, swap_entries, write_aside
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
 from difficulty_curation.redact import get_logger
@@ -287,8 +288,6 @@ def rescore_dir(
     complete, so a rescore that fails half-way leaves every folder as it was. `out_dir` may not be
     another run (its rollout cache would be lost), nor a non-empty folder unless `overwrite=True`.
     """
-    from difficulty_curation.sources import check_output
-
     run_dir = Path(run_dir)
     target = Path(out_dir) if out_dir is not None else None
     if target is not None and target.resolve() == run_dir.resolve():
@@ -317,34 +316,38 @@ def rescore_dir(
         config = ScoringConfig.from_dict(spec.scoring).replace(**changes)
         new_scorer = DifficultyScorer(config, verifier=verifier if callable(verifier) else None)
         new_scorer.engine = _CacheOnlyEngine()
-        parent = state if target is None else target.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix="rescore-" if target is None else f".{target.name}.rescore-", dir=parent)
-        )
-        try:
-            (staging / STATE_DIR).mkdir()
-            if target is None:  # read the run's own cache in place: nothing is written to it
-                os.symlink((state / "rollouts.sqlite").resolve(), staging / STATE_DIR / "rollouts.sqlite")
-            else:
-                copy_cache(state / "rollouts.sqlite", staging / STATE_DIR / "rollouts.sqlite")
-            score_to_dir(
-                _drop_scores(finished),
-                new_scorer,
-                staging,
-                batch_size=spec.batch_size,
-                source=spec.source,
-                progress=progress,
-            )
-            if target is None:
+        if target is None:
+            staging = Path(tempfile.mkdtemp(prefix="rescore-", dir=state))
+            try:
+                _rescore_into(staging, state, finished, new_scorer, spec, progress=progress, link_cache=True)
                 _swap_state(staging, run_dir)
-            else:
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        else:
+            with write_aside(target, overwrite=overwrite) as staging:
+                _rescore_into(staging, state, finished, new_scorer, spec, progress=progress, link_cache=False)
     return load_from_disk(str(target if target is not None else run_dir))
+
+
+def _rescore_into(
+    staging: Path,
+    state: Path,
+    finished: Any,
+    scorer: DifficultyScorer,
+    spec: RunSpec,
+    *,
+    progress: bool,
+    link_cache: bool,
+) -> None:
+    """Score `finished` again into the empty run folder `staging`, every rollout from the run's cache."""
+    (staging / STATE_DIR).mkdir()
+    if link_cache:  # read the run's own cache in place: nothing is written to it
+        os.symlink((state / "rollouts.sqlite").resolve(), staging / STATE_DIR / "rollouts.sqlite")
+    else:
+        copy_cache(state / "rollouts.sqlite", staging / STATE_DIR / "rollouts.sqlite")
+    score_to_dir(
+        _drop_scores(finished), scorer, staging, batch_size=spec.batch_size, source=spec.source, progress=progress
+    )
 
 
 def _swap_state(staging: Path, run_dir: Path) -> None:
@@ -355,13 +358,8 @@ def _swap_state(staging: Path, run_dir: Path) -> None:
     os.replace(new_state / "shards", state / "shards")
     os.replace(new_state / "manifest.json", state / "manifest.json")
     os.replace(new_state / "run.json", state / "run.json")
-    entries = [entry for entry in staging.iterdir() if entry.name != STATE_DIR]
-    for entry in sorted(entries, key=lambda p: p.name in ("dataset_dict.json", "state.json")):
-        destination = run_dir / entry.name
-        if destination.is_dir():
-            os.replace(destination, replaced / entry.name)
-        os.replace(entry, destination)
     shutil.rmtree(replaced, ignore_errors=True)
+    swap_entries(staging, run_dir, keep={STATE_DIR}, last=DATASET_FILES)
 
 
 class _CacheOnlyEngine:
@@ -404,6 +402,7 @@ class RunFolder:
         lock = RunLock(state).acquire()
         try:
             if is_run and overwrite:
+                _unfinish(root)  # first: from here on every reader sees an unfinished run, not the old data
                 shutil.rmtree(state / "shards", ignore_errors=True)
                 (state / "manifest.json").unlink(missing_ok=True)
             elif is_run:
@@ -511,11 +510,7 @@ class RunFolder:
         staging = Path(tempfile.mkdtemp(prefix="assemble-", dir=self.state))
         try:
             _save(result, staging)
-            for entry in sorted(staging.iterdir(), key=lambda p: p.name in ("dataset_dict.json", "state.json")):
-                destination = self.root / entry.name
-                if destination.is_dir():
-                    shutil.rmtree(destination)
-                os.replace(entry, destination)
+            swap_entries(staging, self.root, keep={STATE_DIR}, last=DATASET_FILES)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return load_from_disk(str(self.root))
@@ -589,6 +584,18 @@ class RunFolder:
                 continue
             entries[path.name] = {**identity, "rows": stop - start, "sha256": None}
         return entries
+
+
+def _unfinish(root: Path) -> None:
+    """Take away what makes `root` read as a finished dataset (its data stays until the run assembles anew)."""
+    for name in DATASET_FILES:
+        (root / name).unlink(missing_ok=True)
+    (root / MARKER_FILE).unlink(missing_ok=True)
+    directory = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _save(dataset: Dataset | DatasetDict, path: Path) -> None:

@@ -1,0 +1,188 @@
+"""Where results land: refuse an output folder that would lose something, write aside, then swap in whole.
+
+Every command that writes a folder (`filter`, `stratify`, `demo --out`, `rescore --out`, `export`,
+`sft`, `grpo`, `eval --out`) goes through `write_aside`:
+
+- the work is written into a sibling temporary folder and swapped in with `os.replace` only once it
+  is complete, so a kill, a full disk or an error leaves `--out` as it was;
+- the finished folder carries `MARKER_FILE`, listing what we wrote: `--overwrite` only ever replaces a
+  folder we wrote (or an earlier output of the same kind), never one holding anything else;
+- a scoring run (a `.curate` state folder) and the model being trained are never written into;
+- `--out` may be a symlink to a folder (the folder it points to is replaced) or an empty mount
+  point, which cannot be renamed over: the new entries are moved into it, the marker last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from difficulty_curation.errors import ConfigError
+
+#: The state folder of a scoring run (see `difficulty_curation.runs`): its rollout cache is never ours to delete.
+RUN_STATE_DIR = ".curate"
+#: The file every finished output folder carries, listing the entries we wrote (written last).
+MARKER_FILE = ".curate-output.json"
+#: The files that make a folder a `save_to_disk` dataset (an earlier `filter` or `stratify` output).
+DATASET_FILES = ("dataset_dict.json", "state.json")
+
+
+def check_output(
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    earlier: Iterable[str] = DATASET_FILES,
+    protect: Iterable[str | Path] = (),
+    option: str = "--out",
+) -> Path:
+    """Refuse an output folder that would lose something; return it as a `Path`.
+
+    Refused: a file; a scoring run or a folder inside one; a folder that is, holds or sits in one of
+    `protect` (the model being trained); and a non-empty folder, unless `overwrite` and it is one we
+    wrote (our marker, or one of the `earlier` files of an older output of the same kind) with
+    nothing else in it. Call it before the work, so a refusal costs nothing; `write_aside` checks again.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {str(out)!r} is a file; pass a folder path.")
+    real = out.resolve()
+    for path in protect:
+        guarded = Path(path).expanduser().resolve()
+        if real == guarded or guarded in real.parents or real in guarded.parents:
+            raise ConfigError(
+                f"{option} {str(out)!r} would overwrite {str(path)!r}, the model this command reads; "
+                f"pass a new folder for {option}."
+            )
+    if RUN_STATE_DIR in real.parts or (real / RUN_STATE_DIR).exists():
+        raise ConfigError(
+            f"{option} {str(out)!r} holds a scoring run (its scores and rollout cache would be lost); "
+            f"pass a new folder for {option}."
+        )
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if not overwrite:
+        raise ConfigError(
+            f"{option} {str(out)!r} is not empty; pass --overwrite to replace an earlier output, or a new folder."
+        )
+    foreign = _not_ours(real, tuple(earlier))
+    if foreign:
+        raise ConfigError(
+            f"{option} {str(out)!r} holds {foreign}; refusing to replace it even with --overwrite. "
+            f"Pass a new or empty folder for {option}."
+        )
+    return out
+
+
+@contextlib.contextmanager
+def write_aside(
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    earlier: Iterable[str] = DATASET_FILES,
+    protect: Iterable[str | Path] = (),
+    option: str = "--out",
+) -> Iterator[Path]:
+    """Yield an empty staging folder beside `out`; when the block ends without error, swap it in as `out`.
+
+    The staging folder is removed on any error (or kill: the next run removes nothing of ours but
+    never mistakes it for `out`, whose name it does not carry). See the module docstring.
+
+    Example:
+        >>> with write_aside("sft-m/", overwrite=True) as folder:  # doctest: +SKIP
+        ...     model.save_pretrained(folder)
+    """
+    earlier = tuple(earlier)
+    out = check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)
+    real = out.resolve()
+    in_place = real.is_dir() and os.path.ismount(real)  # a mount point cannot be renamed over
+    parent = real if in_place else real.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{real.name}.partial-", dir=parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; a plain mkdir would honour the umask
+    try:
+        yield staging
+        write_marker(staging)
+        if in_place:
+            swap_entries(staging, real, keep={staging.name})
+        else:
+            check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)  # still so?
+            if real.exists():
+                replaced = real.parent / f".{real.name}.replaced-{staging.name.rsplit('-', 1)[-1]}"
+                os.replace(real, replaced)
+                os.replace(staging, real)
+                shutil.rmtree(replaced, ignore_errors=True)
+            else:
+                os.replace(staging, real)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def swap_entries(staging: Path, target: Path, *, keep: Iterable[str] = (), last: Iterable[str] = ()) -> None:
+    """Move each entry of `staging` over its namesake in `target`, the `last` ones (and our marker) last.
+
+    Entries named in `keep` are left alone on both sides; every other entry of `target` that
+    `staging` lacks is removed, so `target` ends up holding what `staging` held. The `last` entries
+    and the marker are taken out first, so a reader never sees a finished folder half-swapped.
+    Used where `target` itself cannot be swapped: a mount point, or a run folder whose `.curate` stays.
+    """
+    keep, order = {*keep}, [*last, MARKER_FILE]
+    replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=target))
+    keep.add(replaced.name)
+    try:
+        names = {entry.name for entry in staging.iterdir()}
+        for entry in sorted(target.iterdir(), key=lambda p: p.name not in order):
+            if entry.name not in keep and (entry.name in order or entry.name not in names):
+                os.replace(entry, replaced / entry.name)
+        for entry in sorted(staging.iterdir(), key=lambda p: order.index(p.name) if p.name in order else -1):
+            if entry.name in keep:
+                continue
+            destination = target / entry.name
+            if destination.exists() or destination.is_symlink():
+                os.replace(destination, replaced / entry.name)
+            os.replace(entry, destination)
+    finally:
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def write_marker(folder: Path) -> Path:
+    """Record in `folder` that we wrote it, and which entries: the last file of every output."""
+    from difficulty_curation.version import __version__
+
+    entries = sorted(entry.name for entry in folder.iterdir() if entry.name != MARKER_FILE)
+    marker = folder / MARKER_FILE
+    marker.write_text(json.dumps({"written_by": f"difficulty-curation {__version__}", "entries": entries}, indent=1))
+    return marker
+
+
+def is_complete(folder: str | Path) -> bool:
+    """Whether `folder` is an output we finished writing (it carries our marker)."""
+    return (Path(folder) / MARKER_FILE).is_file()
+
+
+def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
+    """What in `folder` we did not write, described; empty if it is all ours."""
+    for root, directories, _ in os.walk(folder):
+        if RUN_STATE_DIR in directories:
+            return f"a scoring run ({str(Path(root) / RUN_STATE_DIR)!r}) that would be lost"
+    marker = folder / MARKER_FILE
+    if marker.is_file():
+        try:
+            listed = set(json.loads(marker.read_text())["entries"])
+        except (ValueError, KeyError, TypeError):
+            return f"a damaged {MARKER_FILE}"
+        extra = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed | {MARKER_FILE})
+        return f"files difficulty-curation did not write ({', '.join(extra[:3])})" if extra else ""
+    if any((folder / name).exists() for name in earlier):
+        return ""
+    return f"files difficulty-curation did not write (no {MARKER_FILE})"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
