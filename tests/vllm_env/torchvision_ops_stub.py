@@ -33,7 +33,7 @@ _library = None  # kept alive: a torch.library.Library removes its definitions w
 
 
 class _DefineMissingOps(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
         if fullname == _TRIGGER:
             sys.meta_path.remove(self)
             define_missing_ops()
