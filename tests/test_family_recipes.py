@@ -37,7 +37,11 @@ def adapted_modules(out) -> list[str]:
 
 
 def changed(before, after) -> list[str]:
-    old, new = load_file(str(before / "model.safetensors")), load_file(str(after / "model.safetensors"))
+    """Weights that differ; names as transformers 5 writes them (the zoo's Gemma 3 has the published ones)."""
+    old, new = (
+        {name.replace("vision_tower.vision_model.", "vision_tower."): weight for name, weight in weights.items()}
+        for weights in (load_file(str(before / "model.safetensors")), load_file(str(after / "model.safetensors")))
+    )
     return [name for name in old if name in new and not torch.equal(old[name], new[name])]
 
 

@@ -219,7 +219,6 @@ def build_gemma3(path: Path) -> None:
             "<start_of_image>",
             "<end_of_image>",
             "<image_soft_token>",
-            "\n\n",
         ],
         bos="<bos>",
         eos="<end_of_turn>",
@@ -227,6 +226,8 @@ def build_gemma3(path: Path) -> None:
         chat_template=_GEMMA_TEMPLATE,
         extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
     )
+    # Gemma's own vocabulary holds runs of 1-4 newlines as tokens, and vLLM's Gemma 3 processor looks them up.
+    tokenizer.add_tokens(["\n", "\n\n", "\n\n\n", "\n\n\n\n"])
     image_size, patch_size, tokens_per_image = 28, 7, 4  # 4x4 patches pooled to 2x2 image tokens
     config = Gemma3Config(
         text_config={
@@ -271,6 +272,20 @@ def build_gemma3(path: Path) -> None:
     # would reach the vision tower.
     torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
     _save(model, processor, tokenizer, path)
+    _rename_weights(path, "vision_tower.", "vision_tower.vision_model.")
+
+
+def _rename_weights(path: Path, old_prefix: str, new_prefix: str) -> None:
+    """Weight names as the published checkpoints have them, e.g. Gemma 3's `vision_tower.vision_model.*`.
+
+    transformers 5 writes `vision_tower.*` and reads both; vLLM's own implementations read only the published names.
+    """
+    from safetensors.torch import load_file, save_file
+
+    file = path / "model.safetensors"
+    weights = load_file(file)
+    renamed = {new_prefix + k[len(old_prefix) :] if k.startswith(old_prefix) else k: v for k, v in weights.items()}
+    save_file(renamed, file, metadata={"format": "pt"})
 
 
 # ---------------------------------------------------------------------------------------------- Idefics3

