@@ -37,14 +37,14 @@ def _moved_export(scored, tmp_path: Path, format: str) -> Path:
     return Path(shutil.move(tmp_path / "written", tmp_path / "moved"))
 
 
-def _run_checker(name: str, *arguments: str, cwd: Path) -> dict:
+def _run_checker(name: str, *arguments: str, cwd: Path, checker: str | None = None) -> dict:
     python = CONSUMERS / name / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{python} is missing: run `make consumers` to install {name} in its own environment.")
     env = {**os.environ, "PYTHONPATH": str(CHECKERS), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env["HF_HOME"] = env["MODELSCOPE_CACHE"] = str(cwd / "cache")
     completed = subprocess.run(
-        [str(python), str(CHECKERS / f"check_{name}.py"), *arguments],
+        [str(python), str(CHECKERS / f"check_{checker or name}.py"), *arguments],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -69,6 +69,28 @@ def test_ms_swift_loads_the_swift_export(scored, tmp_path):
     export = _moved_export(scored, tmp_path, "swift")
     loaded = _run_checker("swift", str(export), cwd=tmp_path)
     assert loaded == _expected(scored)
+
+
+def test_ms_swift_qwen2_5_vl_template_encodes_the_swift_export(scored, zoo, tmp_path):
+    """ms-swift's own `qwen2_5_vl` template, built from the zoo's Qwen2.5-VL folder, encodes an exported row for training."""
+    export = _moved_export(scored, tmp_path, "swift")
+    loaded = _run_checker("swift", str(export), str(zoo["qwen2_5_vl"]), cwd=tmp_path, checker="swift_template")
+    row = scored[MEDIUM_ROWS[0]]
+    assert loaded["rows"] == len(MEDIUM_ROWS)
+    assert (loaded["model_type"], loaded["template"]) == ("qwen2_5_vl", "Qwen2_5VLTemplate")
+    # One image: its `<|image_pad|>` expanded to one token per merged patch, as the model's vision tower emits.
+    [[t, h, w]] = loaded["image_grid_thw"]
+    image_tokens = t * h * w // loaded["merge_size"] ** 2
+    assert image_tokens > 0
+    assert loaded["image_tokens"] == loaded["mm_token_type_ids"] == image_tokens
+    assert loaded["pixel_rows"] == t * h * w
+    assert loaded["text"] == (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+        f"<|im_start|>user\n<|vision_start|>{'<|image_pad|>' * image_tokens}<|vision_end|>{row['problem']}<|im_end|>\n"
+        f"<|im_start|>assistant\n{row['solution']}<|im_end|>\n"
+    )
+    # The loss falls on the answer and the end of the turn only.
+    assert loaded["labels"] == f"{row['solution']}<|im_end|>\n"
 
 
 def test_llamafactory_loads_the_llamafactory_export(scored, tmp_path):
