@@ -113,7 +113,8 @@ clean:
 # The model-family compatibility matrix (docs/compatibility.md), written from the test run: the zoo's
 # tests in the default environment, and the native vLLM tests where .venv-vllm exists.
 matrix: install
-	rm -f .cache/matrix-default.json .cache/matrix-vllm.json
-	$(BIN)/python -m pytest -q tests/test_model_families.py tests/test_family_recipes.py --matrix .cache/matrix-default.json
-	if [ -f $(VLLM_VENV)/.installed ]; then $(VLLM_BIN)/python -m pytest -q -m vllm tests/test_vllm_native.py --matrix .cache/matrix-vllm.json; fi
-	cd tests && ../$(BIN)/python render_matrix.py ../.cache/matrix-default.json ../.cache/matrix-vllm.json --out ../docs/compatibility.md
+	rm -f .cache/matrix-*.json
+	$(BIN)/python -m pytest -q -m "matrix and not vllm and not exports" --matrix .cache/matrix-default.json
+	if [ -f $(VLLM_VENV)/.installed ]; then $(VLLM_BIN)/python -m pytest -q -m "vllm and matrix" --matrix .cache/matrix-vllm.json; fi
+	if [ -f $(CONSUMERS)/swift/.installed ]; then $(BIN)/python -m pytest -q -m "exports and matrix" --matrix .cache/matrix-exports.json; fi
+	cd tests && ../$(BIN)/python render_matrix.py ../.cache/matrix-*.json --out ../docs/compatibility.md

@@ -12,11 +12,22 @@ from pathlib import Path
 
 from zoo import BUILDERS
 
-COLUMNS = ["loads", "scores", "batch-invariant", "shared prefill", "adaptive exact", "vLLM native", "SFT", "GRPO"]
+COLUMNS = [
+    "loads",
+    "scores",
+    "batch-invariant",
+    "shared prefill",
+    "adaptive exact",
+    "vLLM native",
+    "SFT",
+    "GRPO",
+    "ms-swift template",
+]
 NOT_RUN = {
     "vLLM native": "not run: the vLLM tier runs Qwen2.5-VL, Qwen3-VL and Gemma 3 natively",
-    "SFT": "not run: the recipes are tested on Qwen2.5-VL and Gemma 3",
-    "GRPO": "not run: the recipes are tested on Qwen2.5-VL and Gemma 3",
+    "SFT": "not run: the recipes are tested on Qwen2.5-VL, Gemma 3 and LLaVA",
+    "GRPO": "not run: the recipes are tested on Qwen2.5-VL, Gemma 3 and LLaVA",
+    "ms-swift template": "not run: the exports tier encodes with ms-swift's Qwen2.5-VL template",
 }
 #: Cells no test can fill, with the reason measured.
 EXPLAINED = {

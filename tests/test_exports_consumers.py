@@ -71,6 +71,7 @@ def test_ms_swift_loads_the_swift_export(scored, tmp_path):
     assert loaded == _expected(scored)
 
 
+@pytest.mark.matrix("ms-swift template", family="qwen2_5_vl")
 def test_ms_swift_qwen2_5_vl_template_encodes_the_swift_export(scored, zoo, tmp_path):
     """ms-swift's own `qwen2_5_vl` template, built from the zoo's Qwen2.5-VL folder, encodes an exported row for training."""
     export = _moved_export(scored, tmp_path, "swift")

@@ -28,6 +28,7 @@ def grpo_run(trained_vlm, digits, tmp_path_factory):
     return out, merged
 
 
+@pytest.mark.matrix("GRPO", family="llava")
 def test_a_few_grpo_steps_change_the_adapter(grpo_run, trained_vlm):
     out, merged = grpo_run
     adapter = json.loads((out / "adapter_config.json").read_text())

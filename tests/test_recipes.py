@@ -51,6 +51,7 @@ def _answer_loss(model_path, rows):
     return sum(losses) / len(losses)
 
 
+@pytest.mark.matrix("SFT", family="llava")
 def test_a_few_lora_steps_change_the_weights_and_lower_the_answer_loss(tiny_vlm, digits, tmp_path):
     rows = digits.select(range(16))
     options = SFTOptions(learning_rate=5e-3, max_steps=15, batch_size=8, warmup_ratio=0.0, logging_steps=5)
