@@ -128,52 +128,54 @@ def _write_video_config(path: Path, processor_type: str, processor_class: str) -
     (path / "video_preprocessor_config.json").write_text(json.dumps(config, indent=2))
 
 
+def _build_qwen_vl(
+    path: Path,
+    classes: tuple[type, type, type],
+    *,
+    vision: dict[str, Any],
+    video_processor: str,
+    text: dict[str, Any] | None = None,
+    image_processor: Any = None,
+) -> None:
+    """A Qwen-VL-family folder: (config, model, processor) classes, the vision config and the text overrides."""
+    config_class, model_class, processor_class = classes
+    tokenizer = _qwen_tokenizer()
+    config = config_class(
+        text_config=_qwen_text(tokenizer, **(text or {})), vision_config=vision, **_qwen_ids(tokenizer)
+    )
+    processor = image_only_processor(processor_class)(
+        image_processor=image_processor or _qwen_image_processor(), tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
+    )
+    _save(model_class(config), processor, tokenizer, path)
+    _write_video_config(path, video_processor, processor_class.__name__)
+
+
 def build_qwen2_vl(path: Path) -> None:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
-    tokenizer = _qwen_tokenizer()
-    config = Qwen2VLConfig(
-        text_config=_qwen_text(tokenizer),
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": HIDDEN, "num_heads": 2, "mlp_ratio": 2},
-        **_qwen_ids(tokenizer),
+    _build_qwen_vl(
+        path,
+        (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+        vision={"depth": 2, "embed_dim": 32, "hidden_size": HIDDEN, "num_heads": 2, "mlp_ratio": 2},
+        video_processor="Qwen2VLVideoProcessor",
     )
-    processor = image_only_processor(Qwen2VLProcessor)(
-        image_processor=_qwen_image_processor(), tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
-    )
-    _save(Qwen2VLForConditionalGeneration(config), processor, tokenizer, path)
-    _write_video_config(path, "Qwen2VLVideoProcessor", "Qwen2VLProcessor")
 
 
 def build_qwen2_5_vl(path: Path) -> None:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    tokenizer = _qwen_tokenizer()
-    config = Qwen2_5_VLConfig(
-        text_config=_qwen_text(tokenizer),
-        vision_config=_qwen_vision(out_hidden_size=HIDDEN, fullatt_block_indexes=[1], window_size=56),
-        **_qwen_ids(tokenizer),
+    _build_qwen_vl(
+        path,
+        (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
+        vision=_qwen_vision(out_hidden_size=HIDDEN, fullatt_block_indexes=[1], window_size=56),
+        video_processor="Qwen2VLVideoProcessor",
     )
-    processor = image_only_processor(Qwen2_5_VLProcessor)(
-        image_processor=_qwen_image_processor(), tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
-    )
-    _save(Qwen2_5_VLForConditionalGeneration(config), processor, tokenizer, path)
-    _write_video_config(path, "Qwen2VLVideoProcessor", "Qwen2_5_VLProcessor")
 
 
 def build_qwen3_vl(path: Path) -> None:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    tokenizer = _qwen_tokenizer()
-    text = _qwen_text(tokenizer, head_dim=HEAD_DIM)
-    text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": [4, 6, 6], "mrope_interleaved": True}
-    config = Qwen3VLConfig(
-        text_config=text,
-        vision_config=_qwen_vision(
-            patch_size=16, out_hidden_size=HIDDEN, num_position_embeddings=16, deepstack_visual_indexes=[0]
-        ),
-        **_qwen_ids(tokenizer),
-    )
     # 16-pixel patches merged 2x2: 32x32 pixels per image token.
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=16,
@@ -181,11 +183,17 @@ def build_qwen3_vl(path: Path) -> None:
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
     )
-    processor = image_only_processor(Qwen3VLProcessor)(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6], "mrope_interleaved": True}
+    _build_qwen_vl(
+        path,
+        (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor),
+        vision=_qwen_vision(
+            patch_size=16, out_hidden_size=HIDDEN, num_position_embeddings=16, deepstack_visual_indexes=[0]
+        ),
+        video_processor="Qwen3VLVideoProcessor",
+        text={"head_dim": HEAD_DIM, "rope_parameters": rope},
+        image_processor=image_processor,
     )
-    _save(Qwen3VLForConditionalGeneration(config), processor, tokenizer, path)
-    _write_video_config(path, "Qwen3VLVideoProcessor", "Qwen3VLProcessor")
 
 
 def build_qwen3(path: Path) -> None:
