@@ -94,7 +94,8 @@ def _qwen_ids(tokenizer: Any) -> dict[str, int]:
     }
 
 
-def _qwen_text(tokenizer: Any, **extra: Any) -> dict[str, Any]:
+def _text_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
+    """The shared text-model shape for `tokenizer` (its vocabulary and special-token ids), plus `extra`."""
     return {
         "vocab_size": len(tokenizer),
         "hidden_size": HIDDEN,
@@ -103,12 +104,17 @@ def _qwen_text(tokenizer: Any, **extra: Any) -> dict[str, Any]:
         "num_attention_heads": HEADS,
         "num_key_value_heads": HEADS,
         "max_position_embeddings": 1024,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
-        "bos_token_id": None,
+        "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
         **extra,
     }
+
+
+def _qwen_text(tokenizer: Any, **extra: Any) -> dict[str, Any]:
+    """A Qwen-VL text model: M-RoPE whose sections sum to head_dim / 2 (32 / 2)."""
+    mrope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
+    return _text_config(tokenizer, **{"rope_parameters": mrope, **extra})
 
 
 def _qwen_image_processor() -> Any:
@@ -200,8 +206,7 @@ def build_qwen3(path: Path) -> None:
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tokenizer = _qwen_tokenizer()
-    text = _qwen_text(tokenizer, head_dim=HEAD_DIM)
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    text = _text_config(tokenizer, head_dim=HEAD_DIM, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     model = Qwen3ForCausalLM(Qwen3Config(**text))
     _save(model, tokenizer, tokenizer, path)
 
@@ -300,21 +305,6 @@ def _rename_weights(path: Path, old_prefix: str, new_prefix: str) -> None:
 _IDEFICS_TEMPLATE = _template("<|im_start|>", "<end_of_utterance>", "<image>", "Assistant:")
 
 
-def _llama_text(tokenizer: Any) -> dict[str, Any]:
-    return {
-        "vocab_size": len(tokenizer),
-        "hidden_size": HIDDEN,
-        "intermediate_size": 2 * HIDDEN,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": HEADS,
-        "max_position_embeddings": 1024,
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-
-
 def build_idefics3(path: Path) -> None:
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
@@ -337,7 +327,7 @@ def build_idefics3(path: Path) -> None:
     )
     image_size, patch_size, scale = 28, 7, 2  # 4x4 patches, pixel-shuffled 2x: 4 image tokens per tile
     config = Idefics3Config(
-        text_config=_llama_text(tokenizer),
+        text_config=_text_config(tokenizer),
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -381,8 +371,7 @@ def build_internvl(path: Path) -> None:
         },
     )
     image_size, patch_size = 28, 7  # 4x4 patches, downsampled 2x: 4 tokens per tile
-    text = _qwen_text(tokenizer)
-    text.pop("rope_parameters")
+    text = _text_config(tokenizer)
     config = InternVLConfig(
         text_config={**text, "model_type": "qwen2"},
         vision_config={
@@ -429,8 +418,7 @@ def build_llava_onevision(path: Path) -> None:
     )
     image_size, patch_size = 28, 7
     pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]  # any-resolution tiles: image size sets the token count
-    text = _qwen_text(tokenizer)
-    text.pop("rope_parameters")
+    text = _text_config(tokenizer)
     config = LlavaOnevisionConfig(
         text_config={**text, "model_type": "qwen2"},
         vision_config={
