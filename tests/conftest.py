@@ -57,6 +57,13 @@ THINKING_TEMPLATE = (
 
 
 @pytest.fixture(scope="session")
+def empty_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty model folder, for tests refused before any model loads: loading it would fail loudly.
+    It builds nothing, so such a test stays a fast `unit` test."""
+    return tmp_path_factory.mktemp("empty-model")
+
+
+@pytest.fixture(scope="session")
 def thinking_lm(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny text-only Llama with a chat template that opens a `<think>` block (see `THINKING_TEMPLATE`)."""
     import shutil
@@ -107,10 +114,30 @@ def reference_run(tiny_vlm: Path, twelve_digits: Dataset, tmp_path_factory: pyte
     return score_to_dir(twelve_digits, counted_scorer(tiny_vlm)[0], out, batch_size=4, progress=False)
 
 
+#: How the shared demo-model runs are scored: `demo_run` and every run of `scored_checkpoints`.
+DEMO_RUN_OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
+
+
 @pytest.fixture(scope="session")
-def scored_checkpoints(trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The 24 digits scored (k=4, rollouts kept) into run folders: `before` by the demo model, `after` by it
-    after 6 full SFT steps (lr 3e-3: rows really move between buckets), and `seed1` by the demo model with
+def demo_run(trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 24 digits scored by the demo model (k=4, rollouts kept, source `digits/train`) into a run folder,
+    once per session: mixed buckets, real provenance. Shared, so read it only; to write into it, copy it
+    first (`shutil.copytree(demo_run, tmp_path / "run")`)."""
+    from difficulty_curation.runners.run_folder import score_to_dir
+    from difficulty_curation.scoring import score_difficulty
+
+    out = tmp_path_factory.mktemp("demo-run") / "run"
+    scorer = score_difficulty(str(trained_vlm), **DEMO_RUN_OPTIONS)
+    score_to_dir(digits, scorer, out, batch_size=24, progress=False, source="digits/train")
+    return out
+
+
+@pytest.fixture(scope="session")
+def scored_checkpoints(
+    demo_run: Path, trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The 24 digits scored like `demo_run` into run folders: `before` is `demo_run`, `after` is the demo
+    model after 6 full SFT steps (lr 3e-3: rows really move between buckets), and `seed1` the demo model with
     seed 1 (with `before`, the noise floor). `after_model` is the trained checkpoint."""
     from difficulty_curation.recipes.options import SFTOptions
     from difficulty_curation.recipes.sft import sft
@@ -118,14 +145,12 @@ def scored_checkpoints(trained_vlm: Path, digits: Dataset, tmp_path_factory: pyt
     from difficulty_curation.scoring import score_difficulty
 
     root = tmp_path_factory.mktemp("checkpoints")
-    options = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": True}
     steps = SFTOptions(full=True, learning_rate=3e-3, warmup_ratio=0.0, max_steps=6, batch_size=8)
     after_model = sft(digits, str(trained_vlm), root / "after-model", options=steps, progress=False)
-    models = {"before": (trained_vlm, 0), "after": (after_model, 0), "seed1": (trained_vlm, 1)}
-    runs = {}
-    for name, (model, seed) in models.items():
-        scorer = score_difficulty(str(model), seed=seed, **options)
-        score_to_dir(digits, scorer, root / name, batch_size=24, progress=False)
+    runs = {"before": demo_run}
+    for name, (model, seed) in {"after": (after_model, 0), "seed1": (trained_vlm, 1)}.items():
+        scorer = score_difficulty(str(model), seed=seed, **DEMO_RUN_OPTIONS)
+        score_to_dir(digits, scorer, root / name, batch_size=24, progress=False, source="digits/train")
         runs[name] = root / name
     return {**runs, "after_model": after_model}
 

@@ -6,16 +6,6 @@ from typer.testing import CliRunner
 from difficulty_curation.cards import render_card, size_category
 from difficulty_curation.cli import app
 from difficulty_curation.errors import CurationError
-from difficulty_curation.runners.run_folder import score_to_dir
-from difficulty_curation.scoring import score_difficulty
-
-
-@pytest.fixture(scope="module")
-def scored_dir(tiny_vlm, digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("card") / "scored"
-    scorer = score_difficulty(str(tiny_vlm), num_rollouts=3, max_new_tokens=4, temperature=0.8)
-    score_to_dir(digits.select(range(10)), scorer, out, batch_size=5, progress=False, source="digits/train")
-    return out
 
 
 def _front_matter(text: str) -> dict:
@@ -23,8 +13,8 @@ def _front_matter(text: str) -> dict:
     return yaml.safe_load(yaml_text)
 
 
-def test_the_card_metadata_has_configs_per_bucket_tags_and_size(scored_dir):
-    card = render_card(load_from_disk(str(scored_dir)), "me/digits-dc", license="cc-by-4.0")
+def test_the_card_metadata_has_configs_per_bucket_tags_and_size(demo_run):
+    card = render_card(load_from_disk(str(demo_run)), "me/digits-dc", license="cc-by-4.0")
     meta = _front_matter(str(card))
     assert [c["config_name"] for c in meta["configs"]] == ["easy", "medium", "hard", "all"]
     assert meta["configs"][1]["data_files"] == [{"split": "train", "path": "medium/train-*"}]
@@ -32,12 +22,13 @@ def test_the_card_metadata_has_configs_per_bucket_tags_and_size(scored_dir):
     assert meta["size_categories"] == "n<1K" and meta["license"] == "cc-by-4.0"
 
 
-def test_the_card_body_records_the_provenance_counts_and_how_to_load(scored_dir, tiny_vlm):
-    text = str(render_card(load_from_disk(str(scored_dir)), "me/digits-dc"))
+def test_the_card_body_records_the_provenance_counts_and_how_to_load(demo_run, trained_vlm):
+    scored = load_from_disk(str(demo_run))
+    text = str(render_card(scored, "me/digits-dc"))
     for row in (
-        f"| model | `{tiny_vlm}` |",
-        "| temperature | `0.8` |",
-        "| num_rollouts | `3` |",
+        f"| model | `{trained_vlm}` |",
+        "| temperature | `0.9` |",
+        "| num_rollouts | `4` |",
         "| top_p | `1.0` |",
         "| top_k | `50` |",
         "| max_new_tokens | `4` |",
@@ -48,15 +39,20 @@ def test_the_card_body_records_the_provenance_counts_and_how_to_load(scored_dir,
         "| bucket_thresholds | `easy = difficulty in [0, 0], medium = difficulty in (0, 1), hard = difficulty in [1, 1]` |",
     ):
         assert row in text, row
-    assert "| hard | 10 | 100.0% |" in text  # random weights: every row is hard
+    difficulties = list(scored["difficulty"])
+    counts = {"easy": difficulties.count(0.0), "hard": difficulties.count(1.0)}
+    counts["medium"] = len(difficulties) - counts["easy"] - counts["hard"]
+    assert len(difficulties) == 24 and None not in difficulties
+    for bucket, count in counts.items():
+        assert f"| {bucket} | {count} | {count / 24:.1%} |" in text, bucket
     assert 'medium_rows = load_dataset("me/digits-dc", "medium")' in text
     assert "![difficulty histogram](difficulty_histogram.png)" in text and "arXiv:2602.10815" in text
     assert "toolkit_version" in text and "scored_at" in text
 
 
-def test_curate_card_writes_the_card_and_the_histogram(scored_dir, tmp_path):
+def test_curate_card_writes_the_card_and_the_histogram(demo_run, tmp_path):
     result = CliRunner().invoke(
-        app, ["card", str(scored_dir), "--repo-id", "me/x", "--out", str(tmp_path / "c" / "README.md")]
+        app, ["card", str(demo_run), "--repo-id", "me/x", "--out", str(tmp_path / "c" / "README.md")]
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c" / "difficulty_histogram.png").read_bytes()[:4] == b"\x89PNG"

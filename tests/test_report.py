@@ -226,17 +226,14 @@ def test_bad_report_arguments_are_one_line_errors(scored_dir, tmp_path, args, me
 
 
 # -- real runs ----------------------------------------------------------------------------------------
-def test_the_report_of_the_demo_models_run_folder(trained_vlm, digits, tmp_path):
-    from difficulty_curation.runners.run_folder import score_to_dir
-    from difficulty_curation.scoring import score_difficulty
+def test_the_report_of_the_demo_models_run_folder(demo_run, trained_vlm, tmp_path):
+    from datasets import load_from_disk
 
-    scorer = score_difficulty(str(trained_vlm), num_rollouts=4, max_new_tokens=4, keep_rollouts=True)
-    run = score_to_dir(digits.select(range(12)), scorer, tmp_path / "run", batch_size=6, progress=False)
-    result = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html")])
+    result = CliRunner().invoke(app, ["report", str(demo_run), "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    summary = summarize(run)
-    assert page_counts(page) == {**summary.buckets, "failed": summary.num_failed, "total": 12}
+    summary = summarize(load_from_disk(str(demo_run)))
+    assert page_counts(page) == {**summary.buckets, "failed": summary.num_failed, "total": 24}
     assert page.count('class="verdict ') == 4 * summary.num_scored
     assert page.count("<img ") >= summary.num_scored and str(trained_vlm) in page
 
