@@ -115,12 +115,12 @@ def test_an_unreachable_endpoint_fails_after_retries_with_a_clear_message(traine
     assert SECRET not in str(error.value)
 
 
-def test_the_openai_backend_needs_an_endpoint(monkeypatch, trained_vlm):
+def test_the_openai_backend_needs_an_endpoint(monkeypatch):
     from difficulty_curation import ConfigError
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="needs the endpoint"):
-        _ = score_difficulty(str(trained_vlm), backend="openai").engine
+        _ = score_difficulty("my-org/my-vlm", backend="openai").engine
 
 
 def test_text_only_rows_are_served_too(server, trained_vlm):

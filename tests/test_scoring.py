@@ -92,18 +92,18 @@ def test_pickling_keeps_the_configuration_and_never_the_model(tiny_vlm, digits):
     assert clone.config == scorer.config and not clone.engine_loaded
 
 
-def test_the_fingerprint_is_the_same_in_a_new_process(tiny_vlm):
-    scorer = score_difficulty(str(tiny_vlm), num_rollouts=3, temperature=0.7, verifier="choice")
+def test_the_fingerprint_is_the_same_in_a_new_process():
+    scorer = score_difficulty("my-org/my-vlm", num_rollouts=3, temperature=0.7, verifier="choice")
     code = textwrap.dedent(
-        f"""
+        """
         from datasets.fingerprint import Hasher
         from difficulty_curation import score_difficulty
-        print(Hasher.hash(score_difficulty({str(tiny_vlm)!r}, num_rollouts=3, temperature=0.7, verifier="choice")))
+        print(Hasher.hash(score_difficulty("my-org/my-vlm", num_rollouts=3, temperature=0.7, verifier="choice")))
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == Hasher.hash(scorer)
-    assert Hasher.hash(score_difficulty(str(tiny_vlm), num_rollouts=4)) != Hasher.hash(scorer)
+    assert Hasher.hash(score_difficulty("my-org/my-vlm", num_rollouts=4)) != Hasher.hash(scorer)
 
 
 def test_a_second_identical_map_in_a_fresh_process_hits_the_datasets_cache(tiny_vlm, digits, tmp_path):
@@ -162,8 +162,8 @@ def test_a_prompt_longer_than_the_context_is_a_failed_row(tiny_vlm, digits):
     assert scored[0]["num_rollouts"] == scored[2]["num_rollouts"] == 4
 
 
-def test_a_missing_column_fails_at_once_listing_the_columns(tiny_vlm, digits):
-    scorer = score_difficulty(str(tiny_vlm), answer_column="label")
+def test_a_missing_column_fails_at_once_listing_the_columns(empty_model, digits):
+    scorer = score_difficulty(str(empty_model), answer_column="label")
     with pytest.raises(ColumnNotFoundError, match=r"answer_column='label' is not a column.*image, problem, solution"):
         score_dataset(digits, scorer, progress=False)
     assert not scorer.engine_loaded

@@ -113,27 +113,27 @@ def test_eval_refuses_a_model_folder_saved_only_in_part(tiny_vlm, rows, tmp_path
     )
 
 
-def test_eval_out_never_replaces_a_users_results_and_refuses_before_evaluating(tiny_vlm, rows, tmp_path):
+def test_eval_out_never_replaces_a_users_results_and_refuses_before_evaluating(empty_model, rows, tmp_path):
     out = tmp_path / "eval"
     out.mkdir()
     (out / "results.md").write_text("my own results")
     started = time.monotonic()
     for extra in ([], ["--overwrite"]):
-        result = runner.invoke(app, ["eval", str(tiny_vlm), "--dataset", f"id={rows}", "--out", str(out), *extra])
+        result = runner.invoke(app, ["eval", str(empty_model), "--dataset", f"id={rows}", "--out", str(out), *extra])
         assert result.exit_code == 2 and str(out) in result.output, result.output
     assert time.monotonic() - started < 5  # refused before any model loads
     assert (out / "results.md").read_text() == "my own results"
 
 
-def test_training_and_evaluating_zero_rows_are_refused_before_any_model_loads(tiny_vlm, digits, tmp_path):
+def test_training_and_evaluating_zero_rows_are_refused_before_any_model_loads(empty_model, digits, tmp_path):
     from difficulty_curation.recipes.evaluate import evaluate
     from difficulty_curation.recipes.grpo import grpo
 
     none = digits.select([])
     with pytest.raises(ConfigError, match="no rows to train on"):
-        sft(none, str(tiny_vlm), tmp_path / "sft")
+        sft(none, str(empty_model), tmp_path / "sft")
     with pytest.raises(ConfigError, match="no rows to train on"):
-        grpo(none, str(tiny_vlm), tmp_path / "grpo")
+        grpo(none, str(empty_model), tmp_path / "grpo")
     with pytest.raises(ConfigError, match="evaluation set 'id' has no rows"):
-        evaluate(str(tiny_vlm), {"id": none})
+        evaluate(str(empty_model), {"id": none})
     assert list(tmp_path.iterdir()) == []
