@@ -121,7 +121,7 @@ DEMO_RUN_OPTIONS = {"num_rollouts": 4, "max_new_tokens": 4, "keep_rollouts": Tru
 @pytest.fixture(scope="session")
 def demo_run(trained_vlm: Path, digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 24 digits scored by the demo model (k=4, rollouts kept, source `digits/train`) into a run folder,
-    once per session: mixed buckets, real provenance. Shared, so read it only; to write into it, copy it
+    once per session, with real provenance. Shared, so read it only; to write into it, copy it
     first (`shutil.copytree(demo_run, tmp_path / "run")`)."""
     from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
