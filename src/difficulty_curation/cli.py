@@ -952,7 +952,7 @@ def demo(
 
     Example: curate demo --rows 200
     """
-    from difficulty_curation.demo import run_demo
+    from difficulty_curation.demo import next_commands, run_demo
     from difficulty_curation.sources import check_output, save_dataset
     from difficulty_curation.stats import summarize
 
@@ -962,6 +962,8 @@ def demo(
         scored = run_demo(num_rows=rows, progress=not quiet)
         destination = save_dataset(scored, out, overwrite=overwrite) if out else None
         _print_summary(summarize(scored), json_output, saved_to=destination)
+        if not json_output:
+            typer.echo(next_commands(destination))
 
 
 def _parse_bins(bins: str) -> list[float]:

@@ -281,3 +281,29 @@ def run_demo(
     return score_dataset(
         digits_dataset(split="train", num_rows=num_rows), scorer, batch_size=batch_size, progress=progress
     )
+
+
+#: Where the demo's next commands save the scored digits when the demo itself saved nothing.
+DEMO_OUT = "demo-scored"
+
+
+def next_commands(saved_to: str | os.PathLike[str] | None = None) -> str:
+    """The commands to try after `curate demo`, on the folder it saved (`saved_to`), or on `--out demo-scored`.
+
+    Ends the demo's output: report, filter and export the scored digits, then score your own dataset.
+    """
+    import shlex
+
+    scored = shlex.quote(str(saved_to)) if saved_to is not None else DEMO_OUT
+    steps = [] if saved_to is not None else [(f"curate demo --out {scored}", "save the scored digits first")]
+    steps += [
+        (f"curate report {scored} --out report.html", "one HTML page: what each bucket holds and why"),
+        (f"curate filter {scored} --bucket medium --out medium", "the rows the model sometimes solves (SFT-M)"),
+        (
+            f"curate export {scored} --format trl --bucket medium --out sft-m-trl",
+            "for TRL; also swift, llamafactory, verl",
+        ),
+        ("curate score your.parquet --model your-org/your-vlm --out scored", "your own dataset, your own model"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    return "\n".join(["Next, try:", *(f"  {command:<{width}}  # {why}" for command, why in steps)])
