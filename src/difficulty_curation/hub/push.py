@@ -16,15 +16,13 @@ from difficulty_curation.errors import ConfigError, CurationError, PushError, re
 from difficulty_curation.hub.configs import ALL_CONFIG, bucket_configs, num_shards, push_identity
 from difficulty_curation.hub.http import DEFAULT_TIMEOUT, describe_refusal, hub_http_error, request_timeout
 from difficulty_curation.hub.repo import MARKER, HubRepo, marker, recorded_rows, without_configs
-from difficulty_curation.redact import get_logger, redact, register_secret
+from difficulty_curation.redact import redact, register_secret
 from difficulty_curation.splits import datasets_switched_off
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
     from difficulty_curation.stats import DifficultySummary
-
-logger = get_logger(__name__)
 
 #: The report `push_curated(report=True)` uploads beside the card.
 REPORT_FILE = "report.html"

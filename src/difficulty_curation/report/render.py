@@ -58,7 +58,7 @@ def write_report(
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
     title: str | None = None,
 ) -> ReportInfo:
-    """Write one self-contained HTML page about a scored dataset (see the module docstring).
+    """Write one self-contained HTML page about a scored dataset (see the `report` package docstring).
 
     Args:
         scored: a scored dataset, or anything `load_source` reads (a run folder, a `save_to_disk` folder, a file).
