@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 from collections import Counter
@@ -26,6 +25,7 @@ from difficulty_curation.buckets import PAPER_BUCKETS, bucket_of
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
+from difficulty_curation.redact import get_logger
 from difficulty_curation.schema import undecoded_images
 from difficulty_curation.verifiers import normalize_label
 
@@ -39,7 +39,7 @@ NOISE_QUANTILE = 0.95
 RunLike = Dataset | DatasetDict | str | os.PathLike
 #: The column `merge_scores` writes where rollouts were kept: model name -> that model's majority answer.
 MAJORITY_COLUMN = "majority_answer_by_model"
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 @dataclass

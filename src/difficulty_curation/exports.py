@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, CurationError, RowError
 from difficulty_curation.outputs import check_output, write_aside
 from difficulty_curation.prompts import build_request, row_reference
+from difficulty_curation.redact import get_logger
 from difficulty_curation.splits import as_splits
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FORMATS = ("trl", "swift", "llamafactory", "verl")
 #: The file an export leaves in its folder, so `overwrite=True` only ever deletes an earlier export.

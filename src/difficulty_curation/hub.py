@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import re
 import tempfile
 import time
@@ -30,13 +29,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from difficulty_curation.buckets import PAPER_BUCKETS, paper_buckets
 from difficulty_curation.errors import ConfigError, CurationError, HubUnavailableError, PushError, require
-from difficulty_curation.redact import redact, register_secret
+from difficulty_curation.redact import get_logger, redact, register_secret
 from difficulty_curation.splits import datasets_switched_off
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ALL_CONFIG = "all"
 #: The report `push_curated(report=True)` uploads beside the card.

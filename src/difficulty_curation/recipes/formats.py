@@ -6,7 +6,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.config import ScoringConfig, image_column_or_none
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
 from difficulty_curation.prompts import build_messages
 
@@ -39,6 +39,7 @@ def to_trl_format(
     """
     if style not in ("prompt-completion", "messages"):
         raise ConfigError(f"style={style!r} is not known; choose 'prompt-completion' or 'messages'.")
+    image_column = image_column_or_none(image_column)
     needed = {"prompt_column": prompt_column, "answer_column": answer_column}
     if image_column is not None:
         needed["image_column"] = image_column
