@@ -718,7 +718,7 @@ def report(
         )
 
 
-def training_options(options_class: type[TrainingOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _training_options(options_class: type[TrainingOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A command's flags for the fields of `options_class`, built from the fields themselves.
 
     Each field not marked `flag=False` becomes a flag named by `errors.cli_flag`, with the field's
@@ -769,7 +769,7 @@ ImageColumnOption = Annotated[str, typer.Option(help=option_help("image_column")
 
 
 @app.command()
-@training_options(SFTOptions)
+@_training_options(SFTOptions)
 def sft(
     dataset: Annotated[str, typer.Argument(help="Training rows (e.g. from `curate filter`): folder, file or Hub id.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model to fine-tune: local folder or Hub id.")],
@@ -807,7 +807,7 @@ def sft(
 
 
 @app.command()
-@training_options(GRPOOptions)
+@_training_options(GRPOOptions)
 def grpo(
     dataset: Annotated[
         str, typer.Argument(help="Training prompts with answers (e.g. `curate filter --bucket medium`).")

@@ -28,6 +28,7 @@ def to_trl_format(
 
     The prompt is built by the same `build_messages` that scoring uses (chat-format prompts
     included), so training sees exactly the prompts that were scored. Other columns are dropped.
+    `image_column=None` (or `"none"`) reads text-only rows.
 
     Raises:
         ColumnNotFoundError: a named column is missing.
