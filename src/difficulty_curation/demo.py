@@ -10,7 +10,6 @@ something (the paper's step 1).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
+from difficulty_curation.errors import ConfigError
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DIGIT_PROMPT = "What digit is shown in the image? Answer with a single digit."
 DEMO_MODEL_VERSION = "v3"
@@ -45,9 +46,9 @@ def digits_dataset(*, split: str = "train", rendition: str = "original", num_row
     from sklearn.datasets import load_digits
 
     if rendition not in RENDITIONS:
-        raise ValueError(f"rendition={rendition!r}; choose one of {', '.join(RENDITIONS)}")
+        raise ConfigError(f"rendition={rendition!r}; choose one of {', '.join(RENDITIONS)}")
     if split not in ("train", "test"):
-        raise ValueError(f"split={split!r}; choose 'train' or 'test'")
+        raise ConfigError(f"split={split!r}; choose 'train' or 'test'")
     digits = load_digits()
     indices = [i for i in range(len(digits.images)) if (i % 5 == 0) == (split == "test")]
     if num_rows is not None:

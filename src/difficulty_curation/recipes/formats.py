@@ -6,7 +6,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.config import ScoringConfig, image_column_or_none
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
 from difficulty_curation.prompts import build_messages
 
@@ -28,6 +28,7 @@ def to_trl_format(
 
     The prompt is built by the same `build_messages` that scoring uses (chat-format prompts
     included), so training sees exactly the prompts that were scored. Other columns are dropped.
+    `image_column=None` (or `"none"`) reads text-only rows.
 
     Raises:
         ColumnNotFoundError: a named column is missing.
@@ -39,6 +40,7 @@ def to_trl_format(
     """
     if style not in ("prompt-completion", "messages"):
         raise ConfigError(f"style={style!r} is not known; choose 'prompt-completion' or 'messages'.")
+    image_column = image_column_or_none(image_column)
     needed = {"prompt_column": prompt_column, "answer_column": answer_column}
     if image_column is not None:
         needed["image_column"] = image_column
