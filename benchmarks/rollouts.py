@@ -1,7 +1,7 @@
 """Rollout throughput: the paper's loop vs our scorer vs the bare engine call, in one process.
 
     python benchmarks/rollouts.py                      # CPU, bundled tiny VLM, both workloads (several minutes)
-    python benchmarks/rollouts.py --markdown bench.md --readme README.md   # also write the table / README section
+    python benchmarks/rollouts.py --markdown bench.md --doc   # also write the table / docs/performance.md's block
     python benchmarks/rollouts.py --model Qwen/Qwen2.5-VL-3B-Instruct --device cuda --rows 1024
 
 Two workloads on the same model and digits, in the same run:
@@ -52,8 +52,10 @@ RUN_LABELS = {
     "c_bare_engine": "(c) bare engine",
     "d_ours_adaptive": "(d) ours, adaptive",
 }
-README_START = "<!-- benchmarks/rollouts.py: start -->"
-README_END = "<!-- benchmarks/rollouts.py: end -->"
+BLOCK_START = "<!-- benchmarks/rollouts.py: start -->"
+BLOCK_END = "<!-- benchmarks/rollouts.py: end -->"
+#: The page whose benchmark block `--doc` replaces when given no path.
+DEFAULT_DOC = "docs/performance.md"
 
 
 class PeakMemory:
@@ -295,7 +297,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def markdown(results: dict[str, Any], command: str) -> str:
-    """The README's performance table and ratios, from one run's results."""
+    """The performance page's table and ratios, from one run's results."""
     machine = results["machine"]
     where = f"{machine['cpu']}, {machine['usable_cores']} usable cores, torch {machine['torch']}"
     if "gpu" in machine:
@@ -337,15 +339,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_readme_section(readme: str, table: str) -> None:
-    with open(readme) as handle:
+def replace_doc_block(doc: str, table: str) -> None:
+    """Replace the text between the benchmark markers of the markdown page `doc` with `table`."""
+    with open(doc) as handle:
         text = handle.read()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no '{README_START}' ... '{README_END}' block to replace")
-    before, rest = text.split(README_START, 1)
-    _, after = rest.split(README_END, 1)
-    with open(readme, "w") as handle:
-        handle.write(f"{before}{README_START}\n{table}{README_END}{after}")
+    if BLOCK_START not in text or BLOCK_END not in text:
+        raise SystemExit(f"{doc} has no '{BLOCK_START}' ... '{BLOCK_END}' block to replace")
+    before, rest = text.split(BLOCK_START, 1)
+    _, after = rest.split(BLOCK_END, 1)
+    with open(doc, "w") as handle:
+        handle.write(f"{before}{BLOCK_START}\n{table}{BLOCK_END}{after}")
 
 
 def main() -> None:
@@ -364,7 +367,12 @@ def main() -> None:
     parser.add_argument("--skip-paper-loop", action="store_true", help="leave out (a), the slowest run")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--markdown", help="also write the results as a markdown table here")
-    parser.add_argument("--readme", help="replace the benchmark block of this README with the markdown table")
+    parser.add_argument(
+        "--doc",
+        nargs="?",
+        const=DEFAULT_DOC,
+        help=f"replace the benchmark block of this markdown page with the table [alone: {DEFAULT_DOC}]",
+    )
     parser.add_argument("--vllm", action="store_true", help="run the vLLM rows (e), (f), (g) instead")
     parser.add_argument(
         "--engine-option", action="append", default=[], help="KEY=VALUE for vllm.LLM (with --vllm); repeatable"
@@ -416,13 +424,13 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
-    if args.markdown or args.readme:
+    if args.markdown or args.doc:
         table = markdown(results, shlex.join(["python", "benchmarks/rollouts.py", *sys.argv[1:]]))
         if args.markdown:
             with open(args.markdown, "w") as handle:
                 handle.write(table)
-        if args.readme:
-            replace_readme_section(args.readme, table)
+        if args.doc:
+            replace_doc_block(args.doc, table)
 
 
 def vllm_rows(args: argparse.Namespace) -> None:
@@ -442,7 +450,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
 
     model = args.model or str(ensure_demo_model())
     engine_options = {"enforce_eager": True, "enable_prefix_caching": True}
-    if args.model is None:  # the demo LLaVA, saved by transformers 5: see the README on model_impl
+    if args.model is None:  # the demo LLaVA, saved by transformers 5: see docs/backends.md on model_impl
         engine_options["model_impl"] = "transformers"
     engine_options |= parse_engine_options(args.engine_option)
     k = args.num_rollouts

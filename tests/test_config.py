@@ -1,7 +1,8 @@
 import pytest
 
 from difficulty_curation import ConfigError, score_difficulty
-from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.config import RolloutConfig, ScoringConfig, option_help, spoken_list
+from difficulty_curation.errors import ColumnNotFoundError, cli_flag
 
 
 def test_defaults_follow_the_paper():
@@ -32,9 +33,10 @@ def test_defaults_follow_the_paper():
         ({"verifier": "fuzzy"}, "verifier='fuzzy' is not known; choose one of: choice, exact, iou, math"),
         ({"correct_threshold": 2}, "correct_threshold must be a number >= 0.0 and <= 1.0, got 2"),
         ({"prompt_column": ""}, "prompt_column must be a column name"),
+        ({"max_pixels": 0}, "max_pixels must be an integer >= 1, got 0"),
     ],
 )
-def test_bad_options_fail_at_construction_naming_the_value(options, message):
+def test_bad_options_fail_at_construction_before_any_model_loads_naming_the_value(options, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         score_difficulty("some/model", **options)
 
@@ -43,3 +45,18 @@ def test_to_dict_is_flat_and_complete():
     record = ScoringConfig(model="m", rollout=RolloutConfig(num_rollouts=4)).to_dict()
     assert record["num_rollouts"] == 4 and record["model"] == "m" and "rollout" not in record
     assert {"temperature", "top_p", "top_k", "max_new_tokens", "seed", "verifier", "backend"} <= set(record)
+
+
+def test_image_column_none_in_any_case_means_text_only():
+    assert ScoringConfig(model="m", image_column="None").image_column is None
+    assert ScoringConfig(model="m", image_column="pixels").image_column == "pixels"
+
+
+def test_errors_name_an_argument_with_its_one_cli_flag():
+    assert cli_flag("answer_column") == "--answer-column" and cli_flag("num_train_epochs") == "--epochs"
+    assert "(--answer-column)" in str(ColumnNotFoundError("answer_column", "label", ["solution"]))
+
+
+def test_help_texts_list_names_as_a_sentence_does():
+    assert option_help("backend") == "auto, transformers, vllm or openai."
+    assert spoken_list(["a"]) == "a" and spoken_list(["a", "b", "c"]) == "a, b or c"

@@ -11,10 +11,11 @@ from datasets import DatasetDict, load_from_disk
 from export_fixtures import scored_digits
 from typer.testing import CliRunner
 
+import difficulty_curation
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.demo import digits_dataset
-from difficulty_curation.errors import RowFailedError
+from difficulty_curation.errors import ConfigError, EngineError, RowFailedError
 from difficulty_curation.runners.run_folder import STATE_DIR, score_to_dir
 
 runner = CliRunner()
@@ -127,6 +128,28 @@ CATALOGUE = {
         "does not fit the context",
     ),
     "bins that are not numbers": (["stratify", "RUN", "--bins", "0,abc,1", "--out", "NEW"], "'abc' is not a number"),
+    "bins out of order": (["stratify", "RUN", "--bins", "0.5,0.1", "--out", "NEW"], "strictly increasing"),
+    "filter thresholds out of order": (
+        ["filter", "RUN", "--min", "0.9", "--max", "0.1", "--out", "NEW"],
+        "min=0.9 is greater than max=0.1",
+    ),
+    "score of a missing file": (["score", "./no/such/file.parquet", "--model", "m", "--out", "NEW"], "does not exist"),
+    "zero rollouts": (
+        ["score", "DIGITS", "--model", "m", "--num-rollouts", "0", "--out", "NEW"],
+        "num_rollouts must be an integer >= 1, got 0",
+    ),
+    "an unknown verifier": (
+        ["score", "DIGITS", "--model", "m", "--verifier", "fuzzy", "--out", "NEW"],
+        "verifier='fuzzy' is not known",
+    ),
+    "an unknown backend": (
+        ["score", "DIGITS", "--model", "m", "--backend", "onnx", "--out", "NEW"],
+        "backend='onnx' is not known",
+    ),
+    "a negative temperature": (
+        ["score", "DIGITS", "--model", "m", "--temperature", "-1", "--out", "NEW"],
+        "temperature must be a number >= 0.0",
+    ),
     "missing card template": (
         ["card", "RUN", "--template", "/missing/card.md.j2", "--out", "NEW/README.md"],
         "'/missing/card.md.j2' does not exist",
@@ -381,3 +404,25 @@ def test_a_read_only_output_folder_is_one_error_line(tiny_vlm, digits, tmp_path)
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "read-only" in errors[0] and str(disk / "run") in errors[0], result.stderr
+
+
+# -- one policy: every module logs through the redacting logger, every error we raise is a CurationError ----------
+
+
+def test_every_module_logs_through_the_redacting_logger():
+    package = Path(difficulty_curation.__file__).parent
+    plain = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "redact.py" and "logging.getLogger(" in path.read_text()
+    ]
+    assert plain == []
+
+
+def test_the_demo_and_the_vllm_adapter_raise_curation_errors():
+    from difficulty_curation.engines.vllm import parse_vllm_outputs
+
+    with pytest.raises(ConfigError, match="split='validation'; choose 'train' or 'test'"):
+        digits_dataset(split="validation")
+    with pytest.raises(EngineError, match="vLLM returned 0 outputs for 2 requests"):
+        parse_vllm_outputs([], 2, 2)

@@ -78,7 +78,7 @@ def test_scoring_against_a_served_model_with_retries_and_bounded_concurrency(ser
         scored = digits.map(scorer_for(trained_vlm, server), batched=True, batch_size=12, load_from_cache_file=False)
     assert scored["num_rollouts"] == [4] * len(digits) and set(scored["difficulty_error"]) == {""}
     assert sum(scored["num_correct"]) > len(digits)  # the served cold-started model reads digits
-    assert "answered 503; retrying" in caplog.text  # the server failed its first two requests
+    assert "answered 503; trying again" in caplog.text  # the server failed its first two requests
     stats = httpx.get(server + "/stats").json()
     assert stats["max_in_flight"] <= 2
     again = digits.map(scorer_for(trained_vlm, server, max_concurrency=4), batched=True, load_from_cache_file=False)

@@ -161,7 +161,7 @@ def test_the_module_level_import_graph_has_no_cycle():
 
 def test_nothing_reaches_back_up_the_pipeline():
     order = [
-        ["version", "errors", "redact"],
+        ["version", "errors", "redact", "retry"],
         ["config"],
         ["prompts", "answers", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
         ["engines"],

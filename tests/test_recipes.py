@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from difficulty_curation.cli import app
 from difficulty_curation.demo import DIGIT_PROMPT, digits_dataset
+from difficulty_curation.errors import ConfigError, MissingDependencyError
 from difficulty_curation.recipes.evaluate import evaluate, markdown_table, wilson_interval, write_report
 from difficulty_curation.recipes.formats import from_trl_format, to_trl_format
 from difficulty_curation.recipes.sft import SFTOptions, sft
@@ -163,3 +164,30 @@ def test_curate_sft_and_eval_end_to_end(tiny_vlm, trained_vlm, digits, tmp_path)
     assert json.loads(single.stdout)[0]["results"][0]["total"] == 8
     bad = runner.invoke(app, ["eval", str(trained_vlm), "--dataset", "nopath"])
     assert bad.exit_code == 2 and "is not NAME=PATH" in bad.output
+
+
+def test_lora_alpha_is_twice_the_rank_unless_given():
+    assert SFTOptions(lora_rank=8).lora_alpha == 16
+    assert SFTOptions(lora_rank=8, lora_alpha=8).lora_alpha == 8
+
+
+def test_sft_without_trl_says_what_to_install_before_anything_loads(digits, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
+    with pytest.raises(
+        MissingDependencyError, match=r"the SFT recipe needs TRL.*pip install 'difficulty-curation\[train\]'"
+    ):
+        sft(digits.select(range(4)), str(tmp_path / "no-such-model"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_column_none_means_text_only_rows(digits):
+    text = digits.select(range(2)).remove_columns("image")
+    assert to_trl_format(text, image_column="none")["images"] == [[], []]
+
+
+def test_an_ood_name_that_is_no_evaluation_set_fails_before_anything_is_generated(digits):
+    with pytest.raises(ConfigError, match=r"ood rotated \(--ood\) names no evaluation set; known: id"):
+        evaluate("my-org/never-loaded", {"id": digits}, ood={"rotated"})

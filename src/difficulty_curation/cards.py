@@ -19,7 +19,7 @@ from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
 from difficulty_curation.splits import as_splits
-from difficulty_curation.stats import plot_histogram, summarize
+from difficulty_curation.stats import DifficultySummary, plot_histogram, summarize
 
 DEFAULT_TEMPLATE = "dataset_card.md.j2"
 HISTOGRAM_FILE = "difficulty_histogram.png"
@@ -53,15 +53,19 @@ def render_card(
     histogram: str = HISTOGRAM_FILE,
     configs: Mapping[str, Sequence[str]] | None = None,
     report: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    summary: DifficultySummary | None = None,
 ) -> Any:
     """The `DatasetCard` for `dataset` published as `repo_id` with one config per bucket plus `all`.
 
     `configs` (config name -> its splits) overrides that list, e.g. to leave out empty buckets;
     `report` is the file name of the HTML report beside the card (`report.write_report`), linked from it.
+    `provenance` and `summary` spare reading them again where the caller has them (`read_provenance`,
+    `summarize`).
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    provenance = read_provenance(dataset)
+    provenance = read_provenance(dataset) if provenance is None else provenance
     if provenance is None:
         raise CurationError(
             "the dataset has no scoring provenance (it was not scored by difficulty-curation, or it lost its "
@@ -69,7 +73,7 @@ def render_card(
         )
     provenance = {key: redact(value) if isinstance(value, str) else value for key, value in provenance.items()}
     splits = list(as_splits(dataset))
-    summary = summarize(dataset)
+    summary = summarize(dataset) if summary is None else summary
     if configs is None:
         configs = {name: splits for name in [*buckets, "all"]}
     config_names = list(configs)
@@ -166,8 +170,10 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
 def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
     """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
     out = Path(out)
-    card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, **options)  # a bad template fails before any write
+    summary = options.pop("summary", None) or summarize(dataset)
+    # a bad template fails before any write
+    card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, summary=summary, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = plot_histogram(summarize(dataset), out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
+    figure = plot_histogram(summary, out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
     card.save(str(out))
     return out, figure

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import functools
+import inspect
 import json
-import logging
 import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from difficulty_curation.buckets import PAPER_BUCKETS
-from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig, option_help
-from difficulty_curation.errors import CurationError
+from difficulty_curation.config import (
+    ANSWER_EXTRACTORS,
+    DEFAULT_BATCH_SIZE,
+    TRUNCATED_POLICIES,
+    RolloutConfig,
+    ScoringConfig,
+    option_help,
+    spoken_list,
+)
+from difficulty_curation.errors import CurationError, cli_flag
+from difficulty_curation.exports import FORMATS
 from difficulty_curation.hub import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
+from difficulty_curation.recipes.options import GRPOOptions, SFTOptions, TrainingOptions
 from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
+from difficulty_curation.verifiers import VERIFIERS
 
 app = typer.Typer(
     name="curate",
@@ -53,16 +66,9 @@ WhereOption = Annotated[
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not verbose:  # one progress line of our own; the libraries' bars and notices only with --verbose
-        import datasets
-        from transformers.utils import logging as transformers_logging
+    from difficulty_curation.redact import configure_logging
 
-        datasets.disable_progress_bars()
-        transformers_logging.disable_progress_bar()
-        transformers_logging.set_verbosity_error()
+    configure_logging(verbose=verbose)
 
 
 @app.command()
@@ -81,7 +87,9 @@ def score(
     top_k: Annotated[int, typer.Option(help=option_help("top_k"))] = RolloutConfig.top_k,
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     seed: Annotated[int, typer.Option(help=option_help("seed"))] = RolloutConfig.seed,
-    verifier: Annotated[str, typer.Option(help=option_help("verifier"))] = ScoringConfig.verifier,
+    verifier: Annotated[
+        str, typer.Option(help=f"{option_help('verifier')} Built in: {spoken_list(VERIFIERS)}.")
+    ] = ScoringConfig.verifier,
     answer_extractor: Annotated[
         str, typer.Option(help=option_help("answer_extractor"))
     ] = ScoringConfig.answer_extractor,
@@ -157,7 +165,7 @@ def score(
     from difficulty_curation.config import parse_engine_options
     from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
-    from difficulty_curation.sources import load_source
+    from difficulty_curation.sources import load_source, scored_folder
     from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):
@@ -176,7 +184,7 @@ def score(
             correct_threshold=correct_threshold,
             prompt_column=prompt_column,
             answer_column=answer_column,
-            image_column=None if image_column.lower() == "none" else image_column,
+            image_column=image_column,
             system_prompt=system_prompt,
             keep_rollouts=keep_rollouts,
             backend=backend,
@@ -189,7 +197,7 @@ def score(
             chat_template_kwargs=parse_engine_options(chat_template_kwargs, flag="--chat-template-kwargs"),
         )
         dataset = load_source(source, split=split)
-        destination = out or Path(f"{Path(source.rstrip('/')).stem or 'dataset'}-scored")
+        destination = out or scored_folder(source)
         ray = None
         if use_ray:
             from difficulty_curation.runners.distributed import RayOptions
@@ -213,11 +221,13 @@ def score(
 @app.command()
 def rescore(
     run_dir: Annotated[Path, typer.Argument(help="A finished `curate score` output folder.")],
-    verifier: Annotated[str | None, typer.Option(help="New verifier: exact, iou, math or choice.")] = None,
+    verifier: Annotated[str | None, typer.Option(help=f"New verifier: {spoken_list(VERIFIERS)}.")] = None,
     correct_threshold: Annotated[float | None, typer.Option(help="New correctness threshold.")] = None,
-    truncated: Annotated[str | None, typer.Option(help="New truncation policy: wrong or exclude.")] = None,
+    truncated: Annotated[
+        str | None, typer.Option(help=f"New truncation policy: {spoken_list(TRUNCATED_POLICIES)}.")
+    ] = None,
     answer_extractor: Annotated[
-        str | None, typer.Option(help="New answer extractor: auto, boxed, last-line, answer-is or regex.")
+        str | None, typer.Option(help=f"New answer extractor: {spoken_list(ANSWER_EXTRACTORS)}.")
     ] = None,
     answer_pattern: Annotated[
         str | None, typer.Option(help="New answer pattern: a regular expression with one group (the regex extractor).")
@@ -398,12 +408,6 @@ def push(
     """
     from difficulty_curation.hub import push_curated
 
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # the libraries' notices only with --verbose
-        import datasets
-        import huggingface_hub
-
-        datasets.logging.set_verbosity_error()
-        huggingface_hub.utils.logging.set_verbosity_error()
     with _errors():
         info = push_curated(
             scored,
@@ -439,7 +443,7 @@ def push(
 @app.command()
 def export(
     scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score` or `curate filter`).")],
-    format: Annotated[str, typer.Option("--format", "-f", help="trl, swift, llamafactory or verl.")],
+    format: Annotated[str, typer.Option("--format", "-f", help=f"{spoken_list(FORMATS)}.")],
     out: Annotated[Path, typer.Option(help="Folder for the export (data files, images/, README.md).")],
     bucket: Annotated[
         list[str] | None, typer.Option(help="Export only this bucket (easy, medium, hard); repeatable.")
@@ -714,32 +718,70 @@ def report(
         )
 
 
+def _training_options(options_class: type[TrainingOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command's flags for the fields of `options_class`, built from the fields themselves.
+
+    Each field not marked `flag=False` becomes a flag named by `errors.cli_flag`, with the field's
+    default and help text; the command receives them as one `options=options_class(...)` in place of
+    its `options` parameter. So each training option is declared once, in `recipes/options.py`.
+    """
+    types = typing.get_type_hints(options_class)
+    flags = {
+        cli_flag(item.name).removeprefix("--").replace("-", "_"): item
+        for item in dataclasses.fields(options_class)
+        if item.metadata.get("flag", True)
+    }
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        generated = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=item.default,
+                annotation=Annotated[types[item.name], typer.Option(cli_flag(item.name), help=item.metadata["help"])],
+            )
+            for name, item in flags.items()
+        ]
+        parameters = []
+        for parameter in signature.parameters.values():
+            parameters.extend(generated if parameter.name == "options" else [parameter])
+
+        @functools.wraps(command)
+        def with_options(**arguments: Any) -> Any:
+            options = options_class(**{item.name: arguments.pop(name) for name, item in flags.items()})
+            return command(options=options, **arguments)
+
+        with_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        with_options.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        return with_options
+
+    return decorate
+
+
+MergeOption = Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")]
+TrainingOverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT (never anything else).")
+]
+SplitToTrainOption = Annotated[str, typer.Option(help="Split to train on.")]
+PromptColumnOption = Annotated[str, typer.Option(help="Column with the question.")]
+ImageColumnOption = Annotated[str, typer.Option(help=option_help("image_column"))]
+
+
 @app.command()
+@_training_options(SFTOptions)
 def sft(
     dataset: Annotated[str, typer.Argument(help="Training rows (e.g. from `curate filter`): folder, file or Hub id.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model to fine-tune: local folder or Hub id.")],
     out: Annotated[Path, typer.Option(help="Folder for the adapter (or the full model) and the processor.")],
-    full: Annotated[
-        bool, typer.Option("--full", help="Full fine-tuning instead of LoRA (the paper's cold start).")
-    ] = False,
-    merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT (never anything else).")
-    ] = False,
-    max_steps: Annotated[
-        int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")
-    ] = SFTOptions.max_steps,
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = SFTOptions.num_train_epochs,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = SFTOptions.learning_rate,
-    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = SFTOptions.batch_size,
-    lora_rank: Annotated[
-        int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")
-    ] = SFTOptions.lora_rank,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = SFTOptions.seed,
-    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    options: SFTOptions,
+    merge: MergeOption = False,
+    overwrite: TrainingOverwriteOption = False,
+    split: SplitToTrainOption = "train",
+    prompt_column: PromptColumnOption = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the answer to learn.")] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
+    image_column: ImageColumnOption = ScoringConfig.image_column,  # type: ignore[assignment]
+    quiet: QuietOption = False,
 ) -> None:
     """Fine-tune on curated rows with TRL's SFTTrainer and a LoRA adapter (paper defaults); loss on answers only.
 
@@ -748,61 +790,40 @@ def sft(
     from difficulty_curation.recipes.sft import sft as run_sft
 
     with _errors():
-        options = SFTOptions(
-            full=full,
-            lora_rank=lora_rank,
-            lora_alpha=2 * lora_rank,
-            learning_rate=learning_rate,
-            num_train_epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            seed=seed,
+        _train(
+            run_sft,
+            dataset,
+            split,
+            model,
+            out,
+            options=options,
+            merge=merge,
+            overwrite=overwrite,
+            progress=not quiet,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            image_column=image_column,
         )
-        columns = _columns(prompt_column, answer_column, image_column)
-        _train(run_sft, dataset, split, model, out, options=options, merge=merge, overwrite=overwrite, **columns)
 
 
 @app.command()
+@_training_options(GRPOOptions)
 def grpo(
     dataset: Annotated[
         str, typer.Argument(help="Training prompts with answers (e.g. `curate filter --bucket medium`).")
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="Model to train: local folder or Hub id.")],
     out: Annotated[Path, typer.Option(help="Folder for the adapter, the processor, the reward log and curve.")],
-    merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA-merged model in OUT/merged.")] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT (never anything else).")
-    ] = False,
+    options: GRPOOptions,
+    merge: MergeOption = False,
+    overwrite: TrainingOverwriteOption = False,
     verifier: Annotated[
-        str, typer.Option(help="Reward: exact, iou, math or choice (as in scoring).")
+        str, typer.Option(help=f"Reward: {spoken_list(VERIFIERS)} (as in scoring).")
     ] = ScoringConfig.verifier,
-    max_steps: Annotated[
-        int, typer.Option(help="Stop after this many steps (-1: train --epochs epochs).")
-    ] = GRPOOptions.max_steps,
-    epochs: Annotated[float, typer.Option(help="Passes over the prompts.")] = GRPOOptions.num_train_epochs,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = GRPOOptions.learning_rate,
-    batch_size: Annotated[
-        int, typer.Option(help="Prompts per step; each gets --num-generations completions.")
-    ] = GRPOOptions.batch_size,
-    num_generations: Annotated[
-        int, typer.Option(help="Completions per prompt (paper: 8).")
-    ] = GRPOOptions.num_generations,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.9).")] = GRPOOptions.temperature,
-    beta: Annotated[
-        float, typer.Option(help="KL coefficient against the model without the adapter (paper: 0.04).")
-    ] = GRPOOptions.beta,
-    max_completion_length: Annotated[
-        int, typer.Option(help="Longest completion, in tokens.")
-    ] = GRPOOptions.max_completion_length,
-    lora_rank: Annotated[
-        int, typer.Option(help="LoRA rank (paper: 32; alpha is twice the rank).")
-    ] = GRPOOptions.lora_rank,
-    use_vllm: Annotated[bool, typer.Option("--use-vllm", help="Generate with vLLM inside TRL (GPU).")] = False,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = GRPOOptions.seed,
-    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    split: SplitToTrainOption = "train",
+    prompt_column: PromptColumnOption = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the reference answer.")] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
+    image_column: ImageColumnOption = ScoringConfig.image_column,  # type: ignore[assignment]
     quiet: QuietOption = False,
 ) -> None:
     """GRPO with TRL and a LoRA adapter, rewarded by the scoring verifier (paper defaults).
@@ -814,21 +835,6 @@ def grpo(
     from difficulty_curation.recipes.grpo import grpo as run_grpo
 
     with _errors():
-        options = GRPOOptions(
-            lora_rank=lora_rank,
-            lora_alpha=2 * lora_rank,
-            learning_rate=learning_rate,
-            num_generations=num_generations,
-            temperature=temperature,
-            beta=beta,
-            max_completion_length=max_completion_length,
-            batch_size=batch_size,
-            num_train_epochs=epochs,
-            max_steps=max_steps,
-            seed=seed,
-            use_vllm=use_vllm,
-        )
-        columns = _columns(prompt_column, answer_column, image_column)
         _train(
             run_grpo,
             dataset,
@@ -840,7 +846,9 @@ def grpo(
             overwrite=overwrite,
             verifier=verifier,
             progress=not quiet,
-            **columns,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            image_column=image_column,
         )
 
 
@@ -858,59 +866,43 @@ def eval_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier eval output in OUT (never anything else).")
     ] = False,
-    verifier: Annotated[str, typer.Option(help="exact, iou, math or choice.")] = ScoringConfig.verifier,
+    verifier: Annotated[str, typer.Option(help=f"{spoken_list(VERIFIERS)}.")] = ScoringConfig.verifier,
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
-    prompt_column: Annotated[str, typer.Option(help="Column with the question.")] = ScoringConfig.prompt_column,
+    prompt_column: PromptColumnOption = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the answer.")] = ScoringConfig.answer_column,
-    image_column: Annotated[str, typer.Option(help=option_help("image_column"))] = ScoringConfig.image_column,  # type: ignore[assignment]
+    image_column: ImageColumnOption = ScoringConfig.image_column,  # type: ignore[assignment]
     json_output: JsonOption = False,
 ) -> None:
     """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
 
     Example: curate eval sft-m/merged --dataset id=test/ --dataset ood=rotated/ --ood ood --compare sft-all/merged
     """
-    from datasets import DatasetDict
-
     from difficulty_curation.recipes.evaluate import (
         check_models,
         check_report_folder,
         evaluate,
+        load_eval_sets,
         markdown_table,
         write_report,
     )
-    from difficulty_curation.sources import load_source
 
     with _errors():
         models = [model, *(compare or [])]
         check_models(models)
         if out is not None:
             check_report_folder(out, models, overwrite=overwrite)
-        sets = {}
-        for item in dataset:
-            name, separator, path = item.partition("=")
-            if not separator or not name or not path:
-                raise CurationError(f"--dataset {item!r} is not NAME=PATH, e.g. --dataset id=test.parquet")
-            if name in sets:
-                raise CurationError(f"--dataset {name}= is given twice; give each evaluation set its own NAME.")
-            loaded = load_source(path)
-            # a single-split source (one parquet file, say) is used whatever its split is called
-            if isinstance(loaded, DatasetDict) and len(loaded) != 1:
-                loaded = load_source(path, split=split)
-            sets[name] = next(iter(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
-            if len(sets[name]) == 0:
-                raise CurationError(f"--dataset {item!r} has no rows to evaluate; pass a set (or --split) with rows.")
-        unknown = set(ood or ()) - set(sets)
-        if unknown:
-            raise CurationError(f"--ood {', '.join(sorted(unknown))} names no --dataset; known: {', '.join(sets)}")
+        sets = load_eval_sets(dataset, split=split)
         reports = [
             evaluate(
                 name,
                 sets,
-                ood=set(ood or ()),
+                ood=ood or (),
                 verifier=verifier,
                 max_new_tokens=max_new_tokens,
-                **_columns(prompt_column, answer_column, image_column),
+                prompt_column=prompt_column,
+                answer_column=answer_column,
+                image_column=image_column,
             )
             for name in models
         ]
@@ -920,12 +912,6 @@ def eval_command(
             typer.echo(json.dumps([report.to_dict() for report in reports]))
         else:
             typer.echo(markdown_table(reports))
-
-
-def _columns(prompt_column: str, answer_column: str, image_column: str) -> dict[str, str | None]:
-    """The recipes' column options from the CLI's (`--image-column none`: text-only rows)."""
-    image = None if image_column.lower() == "none" else image_column
-    return {"prompt_column": prompt_column, "answer_column": answer_column, "image_column": image}
 
 
 def _train(recipe: Any, dataset: str, split: str, model: str, out: Path, **options: Any) -> None:
@@ -952,7 +938,7 @@ def demo(
 
     Example: curate demo --rows 200
     """
-    from difficulty_curation.demo import run_demo
+    from difficulty_curation.demo import next_commands, run_demo
     from difficulty_curation.sources import check_output, save_dataset
     from difficulty_curation.stats import summarize
 
@@ -962,6 +948,8 @@ def demo(
         scored = run_demo(num_rows=rows, progress=not quiet)
         destination = save_dataset(scored, out, overwrite=overwrite) if out else None
         _print_summary(summarize(scored), json_output, saved_to=destination)
+        if not json_output:
+            typer.echo(next_commands(destination))
 
 
 def _parse_bins(bins: str) -> list[float]:

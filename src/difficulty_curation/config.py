@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,18 +48,31 @@ TOKEN_ENGINE_OPTIONS = frozenset(
 RESERVED_ENGINE_OPTIONS = {"model": "model", "revision": "revision", "seed": "seed"}
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, rollouts: bool = False) -> Any:
+def option(default: Any = dataclasses.MISSING, *, help: str, rollouts: bool = False, flag: bool = True) -> Any:
     """A config field with its help text (the one description the library, the CLI and the docs show).
 
     `rollouts=True` marks an option that changes which rollouts are generated: it is part of the
-    rollout-cache key (`ScoringConfig.rollout_identity`).
+    rollout-cache key (`ScoringConfig.rollout_identity`). `flag=False` marks an option of the library
+    only, which `curate` offers no flag for (the training options' LoRA alpha, say).
     """
-    return field(default=default, metadata={"help": help, "rollouts": rollouts})
+    return field(default=default, metadata={"help": help, "rollouts": rollouts, "flag": flag})
 
 
-def option_help(name: str) -> str:
-    """The help text of a scoring option (a field of `ScoringConfig` or `RolloutConfig`)."""
-    for cls in (ScoringConfig, RolloutConfig):
+def spoken_list(names: Iterable[str]) -> str:
+    """Names as help texts list them: `("a", "b", "c")` -> `"a, b or c"`."""
+    names = list(names)
+    return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
+
+
+def image_column_or_none(image_column: str | None) -> str | None:
+    """The image column as the library uses it: `"none"` (any case, as `--image-column none` writes it) is
+    None, text-only rows; any other name stays as it is."""
+    return None if isinstance(image_column, str) and image_column.lower() == "none" else image_column
+
+
+def option_help(name: str, *configs: type) -> str:
+    """The help text of an option: a field of `configs` (default: `ScoringConfig` and `RolloutConfig`)."""
+    for cls in configs or (ScoringConfig, RolloutConfig):
         for item in dataclasses.fields(cls):
             if item.name == name:
                 return item.metadata["help"]
@@ -92,8 +106,10 @@ class ScoringConfig:
     model: str = option(help="Local model folder or Hub id of the scoring model.", rollouts=True)
     rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "How rollouts are sampled."})
     revision: str | None = option(None, help="Model revision (branch, tag or commit).", rollouts=True)
-    backend: str = option("auto", help="auto, transformers, vllm or openai.", rollouts=True)
-    verifier: str = option("exact", help="exact, iou, math or choice (or a registered name).")
+    backend: str = option("auto", help=f"{spoken_list(BACKENDS)}.", rollouts=True)
+    verifier: str = option(
+        "exact", help="How a rollout is judged: the name of a built-in verifier or of one added with register_verifier."
+    )
     answer_extractor: str = option(
         "auto",
         help="What the verifier judges: auto (text after </think>, then <answer> tags, else all), boxed (last "
@@ -158,6 +174,7 @@ class ScoringConfig:
             value = getattr(self, option)
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{option} must be a column name, got {value!r}.")
+        object.__setattr__(self, "image_column", image_column_or_none(self.image_column))
         if self.image_column is not None and (not isinstance(self.image_column, str) or not self.image_column):
             raise ConfigError(f"image_column must be a column name or None, got {self.image_column!r}.")
         for secret in url_secrets(self.api_base):

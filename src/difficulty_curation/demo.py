@@ -10,7 +10,6 @@ something (the paper's step 1).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
+from difficulty_curation.errors import ConfigError
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DIGIT_PROMPT = "What digit is shown in the image? Answer with a single digit."
 DEMO_MODEL_VERSION = "v3"
@@ -45,9 +46,9 @@ def digits_dataset(*, split: str = "train", rendition: str = "original", num_row
     from sklearn.datasets import load_digits
 
     if rendition not in RENDITIONS:
-        raise ValueError(f"rendition={rendition!r}; choose one of {', '.join(RENDITIONS)}")
+        raise ConfigError(f"rendition={rendition!r}; choose one of {', '.join(RENDITIONS)}")
     if split not in ("train", "test"):
-        raise ValueError(f"split={split!r}; choose 'train' or 'test'")
+        raise ConfigError(f"split={split!r}; choose 'train' or 'test'")
     digits = load_digits()
     indices = [i for i in range(len(digits.images)) if (i % 5 == 0) == (split == "test")]
     if num_rows is not None:
@@ -281,3 +282,29 @@ def run_demo(
     return score_dataset(
         digits_dataset(split="train", num_rows=num_rows), scorer, batch_size=batch_size, progress=progress
     )
+
+
+#: Where the demo's next commands save the scored digits when the demo itself saved nothing.
+DEMO_OUT = "demo-scored"
+
+
+def next_commands(saved_to: str | os.PathLike[str] | None = None) -> str:
+    """The commands to try after `curate demo`, on the folder it saved (`saved_to`), or on `--out demo-scored`.
+
+    Ends the demo's output: report, filter and export the scored digits, then score your own dataset.
+    """
+    import shlex
+
+    scored = shlex.quote(str(saved_to)) if saved_to is not None else DEMO_OUT
+    steps = [] if saved_to is not None else [(f"curate demo --out {scored}", "save the scored digits first")]
+    steps += [
+        (f"curate report {scored} --out report.html", "one HTML page: what each bucket holds and why"),
+        (f"curate filter {scored} --bucket medium --out medium", "the rows the model sometimes solves (SFT-M)"),
+        (
+            f"curate export {scored} --format trl --bucket medium --out sft-m-trl",
+            "for TRL; also swift, llamafactory, verl",
+        ),
+        ("curate score your.parquet --model your-org/your-vlm --out scored", "your own dataset, your own model"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    return "\n".join(["Next, try:", *(f"  {command:<{width}}  # {why}" for command, why in steps)])

@@ -11,6 +11,18 @@ import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
+#: Library arguments whose `curate` flag is not the argument's name with dashes.
+RENAMED_FLAGS = {"num_train_epochs": "--epochs"}
+
+
+def cli_flag(argument: str) -> str:
+    """The `curate` flag of a library argument: `answer_column` -> `--answer-column`, `num_train_epochs` -> `--epochs`.
+
+    The one mapping from argument names to flags: errors name the argument and add its flag with
+    this, and the CLI's generated options (the training options) are named by it.
+    """
+    return RENAMED_FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
 
 class CurationError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -27,9 +39,8 @@ class ColumnNotFoundError(CurationError, KeyError):
         self.option = option
         self.column = column
         self.available = sorted(available)
-        flag = "--" + option.replace("_", "-")
         if advice is None:  # name the option as the library and the CLI spell it
-            advice = f"Pass {option}=<one of these> ({flag})" + (
+            advice = f"Pass {option}=<one of these> ({cli_flag(option)})" + (
                 " or None ('none') for text-only rows." if option == "image_column" else "."
             )
         super().__init__(
@@ -54,9 +65,10 @@ class RowFailedError(CurationError):
     """A row could not be scored and the run was asked to stop at the first such row (`fail_fast`)."""
 
 
-class EngineError(CurationError):
+class EngineError(CurationError, RuntimeError):
     """The engine or endpoint failed in a way that is not one row's fault (a refused API key, a server
-    that is down, out of memory): the run stops, and everything finished so far is kept.
+    that is down, out of memory, an engine that answers the wrong number of requests): the run stops,
+    and everything finished so far is kept.
 
     `completed_requests` maps the position of each request the engine finished before failing to
     its rollouts, so the caller can keep them too.

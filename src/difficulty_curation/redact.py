@@ -89,11 +89,38 @@ class RedactingFilter(logging.Filter):
 
 
 def get_logger(name: str) -> logging.Logger:
-    """`logging.getLogger(name)` with secrets redacted from its records."""
+    """`logging.getLogger(name)` with secrets redacted from its records: how every module of ours logs."""
     logger = logging.getLogger(name)
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(RedactingFilter())
     return logger
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """Logging for a command-line run: one redacting handler on stderr, at INFO with `verbose`, else WARNING.
+
+    Without `verbose` the libraries keep quiet too: no progress bars of their own (ours is the one
+    progress line) and only their errors from datasets, Transformers and huggingface_hub. A root
+    logger that already has handlers (an application's, pytest's) is left as it is.
+    """
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())  # the libraries' records too (httpx logs request URLs)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+    )
+    if verbose:
+        return
+    import datasets
+    import huggingface_hub
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    huggingface_hub.utils.logging.set_verbosity_error()
 
 
 @functools.lru_cache(maxsize=1)

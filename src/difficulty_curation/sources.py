@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -10,10 +9,11 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from difficulty_curation.errors import ConfigError, CurationError
 from difficulty_curation.outputs import RUN_STATE_DIR, check_output, write_aside
+from difficulty_curation.redact import get_logger
 
 __all__ = ["FILE_BUILDERS", "RUN_STATE_DIR", "check_output", "load_source", "save_dataset"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: File extensions `load_source` reads, and the datasets builder for each.
 FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
@@ -134,3 +134,11 @@ def looks_like_path(source: str) -> bool:
         or source.count("/") > 1
         or Path(source).suffix.lower() in FILE_BUILDERS
     )
+
+
+def scored_folder(source: str | Path) -> Path:
+    """Where `curate score SOURCE` writes without `--out`: `<name>-scored` in the current folder.
+
+    `data/train.parquet` -> `train-scored`, `my-org/digits` -> `digits-scored`, `runs/` -> `runs-scored`.
+    """
+    return Path(f"{Path(str(source).rstrip('/')).stem or 'dataset'}-scored")

@@ -4,7 +4,6 @@ so results are fingerprinted and cached like any datasets transform."""
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from collections.abc import Mapping, Sequence
 
@@ -14,9 +13,10 @@ from datasets import Dataset, DatasetDict
 
 from difficulty_curation.buckets import DIFFICULTY_COLUMN, PAPER_BUCKET_RANGES, Bucket, bucket_of, paper_buckets
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError
+from difficulty_curation.redact import get_logger
 from difficulty_curation.splits import map_splits, one_split_only
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def filter_difficulty(

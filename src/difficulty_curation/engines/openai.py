@@ -14,7 +14,6 @@ import base64
 import io
 import os
 import queue
-import random
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,10 +24,9 @@ from difficulty_curation.engines.base import derive_seed
 from difficulty_curation.errors import ConfigError, EndpointError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials, url_secrets
+from difficulty_curation.retry import TRANSIENT_STATUS, call_with_retries
 
 logger = get_logger(__name__)
-
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
 def image_data_url(image: Any) -> str:
@@ -236,28 +234,20 @@ class OpenAIEngine:
         return results  # type: ignore[return-value]
 
     def _post(self, body: dict[str, Any], num_rollouts: int, stop: threading.Event) -> list[str] | RowError | None:
-        """One row's request with retries; None when `stop` was set meanwhile."""
+        """One row's request, tried again on network errors and `TRANSIENT_STATUS` answers; None when `stop` was set."""
         import httpx
 
         url = f"{self.base_url}/chat/completions"
         shown = f"{self.shown_url}/chat/completions"
-        problem = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 2)
-                logger.warning("%s; retrying in %.1f s (%d/%d)", problem, delay, attempt, self.max_retries)
-                if stop.wait(delay):
-                    return None
+        tries = [0]
+
+        def request() -> list[str] | RowError | None:
             if stop.is_set():
                 return None
-            try:
-                response = self._client.post(url, json=body)
-            except httpx.TransportError as error:
-                problem = f"{shown} unreachable ({type(error).__name__})"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                problem = f"{shown} answered {response.status_code}"
-                continue
+            tries[0] += 1
+            response = self._client.post(url, json=body)
+            if response.status_code in TRANSIENT_STATUS:
+                response.raise_for_status()
             if response.status_code in (401, 403):
                 raise EndpointError(
                     f"{shown} refused the API key ({response.status_code}: {redact(response.text[:200])}); "
@@ -274,10 +264,27 @@ class OpenAIEngine:
                     self.config.prompt_column, f"the endpoint rejected the request ({response.status_code}: {detail})"
                 )
             if response.status_code >= 400:
-                problem = f"{shown} answered {response.status_code}"
-                break
+                raise EndpointError(
+                    f"{shown} answered {response.status_code} after {tries[0]} tries; "
+                    "is the server up and the model served?"
+                )
             return parse_chat_response(response.json(), num_rollouts)
-        raise EndpointError(f"{problem} after {attempt + 1} tries; is the server up and the model served?")
+
+        def problem(error: BaseException) -> str:
+            if isinstance(error, httpx.HTTPStatusError):
+                return f"{shown} answered {error.response.status_code}"
+            return f"{shown} unreachable ({type(error).__name__})"
+
+        return call_with_retries(
+            request,
+            max_retries=self.max_retries,
+            describe=problem,
+            give_up=lambda error, tries: EndpointError(
+                f"{redact(problem(error))} after {tries} tries; is the server up and the model served?"
+            ),
+            base_delay=self.backoff,
+            wait=stop.wait,
+        )
 
 
 def _finished(results: list[list[str] | RowError | None]) -> dict[int, list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 import os
 import re
 import sys
@@ -23,11 +22,12 @@ from typing import Any
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
-from difficulty_curation.errors import ModelLoadError, RowError, missing_dependency
+from difficulty_curation.errors import ConfigError, EngineError, ModelLoadError, RowError, missing_dependency
 from difficulty_curation.models import load_processor
 from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def sampling_kwargs(rollout: RolloutConfig, num_rollouts: int, *, seed: int) -> dict[str, Any]:
@@ -56,12 +56,12 @@ def parse_vllm_outputs(outputs: Sequence[Any], num_requests: int, num_rollouts: 
     Each is a `Completion` carrying vLLM's finish reason ("length": it hit `max_tokens`).
     """
     if len(outputs) != num_requests:
-        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {num_requests} requests")
+        raise EngineError(f"vLLM returned {len(outputs)} outputs for {num_requests} requests")
     texts = []
     for output in outputs:
         completions = sorted(output.outputs, key=lambda completion: completion.index)
         if len(completions) != num_rollouts:
-            raise RuntimeError(
+            raise EngineError(
                 f"vLLM returned {len(completions)} completions for request {output.request_id}, "
                 f"expected n={num_rollouts}"
             )
@@ -223,7 +223,7 @@ class VLLMEngine:
             self.config.engine_options,
         )
         if not same:
-            raise ValueError("with_config() needs the same model, revision and engine_options as the started engine")
+            raise ConfigError("with_config() needs the same model, revision and engine_options as the started engine")
         engine = copy.copy(self)
         engine.config = config
         return engine

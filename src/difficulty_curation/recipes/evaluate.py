@@ -83,15 +83,26 @@ def evaluate(
 ) -> EvalReport:
     """Greedy-decode one answer per row and judge it with `verifier`; one result per dataset.
 
+    `ood` names the datasets that are out of distribution (marked OOD in tables and plots).
+
+    Raises:
+        ConfigError: a missing or incomplete local model, a dataset without rows, or an `ood` name
+            that is not one of `datasets` (all before anything is generated).
+
     Example:
         >>> report = evaluate("sft-m/merged", {"id": test, "ood": inverted}, ood={"ood"})  # doctest: +SKIP
     """
+    from difficulty_curation.errors import ConfigError
+
     check_models([model])
     empty = [name for name, dataset in datasets.items() if len(dataset) == 0]
     if empty:
-        from difficulty_curation.errors import ConfigError
-
         raise ConfigError(f"evaluation set {empty[0]!r} has no rows; pass a set (or split) with rows.")
+    unknown = set(ood) - set(datasets)
+    if unknown:
+        raise ConfigError(
+            f"ood {', '.join(sorted(unknown))} (--ood) names no evaluation set; known: {', '.join(datasets)}."
+        )
     scorer = score_difficulty(
         model,
         num_rollouts=1,
@@ -117,6 +128,39 @@ def evaluate(
             )
         )
     return report
+
+
+def load_eval_sets(specs: Sequence[str], *, split: str = "test") -> dict[str, Dataset]:
+    """Evaluation sets by name from `NAME=PATH` specs (`curate eval --dataset`), each loaded with `load_source`.
+
+    A source with several splits gives its `split`; a source with one (a single parquet file, say)
+    gives that one, whatever it is called.
+
+    Raises:
+        ConfigError: a spec that is not NAME=PATH, a NAME given twice, or a set without rows.
+
+    Example:
+        >>> sets = load_eval_sets(["id=test.parquet", "ood=rotated/"])  # doctest: +SKIP
+    """
+    from datasets import DatasetDict
+
+    from difficulty_curation.errors import ConfigError
+    from difficulty_curation.sources import load_source
+
+    sets: dict[str, Dataset] = {}
+    for spec in specs:
+        name, separator, path = spec.partition("=")
+        if not separator or not name or not path:
+            raise ConfigError(f"--dataset {spec!r} is not NAME=PATH, e.g. --dataset id=test.parquet")
+        if name in sets:
+            raise ConfigError(f"--dataset {name}= is given twice; give each evaluation set its own NAME.")
+        loaded = load_source(path)
+        if isinstance(loaded, DatasetDict) and len(loaded) != 1:
+            loaded = load_source(path, split=split)
+        sets[name] = next(iter(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
+        if len(sets[name]) == 0:
+            raise ConfigError(f"--dataset {spec!r} has no rows to evaluate; pass a set (or --split) with rows.")
+    return sets
 
 
 def markdown_table(reports: Sequence[EvalReport], *, names: Sequence[str] | None = None) -> str:

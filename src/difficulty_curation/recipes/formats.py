@@ -6,7 +6,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.config import ScoringConfig, image_column_or_none
 from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
 from difficulty_curation.prompts import build_messages
 
@@ -28,6 +28,7 @@ def to_trl_format(
 
     The prompt is built by the same `build_messages` that scoring uses (chat-format prompts
     included), so training sees exactly the prompts that were scored. Other columns are dropped.
+    `image_column=None` (or `"none"`) reads text-only rows.
 
     Raises:
         ColumnNotFoundError: a named column is missing.
@@ -39,6 +40,7 @@ def to_trl_format(
     """
     if style not in ("prompt-completion", "messages"):
         raise ConfigError(f"style={style!r} is not known; choose 'prompt-completion' or 'messages'.")
+    image_column = image_column_or_none(image_column)
     needed = {"prompt_column": prompt_column, "answer_column": answer_column}
     if image_column is not None:
         needed["image_column"] = image_column
@@ -55,15 +57,34 @@ def to_trl_format(
             )
         except RowError as error:
             raise ConfigError(f"row {index}: {error}; fix or drop that row before training.") from None
-        completion = [{"role": "assistant", "content": [{"type": "text", "text": str(row[answer_column])}]}]
-        converted = (
-            {"prompt": prompt, "completion": completion}
-            if style == "prompt-completion"
-            else {"messages": prompt + completion}
-        )
+        converted = trl_conversation(prompt, str(row[answer_column]), style=style)
         return {**converted, "images": [image.convert("RGB") for image in images]}
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, desc="To TRL format")
+
+
+def trl_conversation(
+    messages: list[dict[str, Any]], answer: str, *, style: str = "prompt-completion"
+) -> dict[str, list[dict[str, Any]]]:
+    """One row in TRL's conversational format: the prompt messages and the answer as the assistant turn.
+
+    Every content becomes TRL parts (`{"type": "image"}`, `{"type": "text", "text": ...}`); `style` as in
+    `to_trl_format`. The one converter: `to_trl_format` and `export_trl` both use it.
+    """
+    prompt = [{"role": message["role"], "content": _trl_parts(message["content"])} for message in messages]
+    completion = [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    if style == "prompt-completion":
+        return {"prompt": prompt, "completion": completion}
+    return {"messages": prompt + completion}
+
+
+def _trl_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    return [
+        {"type": "image"} if part.get("type") == "image" else {"type": "text", "text": part.get("text")}
+        for part in content
+    ]
 
 
 def from_trl_format(

@@ -13,7 +13,6 @@ advantage and no gradient, so dropping them up front saves their generations.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,9 +26,10 @@ from difficulty_curation.errors import ColumnNotFoundError, ConfigError, require
 from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.recipes.options import GRPOOptions
+from difficulty_curation.redact import get_logger
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: the column of the training data that carries each row's reference answer to the reward function
 REFERENCE_COLUMN = "reference"

@@ -1,56 +1,70 @@
-"""The training recipes' options, in a module light enough for the CLI to read its defaults from."""
+"""The training recipes' options, in a module light enough for the CLI to build its flags from.
+
+Each field carries its help text (`config.option`); every field but those marked `flag=False` is a
+flag of `curate sft` / `curate grpo` (named by `errors.cli_flag`), with the field's default and help.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
 
-from difficulty_curation.errors import ConfigError
+from difficulty_curation.config import option, option_help
+from difficulty_curation.errors import ConfigError, cli_flag
 
 
 @dataclass(frozen=True)
 class TrainingOptions:
     """What every recipe sets: a LoRA adapter on every linear layer, the schedule, the seed, logging."""
 
-    lora_rank: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    learning_rate: float = 1e-5
-    warmup_ratio: float = 0.1
-    num_train_epochs: float = 1.0
-    #: stop after this many optimizer steps (-1: train `num_train_epochs` epochs)
-    max_steps: int = -1
-    #: rows (prompts) per optimizer step
-    batch_size: int = 8
-    seed: int = 0
-    #: log the metrics every this many steps
-    logging_steps: int = 10
+    lora_rank: int = option(32, help="LoRA rank (paper: 32; alpha is twice the rank).")
+    lora_alpha: int | None = option(
+        None, help="LoRA scaling alpha; None: twice the rank (the paper's 64 at rank 32).", flag=False
+    )
+    lora_dropout: float = option(0.05, help="Dropout on the LoRA layers.", flag=False)
+    learning_rate: float = option(1e-5, help="Peak learning rate (paper: 1e-5).")
+    warmup_ratio: float = option(0.1, help="Share of the steps over which the learning rate warms up.", flag=False)
+    num_train_epochs: float = option(1.0, help="Passes over the data.")
+    max_steps: int = option(-1, help="Stop after this many steps (-1: train --epochs epochs).")
+    batch_size: int = option(8, help="Rows per step.")
+    seed: int = option(0, help="Training seed.")
+    logging_steps: int = option(10, help="Log the metrics every this many steps.", flag=False)
+
+    def __post_init__(self) -> None:
+        if self.lora_alpha is None:  # the paper's rule: alpha is twice the rank
+            object.__setattr__(self, "lora_alpha", 2 * self.lora_rank)
 
 
 @dataclass(frozen=True)
 class SFTOptions(TrainingOptions):
     """SFT options; the defaults are the paper's."""
 
-    #: full fine-tuning instead of LoRA (the paper's cold start)
-    full: bool = False
-    gradient_accumulation_steps: int = 1
+    full: bool = option(False, help="Full fine-tuning instead of LoRA (the paper's cold start).")
+    gradient_accumulation_steps: int = option(
+        1, help="Batches whose gradients are summed per optimizer step.", flag=False
+    )
 
 
 @dataclass(frozen=True)
 class GRPOOptions(TrainingOptions):
     """GRPO options; the defaults are the paper's RL baseline."""
 
-    warmup_ratio: float = 0.0
-    #: each GRPO step is costly: log the mean reward, its spread and the loss every step
-    logging_steps: int = 1
-    #: completions sampled per prompt (the group whose rewards are compared)
-    num_generations: int = 8
-    temperature: float = 0.9
-    #: KL coefficient against the model without the adapter
-    beta: float = 0.04
-    max_completion_length: int = 128
-    #: generate with vLLM inside TRL (GPU; `pip install 'difficulty-curation[vllm]'`)
-    use_vllm: bool = False
+    num_train_epochs: float = option(TrainingOptions.num_train_epochs, help="Passes over the prompts.")
+    batch_size: int = option(
+        TrainingOptions.batch_size, help="Prompts per step; each gets --num-generations completions."
+    )
+    warmup_ratio: float = option(0.0, help=option_help("warmup_ratio", TrainingOptions), flag=False)
+    logging_steps: int = option(
+        1,
+        help="Log the mean reward, its spread and the loss every this many steps (each GRPO step is costly).",
+        flag=False,
+    )
+    num_generations: int = option(8, help="Completions per prompt (paper: 8).")
+    temperature: float = option(0.9, help="Sampling temperature (paper: 0.9).")
+    beta: float = option(0.04, help="KL coefficient against the model without the adapter (paper: 0.04).")
+    max_completion_length: int = option(128, help="Longest completion, in tokens.")
+    #: needs `pip install 'difficulty-curation[vllm]'`
+    use_vllm: bool = option(False, help="Generate with vLLM inside TRL (GPU).")
 
 
 #: Each option's test and what it must be, checked before anything loads (`check_options`).
@@ -86,5 +100,4 @@ def check_options(options: TrainingOptions) -> None:
             continue  # --max-steps decides how long training runs
         test, must_be = _CHECKS[field.name]
         if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
-            flag = "--epochs" if field.name == "num_train_epochs" else "--" + field.name.replace("_", "-")
-            raise ConfigError(f"{field.name} ({flag}) must be {must_be}, got {value!r}.")
+            raise ConfigError(f"{field.name} ({cli_flag(field.name)}) must be {must_be}, got {value!r}.")

@@ -6,7 +6,6 @@ Defaults follow DC-SFT: LoRA rank 32, alpha 64, dropout 0.05 on all linear layer
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,8 +15,9 @@ from difficulty_curation.config import ScoringConfig
 from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.recipes.options import SFTOptions
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def sft(
@@ -49,13 +49,13 @@ def sft(
 
     Raises:
         ConfigError: a bad option, no rows, or an `out_dir` that would lose something.
+        MissingDependencyError: TRL is not installed (checked before anything loads).
         TrainingDivergedError: the loss or the weights are not finite; nothing is saved.
 
     Example:
         >>> sft(filter_difficulty(scored, "medium"), "my-org/my-vlm", "sft-m/", merge=True)  # doctest: +SKIP
     """
-    from trl import SFTConfig, SFTTrainer
-
+    from difficulty_curation.errors import require
     from difficulty_curation.outputs import write_aside
     from difficulty_curation.recipes.options import check_options
     from difficulty_curation.recipes.training import (
@@ -72,6 +72,7 @@ def sft(
 
     options = options or SFTOptions()
     check_options(options)
+    require("trl", "train", "the SFT recipe", package="TRL")
     check_rows(dataset)
     out_dir = check_training_output(out_dir, model, overwrite=overwrite)
     train = to_trl_format(
@@ -81,6 +82,8 @@ def sft(
         image_column=image_column,
         system_prompt=system_prompt,
     )
+    from trl import SFTConfig, SFTTrainer
+
     processor, network = load_training_model(model, revision)
     local = [model] if Path(model).expanduser().exists() else []
     with write_aside(out_dir, overwrite=overwrite, earlier=TRAINING_FILES, protect=local) as staging:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from difficulty_curation.errors import ConfigError, TrainingDivergedError
 from difficulty_curation.outputs import check_output
+from difficulty_curation.redact import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: The files that make a folder an earlier training output (`--overwrite` may replace it).
 TRAINING_FILES = ("sft_options.json", "grpo_options.json")

@@ -9,7 +9,6 @@ every rollout is seeded from its own row and index, never from which worker or b
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from difficulty_curation.config import DEFAULT_BATCH_SIZE
 from difficulty_curation.errors import ConfigError, CurationError, missing_dependency
 from difficulty_curation.progress import RolloutProgress
 from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
+from difficulty_curation.redact import get_logger
 from difficulty_curation.schema import score_table, undecoded_images
 from difficulty_curation.scoring import BatchReport, DifficultyScorer, score_difficulty
 from difficulty_curation.splits import map_splits
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def score_distributed(

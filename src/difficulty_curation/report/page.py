@@ -1,24 +1,15 @@
-"""A self-contained HTML page that shows what each bucket holds and why: `write_report` / `curate report`.
+"""What the report page shows, gathered from one scored dataset: settings, buckets, sampled rows, audit, failures.
 
-One file, no network needed to open it: styles inline, images as small embedded thumbnails, a
-Content-Security-Policy that allows no script at all. It shows the provenance, the bucket counts
-and histogram, a seeded sample of rows per bucket (thumbnails, prompt, reference, difficulty, and
-each kept rollout with its verdict and extracted answer), the hard-row audit's clusters, the failed
-rows with their reasons and, given a second run, the transition matrix between the two. Only the
-sampled rows are read and decoded, so a large dataset renders in seconds. All text is escaped
-(Jinja autoescape) and redacted.
+Only the sampled rows are read and decoded (`select`), so a large dataset is gathered in seconds.
+Every text is redacted here; the template escapes it.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import os
 import random
-import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.answers import extractor_for
@@ -26,18 +17,11 @@ from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS, buck
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
-from difficulty_curation.redact import get_logger, redact
-from difficulty_curation.splits import as_splits
+from difficulty_curation.redact import redact
 
 if TYPE_CHECKING:
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
-logger = get_logger(__name__)
-
-#: Above this size the report is still written, with a warning naming the options that shrink it.
-MAX_REPORT_BYTES = 10_000_000
-DEFAULT_ROWS_PER_BUCKET = 24
-DEFAULT_THUMBNAIL_SIZE = 128
 #: Images shown per row, rollout text shown per rollout, prompt text shown per row.
 MAX_IMAGES_PER_ROW = 4
 MAX_ROLLOUT_CHARS = 1_500
@@ -68,111 +52,7 @@ KEY_SETTINGS = (
 FINISH_COLUMN = "rollout_finish_reasons"
 
 
-@dataclass
-class ReportInfo:
-    """What `write_report` wrote."""
-
-    path: Path
-    size_bytes: int
-    num_rows: int
-    #: bucket -> rows shown on the page.
-    sampled_rows: dict[str, int] = field(default_factory=dict)
-    num_thumbnails: int = 0
-    compared_with: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**asdict(self), "path": str(self.path)}
-
-
-def write_report(
-    scored: Dataset | DatasetDict | str | Path,
-    out: str | Path = "report.html",
-    *,
-    compare: Dataset | DatasetDict | str | Path | None = None,
-    rows_per_bucket: int = DEFAULT_ROWS_PER_BUCKET,
-    seed: int = 0,
-    split: str | None = None,
-    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
-    title: str | None = None,
-) -> ReportInfo:
-    """Write one self-contained HTML page about a scored dataset (see the module docstring).
-
-    Args:
-        scored: a scored dataset, or anything `load_source` reads (a run folder, a `save_to_disk` folder, a file).
-        out: the HTML file to write (replaced atomically if it exists).
-        compare: a second scored run of the same rows: adds the transition matrix and rows that moved.
-        rows_per_bucket: rows sampled per bucket (seeded by `seed`); only these are read and decoded.
-        split: only this split (default: every split).
-        thumbnail_size: longest side of an embedded thumbnail, in pixels.
-        title: the page title (default: the source's name).
-
-    Returns:
-        `ReportInfo` with the path, its size and the rows sampled per bucket.
-
-    Raises:
-        ConfigError: bad options, or a dataset without a `difficulty` column.
-
-    Example:
-        >>> info = write_report("scored/", "report.html", rows_per_bucket=12)  # doctest: +SKIP
-        >>> print(info.size_bytes)  # doctest: +SKIP
-    """
-    if isinstance(rows_per_bucket, bool) or not isinstance(rows_per_bucket, int) or rows_per_bucket < 0:
-        raise ConfigError(f"rows_per_bucket must be an integer >= 0, got {rows_per_bucket!r}.")
-    if isinstance(thumbnail_size, bool) or not isinstance(thumbnail_size, int) or not 8 <= thumbnail_size <= 1024:
-        raise ConfigError(f"thumbnail_size must be an integer from 8 to 1024 pixels, got {thumbnail_size!r}.")
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a folder; pass the path of an .html file.")
-    name = title or (Path(str(scored)).name if isinstance(scored, (str, Path)) else "scored dataset")
-    splits = _load(scored, split)
-    page = _Page(splits, thumbnail_size=thumbnail_size)
-    context = page.context(rows_per_bucket, seed)
-    compared_with = None
-    if compare is not None:
-        compared_with = Path(str(compare)).name if isinstance(compare, (str, Path)) else "second run"
-        context["comparison"] = page.comparison(compare, [name, compared_with])
-    html = _template().render(title=name, **context)
-    size = _write_atomic(out, html.encode("utf-8"))
-    if size > MAX_REPORT_BYTES:
-        logger.warning(
-            "the report is %.1f MB (over %.0f MB): pass a smaller --rows-per-bucket or --thumbnail-size",
-            size / 1e6,
-            MAX_REPORT_BYTES / 1e6,
-        )
-    return ReportInfo(
-        path=out,
-        size_bytes=size,
-        num_rows=context["summary"].num_rows,
-        sampled_rows={bucket["name"]: len(bucket["rows"]) for bucket in context["buckets"]},
-        num_thumbnails=page.num_thumbnails,
-        compared_with=compared_with,
-    )
-
-
-def _load(scored: Any, split: str | None) -> DatasetDict:
-    from datasets import Dataset, DatasetDict
-
-    if isinstance(scored, (str, Path)):
-        from difficulty_curation.sources import load_source
-
-        scored = load_source(scored, split=split)
-    elif split is not None and isinstance(scored, DatasetDict):
-        if split not in scored:
-            raise ConfigError(f"split {split!r} is not in the dataset; available splits: {', '.join(scored)}.")
-        scored = scored[split]
-    if not isinstance(scored, (Dataset, DatasetDict)):
-        raise ConfigError(f"expected a Dataset, a DatasetDict or a path, got {type(scored).__name__}.")
-    splits = DatasetDict(as_splits(scored))
-    for name, part in splits.items():
-        if "difficulty" not in part.column_names:
-            raise ConfigError(
-                f"split {name!r} has no `difficulty` column: score it first (curate score / score_to_dir)."
-            )
-    return splits
-
-
-class _Page:
+class ReportPage:
     """Everything the template shows, read from one scored dataset."""
 
     def __init__(self, splits: DatasetDict, *, thumbnail_size: int) -> None:
@@ -489,173 +369,4 @@ def _histogram_svg(histogram: Sequence[tuple[float, int]], width: int = 560, hei
     return {"width": width, "height": height, "bars": bars}
 
 
-def _write_atomic(out: Path, data: bytes) -> int:
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.resolve().parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(staging, out)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
-    return len(data)
-
-
-def _template() -> Any:
-    import jinja2
-
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True)
-    return environment.from_string(TEMPLATE)
-
-
-TEMPLATE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}: difficulty report</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 16px 24px; color: #1d232a; }
-h1 { font-size: 22px; } h2 { font-size: 18px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
-table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-code, pre { font: 12px/1.4 ui-monospace, monospace; } pre { white-space: pre-wrap; word-break: break-word; margin: 0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 12px; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 10px; background: #fafbfc; }
-.thumbs { display: flex; gap: 6px; flex-wrap: wrap; }
-.thumbs img { height: 96px; width: auto; border: 1px solid #ccc; background: #fff; } img.pixels { image-rendering: pixelated; }
-.missing { font-size: 12px; color: #a33; border: 1px dashed #a33; padding: 4px; }
-.meta { color: #555; font-size: 12px; } .label { font-weight: 600; }
-.verdict { display: inline-block; min-width: 62px; font-size: 11px; font-weight: 600; text-align: center; border-radius: 3px; padding: 0 4px; color: #fff; }
-.right { background: #2e7d32; } .wrong { background: #c62828; } .truncated { background: #ef6c00; }
-.easy { fill: #4caf50; } .medium { fill: #1e88e5; } .hard { fill: #e53935; }
-.rollout { border-top: 1px solid #e4e4e4; padding: 3px 0; }
-details summary { cursor: pointer; color: #245; }
-.top { display: flex; flex-wrap: wrap; gap: 0 48px; } .top section { flex: 1 1 420px; }
-</style>
-</head>
-<body>
-<h1>{{ title }}: what each bucket holds and why</h1>
-<p class="meta">Made by difficulty-curation. Difficulty is the fraction of a row's rollouts judged wrong:
-easy = 0, hard = 1, medium = in between. Rows below are a seeded sample of each bucket.</p>
-
-<div class="top"><section>
-<h2 id="settings">How it was scored</h2>
-{% if settings.key %}
-<table id="key-settings">
-{% for key, value in settings.key %}<tr><th>{{ key }}</th><td><code>{{ value }}</code></td></tr>
-{% endfor %}
-</table>
-<details><summary>every setting</summary>
-<table>{% for key, value in settings.all %}<tr><th>{{ key }}</th><td><code>{{ value }}</code></td></tr>{% endfor %}</table>
-</details>
-{% else %}
-<p>No provenance record: this dataset was not scored by difficulty-curation, or it lost its info.</p>
-{% endif %}
-
-</section><section>
-<h2 id="buckets">Buckets</h2>
-<table id="bucket-counts">
-<tr><th>bucket</th><th>difficulty</th><th class="n">rows</th><th class="n">share</th></tr>
-{% for bucket in buckets %}<tr><td><a href="#bucket-{{ bucket.name }}">{{ bucket.name }}</a></td><td>{{ bucket.range }}</td>
-<td class="n" data-bucket="{{ bucket.name }}">{{ bucket.count }}</td><td class="n">{{ bucket.share }}</td></tr>
-{% endfor %}
-<tr><td>failed</td><td>no difficulty</td><td class="n" data-bucket="failed">{{ summary.num_failed }}</td><td></td></tr>
-<tr><th>total</th><td></td><td class="n" data-bucket="total">{{ summary.num_rows }}</td><td></td></tr>
-</table>
-<svg id="histogram" role="img" aria-label="difficulty histogram" width="{{ histogram.width }}" height="{{ histogram.height }}">
-<line x1="20" y1="{{ histogram.height - 20 }}" x2="{{ histogram.width - 20 }}" y2="{{ histogram.height - 20 }}" stroke="#888"/>
-{% for bar in histogram.bars %}<rect class="{{ bar.bucket }}" x="{{ bar.x }}" y="{{ bar.y }}" width="{{ bar.width }}" height="{{ bar.height }}"><title>{{ bar.label }}</title></rect>
-<text x="{{ bar.x }}" y="{{ bar.y - 3 }}" font-size="10">{{ bar.count }}</text>
-{% endfor %}
-<text x="20" y="{{ histogram.height - 4 }}" font-size="11">0 (easy)</text>
-<text x="{{ histogram.width - 70 }}" y="{{ histogram.height - 4 }}" font-size="11">1 (hard)</text>
-</svg>
-</section></div>
-
-{% for bucket in buckets %}
-<h2 id="bucket-{{ bucket.name }}">{{ bucket.name }}: {{ bucket.rows | length }} of {{ bucket.count }} rows</h2>
-{% if not bucket.rows %}<p>No rows in this bucket.</p>{% endif %}
-<div class="cards">
-{% for row in bucket.rows %}
-<div class="card row" data-bucket="{{ bucket.name }}">
-<div class="meta"><span class="label">{{ row.label }}</span> · difficulty <b>{{ row.difficulty }}</b>
-{% if row.interval %} (interval {{ row.interval }}){% endif %}
-{% if row.num_rollouts is not none %} · {{ row.num_correct }}/{{ row.num_rollouts }} right{% endif %}
-{% if row.num_truncated is not none %} · {{ row.num_truncated }} truncated{% endif %}</div>
-{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="image ({{ thumb.size }})" title="{{ thumb.size }}">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
-<div><span class="label">prompt</span><pre class="prompt">{{ row.prompt }}</pre></div>
-<div><span class="label">reference</span> <code class="reference">{{ row.reference }}</code></div>
-{% if row.rollouts %}
-<details{% if loop.index <= 3 %} open{% endif %}><summary>{{ row.rollouts | length }} rollouts</summary>
-{% for rollout in row.rollouts %}<div class="rollout"><span class="verdict {{ rollout.verdict }}">{{ rollout.verdict }}</span>
-{% if rollout.score is not none %}<span class="meta">score {{ rollout.score }} · answer</span> <code>{{ rollout.answer }}</code>{% endif %}
-<pre>{{ rollout.text }}</pre></div>
-{% endfor %}
-</details>
-{% endif %}
-</div>
-{% endfor %}
-</div>
-{% endfor %}
-
-<h2 id="audit">Hard rows where the model agrees on another answer</h2>
-{% if audit is none %}
-<p>Needs kept rollouts: score with <code>--keep-rollouts</code> (<code>keep_rollouts=True</code>).</p>
-{% elif not audit.groups %}
-<p>No hard row's rollouts agree on one wrong answer.</p>
-{% else %}
-<p>{{ audit.num_rows }} hard rows in {{ audit.num_groups }} groups (reference → the answer most rollouts gave).
-A large group is often a wrong label or a synonym the verifier does not know, not a hard example.</p>
-<table id="audit-groups">
-<tr><th>reference</th><th>majority answer</th><th class="n">rows</th><th class="n">agreement</th><th>examples</th><th>rows</th></tr>
-{% for group in audit.groups %}<tr><td><code>{{ group.reference }}</code></td><td><code>{{ group.majority }}</code></td>
-<td class="n">{{ group.count }}</td><td class="n">{{ group.agreement }}</td>
-<td><div class="thumbs">{% for thumb in group.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="example">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div></td>
-<td class="meta">{% if group.split %}{{ group.split }}: {% endif %}{{ group.rows }}</td></tr>
-{% endfor %}
-</table>
-{% endif %}
-
-<h2 id="failed">Failed rows</h2>
-{% if not failed.count %}
-<p>Every row was scored.</p>
-{% else %}
-<p>{{ failed.count }} rows have no difficulty.</p>
-<table id="failure-reasons"><tr><th>reason</th><th class="n">rows</th></tr>
-{% for reason, count in failed.reasons %}<tr><td>{{ reason }}</td><td class="n">{{ count }}</td></tr>{% endfor %}
-</table>
-<table id="failed-rows"><tr><th>row</th><th>reason</th></tr>
-{% for index, reason in failed.rows %}<tr><td>{{ index }}</td><td>{{ reason }}</td></tr>{% endfor %}
-</table>
-{% endif %}
-
-{% if comparison %}
-<h2 id="compare">{{ comparison.names[0] }} → {{ comparison.names[-1] }}</h2>
-<p>{{ comparison.matched }} rows matched by content{% for name, count in comparison.only_in.items() %}; {{ count }} only in {{ name }}{% endfor %};
-{{ comparison.bucket_changes }} changed bucket.
-Rows: bucket in {{ comparison.names[0] }}; columns: bucket in {{ comparison.names[-1] }}.</p>
-<table id="transitions"><tr><th></th>{% for name in comparison.columns %}<th class="n">{{ name }}</th>{% endfor %}</tr>
-{% for line in comparison.matrix %}<tr><th>{{ line.from }}</th>{% for cell in line.cells %}<td class="n">{{ cell }}</td>{% endfor %}</tr>
-{% endfor %}
-</table>
-{% if comparison.moved %}
-<h3>Rows that moved most</h3>
-<div class="cards" id="moved">
-{% for row in comparison.moved %}
-<div class="card moved">
-<div class="meta"><span class="label">{{ row.label }}</span> · difficulty <b>{{ row.difficulties | join(" → ") }}</b> ({{ row.delta }})
-{% if row.majority %} · majority answer {{ row.majority | join(" → ") }}{% endif %}</div>
-{% if row.thumbnails %}<div class="thumbs">{% for thumb in row.thumbnails %}{% if thumb.src %}<img class="{{ thumb.class }}" src="{{ thumb.src }}" alt="image ({{ thumb.size }})">{% else %}<span class="missing">{{ thumb.missing }}</span>{% endif %}{% endfor %}</div>{% endif %}
-<div><span class="label">prompt</span><pre class="prompt">{{ row.prompt }}</pre></div>
-<div><span class="label">reference</span> <code class="reference">{{ row.reference }}</code></div>
-</div>
-{% endfor %}
-</div>
-{% endif %}
-{% endif %}
-</body>
-</html>
-"""
+__all__ = ["KEY_SETTINGS", "ReportPage"]
