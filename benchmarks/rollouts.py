@@ -33,6 +33,7 @@ rounds find their prompts cached as they would in a real run.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -480,7 +481,8 @@ def vllm_rows(args: argparse.Namespace) -> None:
 
     def ours(adaptive: bool = False) -> Any:
         run_scorer = score_difficulty(model, engine_options=engine_options, adaptive=adaptive, **options)
-        run_scorer.engine = engine.with_config(run_scorer.config)
+        run_scorer.engine = copy.copy(engine)  # the started engine, sampling as this run says
+        run_scorer.engine.config = run_scorer.config
         return score_dataset(dataset, run_scorer, batch_size=args.batch_size, progress=False)
 
     bare_engine()  # warm-up

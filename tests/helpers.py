@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,15 @@ def counted_scorer(model, **options):
     engine = CountingEngine(load_engine(scorer.config))
     scorer.engine = engine
     return scorer, engine
+
+
+def on_started_engine(scorer, engine):
+    """`scorer` on a copy of `engine`, an engine already started for the same model and engine options,
+    sampling as `scorer.config` says: starting vLLM takes tens of seconds, so tests share one."""
+    shared = copy.copy(engine)
+    shared.config = scorer.config
+    scorer.engine = shared
+    return scorer
 
 
 def scores(dataset):

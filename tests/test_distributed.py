@@ -9,8 +9,7 @@ import time
 import pytest
 from helpers import OPTIONS, SCORE_COLUMNS
 
-from difficulty_curation import ConfigError, score_difficulty
-from difficulty_curation.runners.distributed import score_difficulty_distributed
+from difficulty_curation import ConfigError, score_difficulty, score_distributed
 
 ray = pytest.importorskip("ray")
 
@@ -27,7 +26,7 @@ def _columns(dataset):
 
 
 def test_the_distributed_result_equals_the_single_process_result(local_cluster, trained_vlm, digits):
-    distributed = score_difficulty_distributed(digits, str(trained_vlm), num_workers=2, batch_size=5, **OPTIONS)
+    distributed = score_distributed(digits, score_difficulty(str(trained_vlm), **OPTIONS), num_workers=2, batch_size=5)
     single = digits.map(score_difficulty(str(trained_vlm), **OPTIONS), batched=True, batch_size=8)
     assert distributed.column_names == single.column_names
     assert _columns(distributed) == _columns(single)
@@ -47,9 +46,8 @@ def test_a_killed_worker_is_restarted_without_losing_or_duplicating_rows(local_c
     result, killed = {}, []
 
     def run():
-        result["scored"] = score_difficulty_distributed(
-            digits, str(tiny_vlm), num_workers=2, batch_size=3, verifier=slow_exact, **OPTIONS
-        )
+        scorer = score_difficulty(str(tiny_vlm), verifier=slow_exact, **OPTIONS)
+        result["scored"] = score_distributed(digits, scorer, num_workers=2, batch_size=3)
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -77,7 +75,7 @@ def test_a_killed_worker_is_restarted_without_losing_or_duplicating_rows(local_c
 
 def test_bad_worker_counts_are_refused(tiny_vlm, digits):
     with pytest.raises(ConfigError, match="num_workers must be an integer >= 1, got 0"):
-        score_difficulty_distributed(digits, str(tiny_vlm), num_workers=0)
+        score_distributed(digits, score_difficulty(str(tiny_vlm)), num_workers=0)
 
 
 def test_curate_score_with_ray_writes_the_scored_dataset(local_cluster, tiny_vlm, digits, tmp_path):
@@ -101,7 +99,7 @@ def test_curate_score_with_ray_writes_the_scored_dataset(local_cluster, tiny_vlm
 
 def test_a_shuffled_selection_keeps_its_own_row_order(local_cluster, tiny_vlm, digits):
     view = digits.shuffle(seed=3).select(range(10))  # an indices mapping over the original table
-    distributed = score_difficulty_distributed(view, str(tiny_vlm), num_workers=2, batch_size=3, **OPTIONS)
+    distributed = score_distributed(view, score_difficulty(str(tiny_vlm), **OPTIONS), num_workers=2, batch_size=3)
     single = view.map(score_difficulty(str(tiny_vlm), **OPTIONS), batched=True)
     assert distributed["solution"] == view["solution"]
     assert _columns(distributed) == _columns(single)

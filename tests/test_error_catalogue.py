@@ -16,7 +16,8 @@ from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.demo import digits_dataset
 from difficulty_curation.errors import ConfigError, EngineError, RowFailedError
-from difficulty_curation.runners.run_folder import STATE_DIR, score_to_dir
+from difficulty_curation.outputs import RUN_STATE_DIR as STATE_DIR
+from difficulty_curation.runners.run_folder import score_to_dir
 
 runner = CliRunner()
 SCORE = ["--model", "MODEL", "-k", "2", "--max-new-tokens", "2", "--quiet"]

@@ -16,7 +16,8 @@ from difficulty_curation.cli import app
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.exports import export_swift
 from difficulty_curation.outputs import MARKER_FILE, write_aside
-from difficulty_curation.runners.run_folder import STATE_DIR, score_to_dir
+from difficulty_curation.outputs import RUN_STATE_DIR as STATE_DIR
+from difficulty_curation.runners.run_folder import score_to_dir
 
 runner = CliRunner()
 CURATE = [sys.executable, "-m", "difficulty_curation.cli"]

@@ -128,35 +128,70 @@ def test_the_rollout_cache_key_covers_exactly_the_options_that_change_rollouts()
 # -- the import graph -----------------------------------------------------------------------------
 
 
-def _imports() -> dict[str, set[str]]:
-    """Module -> the package modules it imports at module level (not inside functions)."""
+def _imports(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere: at module level, inside functions, under TYPE_CHECKING.
+
+    A function-level import is a cycle all the same, only one that bites later (when the function runs).
+    """
     graph = {}
-    for path in PACKAGE.rglob("*.py"):
-        module = ".".join(("difficulty_curation", *path.relative_to(PACKAGE).with_suffix("").parts))
+    for path in package.rglob("*.py"):
+        module = ".".join(("difficulty_curation", *path.relative_to(package).with_suffix("").parts))
         module = module.removesuffix(".__init__")
         targets = set()
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("difficulty_curation"):
                 targets.add(node.module)
+                # `from difficulty_curation.runners import in_memory` imports the module `in_memory`
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names if alias.name.startswith("difficulty_curation"))
         graph[module] = targets
     return graph
 
 
-def test_the_module_level_import_graph_has_no_cycle():
-    graph = _imports()
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph` (its modules in order, the first repeated at the end), or []."""
     state: dict[str, int] = {}
 
-    def visit(module: str, path: list[str]) -> None:
+    def visit(module: str, path: list[str]) -> list[str]:
         state[module] = 1
-        for target in graph.get(module, ()):
-            assert state.get(target) != 1, " -> ".join([*path, module, target])
+        for target in sorted(graph.get(module, ())):
+            if target not in graph:  # a name, not a module
+                continue
+            if state.get(target) == 1:
+                path = [*path, module]
+                return [*path[path.index(target) :], target]
             if target not in state:
-                visit(target, [*path, module])
+                found = visit(target, [*path, module])
+                if found:
+                    return found
         state[module] = 2
+        return []
 
-    for module in graph:
+    for module in sorted(graph):
         if module not in state:
-            visit(module, [])
+            found = visit(module, [])
+            if found:
+                return found
+    return []
+
+
+def test_the_import_graph_has_no_cycle_counting_imports_inside_functions():
+    assert _cycle(_imports()) == []
+
+
+def test_the_cycle_check_sees_an_import_inside_a_function(tmp_path):
+    (tmp_path / "scoring.py").write_text("from difficulty_curation.runners import in_memory\n")
+    (tmp_path / "runners").mkdir()
+    (tmp_path / "runners" / "__init__.py").write_text("")
+    (tmp_path / "runners" / "in_memory.py").write_text("def run():\n    import difficulty_curation.scoring\n")
+    assert _cycle(_imports(tmp_path)) == [
+        "difficulty_curation.runners.in_memory",
+        "difficulty_curation.scoring",
+        "difficulty_curation.runners.in_memory",
+    ]
+    (tmp_path / "runners" / "in_memory.py").write_text("def run():\n    pass\n")
+    assert _cycle(_imports(tmp_path)) == []
 
 
 def test_nothing_reaches_back_up_the_pipeline():

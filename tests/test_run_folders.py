@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
+from difficulty_curation.errors import RunStateError
+from difficulty_curation.outputs import RUN_STATE_DIR as STATE_DIR
 from difficulty_curation.rollout_cache import rollout_key
-from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
+from difficulty_curation.runners import rescore_dir, score_to_dir
 
 runner = CliRunner()
 

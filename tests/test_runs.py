@@ -14,9 +14,10 @@ from helpers import OPTIONS, SCORE_COLUMNS, counted_scorer, scores
 
 from difficulty_curation import register_verifier, score_difficulty, verifiers
 from difficulty_curation.demo import digits_dataset
-from difficulty_curation.errors import ConfigError, RowFailedError
+from difficulty_curation.errors import ConfigError, RowFailedError, RunStateError
+from difficulty_curation.outputs import RUN_STATE_DIR as STATE_DIR
 from difficulty_curation.rollout_cache import RolloutCacheError, rollout_key
-from difficulty_curation.runners.run_folder import STATE_DIR, RunStateError, rescore_dir, score_to_dir
+from difficulty_curation.runners import rescore_dir, score_to_dir
 
 
 def test_a_finished_run_is_a_loadable_dataset_with_score_columns(reference_run, twelve_digits, tmp_path):

@@ -5,7 +5,7 @@ from scipy import stats
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.engines.sampling import CounterSampler, counter_uniform
-from difficulty_curation.scoring import pass_rate_interval
+from difficulty_curation.schema import pass_rate_interval
 
 
 def test_counter_uniform_is_a_pure_function_of_seed_and_step():

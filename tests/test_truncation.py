@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
 from difficulty_curation.engines.transformers import TransformersEngine
+from difficulty_curation.outputs import RUN_STATE_DIR as STATE_DIR
 from difficulty_curation.prompts import build_request
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.rollout_cache import rollout_key
+from difficulty_curation.runners import rescore_dir, score_to_dir
 from difficulty_curation.runners.in_memory import score_dataset
-from difficulty_curation.runners.run_folder import STATE_DIR, rescore_dir, score_to_dir
 from difficulty_curation.transforms import bucket_of
 
 

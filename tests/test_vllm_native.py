@@ -13,6 +13,7 @@ import os
 import tempfile
 
 import pytest
+from helpers import on_started_engine
 from test_model_families import padded_rows
 
 from difficulty_curation import score_difficulty
@@ -62,7 +63,7 @@ def test_another_family_runs_natively_batch_invariant_and_greedy_as_the_transfor
         vllm_greedy = score_difficulty(
             str(zoo[family]), backend="vllm", engine_options=options, **{**SAMPLING, **greedy}
         )
-        vllm_greedy.engine = scorer.engine.with_config(vllm_greedy.config)
+        on_started_engine(vllm_greedy, scorer.engine)
         ours = score_dataset(rows, vllm_greedy, progress=False)
         reference = score_dataset(
             rows, score_difficulty(str(zoo[family]), backend="transformers", **{**SAMPLING, **greedy}), progress=False
@@ -99,8 +100,7 @@ def engine(qwen):
 
 def vllm_scorer(model, engine, **options):
     scorer = score_difficulty(str(model), backend="vllm", engine_options=ENGINE_OPTIONS, **{**SAMPLING, **options})
-    scorer.engine = engine.with_config(scorer.config)
-    return scorer
+    return on_started_engine(scorer, engine)
 
 
 @pytest.mark.matrix("vLLM native", family="qwen2_5_vl")

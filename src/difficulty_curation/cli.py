@@ -242,7 +242,7 @@ def rescore(
 
     Example: curate rescore scored/ --verifier math --answer-extractor boxed --truncated exclude --out scored-math/
     """
-    from difficulty_curation.runners.run_folder import rescore_dir
+    from difficulty_curation.runners.rescore import rescore_dir
     from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):

@@ -1,5 +1,7 @@
 """Where results land: refuse an output folder that would lose something, write aside, then swap in whole.
 
+One file is replaced the same way, by `atomic_file`: written beside, synced, renamed over.
+
 Every command that writes a folder (`filter`, `stratify`, `demo --out`, `rescore --out`, `export`,
 `sft`, `grpo`, `eval --out`) goes through `write_aside`:
 
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from difficulty_curation.errors import ConfigError
 
-#: The state folder of a scoring run (see `difficulty_curation.runs`): its rollout cache is never ours to delete.
+#: The state folder of a scoring run (see `difficulty_curation.runners`): its rollout cache is never ours to delete.
 RUN_STATE_DIR = ".curate"
 #: The file every finished output folder carries, listing the entries we wrote (written last).
 MARKER_FILE = ".curate-output.json"
@@ -147,6 +149,39 @@ def swap_entries(staging: Path, target: Path, *, keep: Iterable[str] = (), last:
             os.replace(entry, destination)
     finally:
         shutil.rmtree(replaced, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; when the block ends without error, sync it and rename it over `path`.
+
+    A reader (or a run resumed after a crash) sees the old file or the whole new one, never a part.
+
+    Example:
+        >>> with atomic_file("run/.curate/manifest.json") as temporary:  # doctest: +SKIP
+        ...     temporary.write_text(json.dumps(manifest))
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+        sync_folder(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """fsync `folder` itself, so the renames and removals in it survive a crash."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_marker(folder: Path) -> Path:

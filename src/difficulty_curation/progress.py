@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
+
+
+@dataclass
+class BatchReport:
+    """What one call of the scorer did, for progress displays."""
+
+    rows: int
+    failed_rows: int
+    rollouts: int
+    seconds: float
 
 
 class RolloutProgress:
@@ -31,7 +42,7 @@ class RolloutProgress:
                 file=sys.stderr,
             )
 
-    def update(self, report: Any) -> None:
+    def update(self, report: BatchReport) -> None:
         """Add one batch's `BatchReport` (rows, failed_rows, rollouts)."""
         self.rows += report.rows
         self.failed_rows += report.failed_rows

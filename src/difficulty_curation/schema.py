@@ -1,11 +1,17 @@
-"""The columns scoring adds, in one table, and the image-feature helpers scoring reads rows with."""
+"""The columns scoring adds, in one table: their types, how a batch's rollouts and scores become them,
+and the image-feature helpers scoring reads rows with."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from difficulty_curation.answers import FINISH_UNKNOWN, count_truncated, finish_reason
 from difficulty_curation.config import ScoringConfig
+from difficulty_curation.redact import redact
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features
@@ -25,10 +31,6 @@ SCORE_SCHEMA: dict[str, tuple[str, str | None]] = {
 }
 #: Columns every scored dataset gets.
 SCORE_COLUMNS = tuple(name for name, (_, option) in SCORE_SCHEMA.items() if option is None)
-#: Extra columns with `keep_rollouts=True`.
-ROLLOUT_COLUMNS = tuple(name for name, (_, option) in SCORE_SCHEMA.items() if option == "keep_rollouts")
-#: Extra columns with `pass_rate_interval` set.
-INTERVAL_COLUMNS = tuple(name for name, (_, option) in SCORE_SCHEMA.items() if option == "pass_rate_interval")
 #: Every column a scoring run may add (what a rescore drops before scoring again).
 ALL_SCORE_COLUMNS = tuple(SCORE_SCHEMA)
 
@@ -55,6 +57,64 @@ def score_table(columns: dict[str, list[Any]], config: ScoringConfig) -> Any:
 
     features = score_features(config)
     return pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema)
+
+
+def score_columns(
+    config: ScoringConfig,
+    rollouts: Sequence[list[str] | None],
+    scores: Sequence[list[float | None] | None],
+    errors: Sequence[str | None],
+) -> dict[str, list[Any]]:
+    """A batch's score columns from each row's rollouts, their scores (None: not judged) and its error.
+
+    numpy scalars carry float32/int32 through datasets' type inference; None stays null. A row whose
+    rollouts were all excluded failed, yet says how many it drew and how many were truncated.
+    """
+    threshold = config.correct_threshold
+    judged = [
+        None if s is None or error is not None else [v for v in s if v is not None] for s, error in zip(scores, errors)
+    ]
+    num_correct = [None if j is None else np.int32(sum(v >= threshold for v in j)) for j in judged]
+    truncated = [None if r is None else count_truncated(r) for r in rollouts]
+    columns: dict[str, list[Any]] = {
+        "difficulty": [None if c is None else np.float32(1.0 - int(c) / len(j)) for c, j in zip(num_correct, judged)],
+        "num_correct": num_correct,
+        "num_rollouts": [None if r is None else np.int32(len(r)) for r in rollouts],
+        "num_truncated": [None if t is None else np.int32(t) for t in truncated],
+        "difficulty_error": [redact(error) if error else "" for error in errors],
+    }
+    if config.keep_rollouts:
+        columns["rollouts"] = [None if r is None else [str(text) for text in r] for r in rollouts]
+        columns["rollout_scores"] = [
+            None if r is None or s is None else [None if v is None else np.float32(v) for v in s]
+            for r, s in zip(rollouts, scores)
+        ]
+        columns["rollout_finish_reasons"] = [
+            None if r is None else [finish_reason(text) or FINISH_UNKNOWN for text in r] for r in rollouts
+        ]
+    if config.pass_rate_interval is not None:
+        bounds = [
+            (None, None) if c is None else pass_rate_interval(int(c), len(j), config.pass_rate_interval)
+            for c, j in zip(num_correct, judged)
+        ]
+        columns["pass_rate_low"] = [None if low is None else np.float32(low) for low, _ in bounds]
+        columns["pass_rate_high"] = [None if high is None else np.float32(high) for _, high in bounds]
+    return columns
+
+
+def pass_rate_interval(num_correct: int, num_rollouts: int, mass: float = 0.95) -> tuple[float, float]:
+    """Central credible interval of the pass rate under a Jeffreys prior: Beta(c + 1/2, n - c + 1/2).
+
+    Following Brown, Cai and DasGupta (2001), the lower bound is 0 when no rollout is right and the
+    upper bound 1 when all are.
+    """
+    from scipy.special import betaincinv
+
+    a, b = num_correct + 0.5, num_rollouts - num_correct + 0.5
+    tail = (1.0 - mass) / 2
+    low = 0.0 if num_correct == 0 else float(betaincinv(a, b, tail))
+    high = 1.0 if num_correct == num_rollouts else float(betaincinv(a, b, 1.0 - tail))
+    return low, high
 
 
 @dataclass(frozen=True)

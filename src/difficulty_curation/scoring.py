@@ -7,24 +7,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from difficulty_curation.answers import FINISH_UNKNOWN, count_truncated, extractor_for, finish_reason, is_truncated
+from difficulty_curation.answers import extractor_for, is_truncated
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import RolloutEngine, open_session
+from difficulty_curation.engines.base import RolloutEngine, generate_isolating_rows, open_session
 from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import (
     ColumnNotFoundError,
     CurationError,
-    EngineError,
     ModelLoadError,
     RowError,
     RowFailedError,
 )
+from difficulty_curation.progress import BatchReport
 from difficulty_curation.prompts import PromptRequest, build_request, row_reference
 from difficulty_curation.redact import get_logger, redact
 from difficulty_curation.rollout_cache import RolloutCache, rollout_key
-from difficulty_curation.schema import score_features
+from difficulty_curation.schema import score_columns, score_features
 from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
 
 if TYPE_CHECKING:
@@ -44,16 +42,6 @@ class PreparedBatch:
     references: list[Any]
     requests: dict[int, PromptRequest] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-@dataclass
-class BatchReport:
-    """What one call of the scorer did, for progress displays."""
-
-    rows: int
-    failed_rows: int
-    rollouts: int
-    seconds: float
 
 
 class _EngineSlot:
@@ -209,11 +197,8 @@ class DifficultyScorer:
                     )
 
         if self.fail_fast:
-            for position, error in enumerate(errors):
-                if error is not None:
-                    row = indices[position] if indices is not None else position
-                    raise RowFailedError(f"row {row}: {error} (fail_fast is on; turn it off to record and go on)")
-        columns = self._columns(rollouts, scores, errors)
+            stop_at_first_failure(errors, indices)
+        columns = score_columns(self.config, rollouts, scores, errors)
         if self.on_batch is not None:
             failed = sum(error is not None for error in errors)
             self.on_batch(BatchReport(num_rows, failed, generated_rollouts, time.perf_counter() - started))
@@ -296,43 +281,9 @@ class DifficultyScorer:
         return lambda active, count, first: session.sample(active, count, first_rollout=first)
 
     def _generate(self, requests: list[PromptRequest], count: int, first: int) -> list[list[str] | RowError]:
-        """`engine.generate`, where a batch that fails as a whole is halved until the failing rows are found.
-
-        One row can fail a whole batch (a literal image token in its text trips the processor's
-        count check, say); bisecting lets every other row score and makes the culprit a `RowError`.
-        Failures that are not a row's fault (`EngineError`, out of memory) and our own errors stop the run.
-        """
+        """`engine.generate`, a batch that fails as a whole halved until its failing rows are found."""
         engine = self.engine  # loading is not the batch's fault: a load error stops the run
-        try:
-            return engine.generate(requests, count, first_rollout=first)
-        except CurationError:
-            raise
-        except Exception as error:
-            if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
-                raise EngineError(
-                    f"the engine ran out of memory ({error}); lower --batch-size or --max-new-tokens "
-                    "and run the same command again to resume."
-                ) from None
-            if len(requests) == 1:
-                message = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])
-                return [RowError(self.config.prompt_column, f"the engine failed on this row ({message})")]
-            logger.warning(
-                "a batch of %d rows failed as a whole (%s: %s); splitting it to find the failing rows",
-                len(requests),
-                type(error).__name__,
-                error,
-            )
-        middle = len(requests) // 2
-        head = self._generate(requests[:middle], count, first)
-        try:
-            tail = self._generate(requests[middle:], count, first)
-        except BaseException as error:  # positions of what finished, counted in this call's requests
-            finished = {position: outcome for position, outcome in enumerate(head) if isinstance(outcome, list)}
-            inner = getattr(error, "completed_requests", None) or {}
-            finished.update({middle + position: outcome for position, outcome in inner.items()})
-            error.completed_requests = finished  # type: ignore[attr-defined]
-            raise
-        return head + tail
+        return generate_isolating_rows(engine, requests, count, first, column=self.config.prompt_column)
 
     def _bucket_is_certain(self, completions: list[str], reference: Any) -> bool:
         """Whether more rollouts can no longer change the paper bucket: some right and some wrong."""
@@ -367,68 +318,22 @@ class DifficultyScorer:
             scores.append(min(1.0, max(0.0, score)))
         return scores
 
-    def _columns(
-        self,
-        rollouts: list[list[str] | None],
-        scores: list[list[float | None] | None],
-        errors: list[str | None],
-    ) -> dict[str, list[Any]]:
-        # numpy scalars carry float32/int32 through datasets' type inference; None stays null.
-        # A row whose rollouts were all excluded failed, yet says how many it drew and how many were truncated.
-        threshold = self.config.correct_threshold
-        judged = [
-            None if s is None or error is not None else [v for v in s if v is not None]
-            for s, error in zip(scores, errors)
-        ]
-        num_correct = [None if j is None else np.int32(sum(v >= threshold for v in j)) for j in judged]
-        num_rollouts = [None if r is None else np.int32(len(r)) for r in rollouts]
-        truncated = [None if r is None else count_truncated(r) for r in rollouts]
-        difficulty = [None if c is None else np.float32(1.0 - int(c) / len(j)) for c, j in zip(num_correct, judged)]
-        columns: dict[str, list[Any]] = {
-            "difficulty": difficulty,
-            "num_correct": num_correct,
-            "num_rollouts": num_rollouts,
-            "num_truncated": [None if t is None else np.int32(t) for t in truncated],
-            "difficulty_error": [redact(error) if error else "" for error in errors],
-        }
-        if self.config.keep_rollouts:
-            columns["rollouts"] = [None if r is None else [str(text) for text in r] for r in rollouts]
-            columns["rollout_scores"] = [
-                None if r is None or s is None else [None if v is None else np.float32(v) for v in s]
-                for r, s in zip(rollouts, scores)
-            ]
-            columns["rollout_finish_reasons"] = [
-                None if r is None else [finish_reason(text) or FINISH_UNKNOWN for text in r] for r in rollouts
-            ]
-        if self.config.pass_rate_interval is not None:
-            bounds = [
-                (None, None) if c is None else pass_rate_interval(int(c), len(j), self.config.pass_rate_interval)
-                for c, j in zip(num_correct, judged)
-            ]
-            columns["pass_rate_low"] = [None if low is None else np.float32(low) for low, _ in bounds]
-            columns["pass_rate_high"] = [None if high is None else np.float32(high) for _, high in bounds]
-        return columns
+
+def stop_at_first_failure(errors: Sequence[str | None], indices: Sequence[int] | None = None) -> None:
+    """With `fail_fast`: raise `RowFailedError` naming the first row of a batch that has an error.
+
+    `indices` are the rows' numbers in the dataset (their position in the batch without them).
+    """
+    for position, error in enumerate(errors):
+        if error:
+            row = indices[position] if indices is not None else position
+            raise RowFailedError(f"row {row}: {error} (fail_fast is on; turn it off to record and go on)")
 
 
 def adaptive_rounds(num_rollouts: int, round_size: int = ADAPTIVE_ROUND) -> list[int]:
     """How many rollouts each adaptive round draws: `round_size` each, summing to `num_rollouts`."""
     sizes = [round_size] * (num_rollouts // round_size)
     return [*sizes, num_rollouts % round_size] if num_rollouts % round_size else sizes
-
-
-def pass_rate_interval(num_correct: int, num_rollouts: int, mass: float = 0.95) -> tuple[float, float]:
-    """Central credible interval of the pass rate under a Jeffreys prior: Beta(c + 1/2, n - c + 1/2).
-
-    Following Brown, Cai and DasGupta (2001), the lower bound is 0 when no rollout is right and the
-    upper bound 1 when all are.
-    """
-    from scipy.special import betaincinv
-
-    a, b = num_correct + 0.5, num_rollouts - num_correct + 0.5
-    tail = (1.0 - mass) / 2
-    low = 0.0 if num_correct == 0 else float(betaincinv(a, b, tail))
-    high = 1.0 if num_correct == num_rollouts else float(betaincinv(a, b, 1.0 - tail))
-    return low, high
 
 
 def score_difficulty(
@@ -498,11 +403,3 @@ def score_difficulty(
     options["engine_options"] = dict(engine_options) if engine_options is not None else {}
     options["chat_template_kwargs"] = dict(chat_template_kwargs) if chat_template_kwargs is not None else {}
     return DifficultyScorer(ScoringConfig.from_options(**options), verifier=custom_verifier)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "score_dataset":  # moved to the runners in 0.1: kept importable here
-        from difficulty_curation.runners.in_memory import score_dataset
-
-        return score_dataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

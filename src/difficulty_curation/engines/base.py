@@ -6,8 +6,11 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from difficulty_curation.errors import RowError
+from difficulty_curation.errors import CurationError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
+from difficulty_curation.redact import get_logger, redact
+
+logger = get_logger(__name__)
 
 
 @runtime_checkable
@@ -54,6 +57,48 @@ class _GenerateEachRound:
     ) -> list[list[str] | RowError]:
         chosen = [self.requests[position] for position in positions]
         return self.engine.generate(chosen, num_rollouts, first_rollout=first_rollout)
+
+
+def generate_isolating_rows(
+    engine: RolloutEngine, requests: Sequence[PromptRequest], num_rollouts: int, first_rollout: int, *, column: str
+) -> list[list[str] | RowError]:
+    """`engine.generate`, where a batch that fails as a whole is halved until the failing rows are found.
+
+    One row can fail a whole batch (a literal image token in its text trips the processor's count
+    check, say); bisecting lets every other row score and makes the culprit a `RowError` on `column`.
+    Failures that are not a row's fault (`EngineError`, out of memory) and our own errors stop the run;
+    what finished before such a stop travels with it as `completed_requests` (position -> rollouts).
+    """
+    try:
+        return engine.generate(requests, num_rollouts, first_rollout=first_rollout)
+    except CurationError:
+        raise
+    except Exception as error:
+        if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
+            raise EngineError(
+                f"the engine ran out of memory ({error}); lower --batch-size or --max-new-tokens "
+                "and run the same command again to resume."
+            ) from None
+        if len(requests) == 1:
+            message = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])
+            return [RowError(column, f"the engine failed on this row ({message})")]
+        logger.warning(
+            "a batch of %d rows failed as a whole (%s: %s); splitting it to find the failing rows",
+            len(requests),
+            type(error).__name__,
+            error,
+        )
+    middle = len(requests) // 2
+    head = generate_isolating_rows(engine, requests[:middle], num_rollouts, first_rollout, column=column)
+    try:
+        tail = generate_isolating_rows(engine, requests[middle:], num_rollouts, first_rollout, column=column)
+    except BaseException as error:  # positions of what finished, counted in this call's requests
+        finished = {position: outcome for position, outcome in enumerate(head) if isinstance(outcome, list)}
+        inner = getattr(error, "completed_requests", None) or {}
+        finished.update({middle + position: outcome for position, outcome in inner.items()})
+        error.completed_requests = finished  # type: ignore[attr-defined]
+        raise
+    return head + tail
 
 
 def derive_seed(seed: int, *keys: str) -> int:

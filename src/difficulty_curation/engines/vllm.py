@@ -9,7 +9,6 @@ plain functions, tested without the engine; `VLLMEngine` itself is tested on the
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import re
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import derive_seed, render_chat
-from difficulty_curation.errors import ConfigError, EngineError, ModelLoadError, RowError, missing_dependency
+from difficulty_curation.errors import EngineError, ModelLoadError, RowError, missing_dependency
 from difficulty_curation.models import load_processor
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger
@@ -210,23 +209,6 @@ class VLLMEngine:
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.tokenizer = self.llm.get_tokenizer()
         self.model_revision: str | None = config.revision
-
-    def with_config(self, config: ScoringConfig) -> VLLMEngine:
-        """This started engine, sampling as `config` says (another seed, temperature, k, adaptive, ...).
-
-        Starting vLLM takes tens of seconds; runs that differ only in sampling share one engine.
-        The model and the engine options must be the same.
-        """
-        same = (config.model, config.revision, config.engine_options) == (
-            self.config.model,
-            self.config.revision,
-            self.config.engine_options,
-        )
-        if not same:
-            raise ConfigError("with_config() needs the same model, revision and engine_options as the started engine")
-        engine = copy.copy(self)
-        engine.config = config
-        return engine
 
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0

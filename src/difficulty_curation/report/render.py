@@ -5,14 +5,13 @@ The template is package data (`templates/report.html.j2`), rendered with Jinja a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.errors import ConfigError
+from difficulty_curation.outputs import atomic_file
 from difficulty_curation.redact import get_logger
 from difficulty_curation.report.page import ReportPage
 from difficulty_curation.splits import as_splits
@@ -136,14 +135,8 @@ def _load(scored: Any, split: str | None) -> DatasetDict:
 
 def _write_atomic(out: Path, data: bytes) -> int:
     out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.resolve().parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(staging, out)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+    with atomic_file(out) as staging:
+        staging.write_bytes(data)
     return len(data)
 
 

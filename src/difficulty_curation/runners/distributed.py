@@ -19,12 +19,11 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
 from difficulty_curation.errors import ConfigError, CurationError, missing_dependency
-from difficulty_curation.progress import RolloutProgress
-from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
+from difficulty_curation.progress import BatchReport, RolloutProgress
 from difficulty_curation.redact import get_logger
-from difficulty_curation.schema import score_table, undecoded_images
-from difficulty_curation.scoring import BatchReport, DifficultyScorer, score_difficulty
-from difficulty_curation.splits import map_splits
+from difficulty_curation.runners.preamble import RunInputs, warn_about, with_provenance
+from difficulty_curation.schema import score_features, score_table
+from difficulty_curation.scoring import DifficultyScorer
 
 logger = get_logger(__name__)
 
@@ -55,31 +54,32 @@ def score_distributed(
     Example:
         >>> scored = score_distributed(ds, score_difficulty("my-org/my-vlm"), num_workers=8)  # doctest: +SKIP
     """
-    if isinstance(dataset, DatasetDict):
-        options = {"batch_size": batch_size, "progress": progress, "num_workers": num_workers}
-        options.update(resources_per_worker=resources_per_worker, address=address)
-        return map_splits(lambda part: score_distributed(part, scorer, **options), dataset)
     options = RayOptions(num_workers=num_workers, resources_per_worker=resources_per_worker, address=address)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    scorer.check_columns(dataset.column_names)
-    needed = list(dict.fromkeys(scorer.config.required_columns.values()))
-    rows = undecoded_images(dataset.select_columns(needed), scorer.config.image_column).with_format("arrow")
-    spans = [(start, min(start + batch_size, len(dataset))) for start in range(0, len(dataset), batch_size)]
-    batches = ((("", index, start, stop), rows[start:stop]) for index, (start, stop) in enumerate(spans))
-    bar = RolloutProgress(len(dataset), enabled=progress)
-    tables: dict[int, pa.Table] = {}
+    inputs = RunInputs(dataset, scorer, batch_size)
+    spans = {name: inputs.batches(name) for name in inputs.splits}
+    batches = (
+        ((name, index, start, stop), inputs.rows(name, start, stop))
+        for name, split_spans in spans.items()
+        for index, (start, stop) in enumerate(split_spans)
+    )
+    bar = RolloutProgress(inputs.num_rows, enabled=progress)
+    tables: dict[tuple[str, int], pa.Table] = {}
     try:
-        for (_, index, _, _), columns, _, report in score_batches_on_ray(scorer, batches, options):
-            tables[index] = score_table(columns, scorer.config)
+        for (name, index, _, _), columns, _, report in score_batches_on_ray(scorer, batches, options):
+            tables[name, index] = score_table(columns, scorer.config)
             bar.update(report)
     finally:
         bar.close()
-    scores = pa.concat_tables([tables[index] for index in range(len(spans))]) if spans else None
-    if scores is None or len(scores) != len(dataset):
-        raise CurationError(f"the Ray run returned {len(tables)} of {len(spans)} batches; nothing was saved.")
-    scored = concatenate_datasets([dataset, Dataset(scores)], axis=1)
-    return attach_provenance(scored, with_finish_counts(scoring_provenance(scorer), scored))
+    scored, empty = {}, score_features(scorer.config).arrow_schema.empty_table()
+    for name, part in inputs.splits.items():
+        found = [tables[name, index] for index in range(len(spans[name])) if (name, index) in tables]
+        scores = pa.concat_tables([empty, *found])
+        if len(scores) != len(part):  # every batch exactly once, or nothing
+            raise CurationError(f"the Ray run returned {len(found)} of {len(spans[name])} batches; nothing was saved.")
+        scored[name] = concatenate_datasets([part, Dataset(scores)], axis=1)
+    result = with_provenance(inputs.shaped(scored), scorer)
+    warn_about(result)
+    return result
 
 
 @dataclass(frozen=True)
@@ -209,24 +209,3 @@ def _default_resources() -> dict[str, float]:
     import torch
 
     return {"CPU": 1, "GPU": 1} if torch.cuda.is_available() else {"CPU": 1}
-
-
-def score_difficulty_distributed(
-    dataset: Dataset | DatasetDict,
-    model: str,
-    *,
-    num_workers: int = 2,
-    resources_per_worker: dict[str, float] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    address: str | None = None,
-    **options: Any,
-) -> Dataset | DatasetDict:
-    """Deprecated spelling of `score_distributed(dataset, score_difficulty(model, **options), ...)`; kept importable."""
-    return score_distributed(
-        dataset,
-        score_difficulty(model, **options),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        resources_per_worker=resources_per_worker,
-        address=address,
-    )

@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from difficulty_curation.config import DEFAULT_BATCH_SIZE
-from difficulty_curation.errors import ConfigError
 from difficulty_curation.progress import RolloutProgress
-from difficulty_curation.provenance import attach_provenance, scoring_provenance, with_finish_counts
-from difficulty_curation.redact import get_logger
-from difficulty_curation.schema import undecoded_images
+from difficulty_curation.runners.preamble import RunInputs, warn_about, with_provenance
 from difficulty_curation.scoring import DifficultyScorer
-from difficulty_curation.splits import datasets_switched_off, map_splits
-from difficulty_curation.stats import scoring_warnings, summarize
+from difficulty_curation.splits import datasets_switched_off
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
-
-logger = get_logger(__name__)
 
 
 def score_dataset(
@@ -34,32 +28,25 @@ def score_dataset(
     becomes a failed row (see `difficulty_error`) instead of an exception inside datasets.
     The datasets cache applies as usual: an identical call on a cached dataset is not re-scored.
     """
-    from datasets import DatasetDict
-
-    if isinstance(dataset, DatasetDict):
-        return map_splits(lambda part: score_dataset(part, scorer, batch_size=batch_size, progress=progress), dataset)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    scorer.check_columns(dataset.column_names)
+    inputs = RunInputs(dataset, scorer, batch_size)
     image_column = scorer.config.image_column
-    original_feature = dataset.features[image_column] if image_column else None
-    dataset = undecoded_images(dataset, image_column)
-    bar = RolloutProgress(len(dataset), enabled=progress)
+    bar = RolloutProgress(inputs.num_rows, enabled=progress)
+    run = scorer.for_run(on_batch=bar.update)
+    scored = {}
     try:
         with datasets_switched_off("progress_bars"):
-            scored = dataset.map(
-                scorer.for_run(on_batch=bar.update),
-                batched=True,
-                batch_size=batch_size,
-                features=scorer.output_features(dataset.features),
-                desc="Scoring difficulty",
-            )
+            for name, readable in inputs.readable.items():
+                scored[name] = readable.map(
+                    run,
+                    batched=True,
+                    batch_size=batch_size,
+                    features=scorer.output_features(readable.features),
+                    desc="Scoring difficulty",
+                )
+                if image_column:
+                    scored[name] = scored[name].cast_column(image_column, inputs.splits[name].features[image_column])
     finally:
         bar.close()
-    if image_column:
-        scored = scored.cast_column(image_column, original_feature)
-
-    attach_provenance(scored, with_finish_counts(scoring_provenance(scorer), scored))
-    for warning in scoring_warnings(summarize(scored)):
-        logger.warning(warning)
-    return scored
+    result = with_provenance(inputs.shaped(scored), scorer)
+    warn_about(result)
+    return result
