@@ -90,7 +90,8 @@ def assert_finish_reasons_are_real(short, longer):
                 assert more == text
                 stopped += 1
             else:
-                assert more.startswith(text)
+                # a cut-off text may end inside a multi-byte character, decoded as U+FFFD until more tokens complete it
+                assert more.startswith(text.rstrip("\ufffd")), (text, more)
                 truncated += 1
                 grew += len(more) > len(text)
         assert row_short["num_truncated"] == row_short["rollout_finish_reasons"].count("length")

@@ -6,7 +6,9 @@ from typer.testing import CliRunner
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.cli import app
+from difficulty_curation.engines.adaptive import RowDraws
 from difficulty_curation.engines.loader import load_engine
+from difficulty_curation.errors import RowError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.scoring import ADAPTIVE_ROUND, adaptive_rounds
 
@@ -132,3 +134,131 @@ def test_curate_score_passes_adaptive_and_pass_rate_interval_to_the_scorer(digit
 def test_score_help_explains_adaptive_and_pass_rate_interval():
     help_text = CliRunner().invoke(app, ["score", "--help"], terminal_width=200).output
     assert "--adaptive" in help_text and "--pass-rate-interval" in help_text
+
+
+# -- streaming adaptive draws (engines.adaptive.RowDraws): the bookkeeping, without an engine ------------
+
+
+def mixed(position, completions):
+    """Decided once the prefix holds a "right" and a "wrong" rollout."""
+    return {"right", "wrong"} <= set(completions)
+
+
+def draw_in_order(draws, answers, finish_order):
+    """Run `draws` like an engine: submit, then finish in-flight rollouts in `finish_order`'s order; returns
+    the rollouts ever submitted and those aborted."""
+    submitted, aborted = [], []
+    in_flight = []
+    while not draws.done:
+        new = draws.submit_next()
+        submitted += new
+        in_flight += new
+        assert in_flight, "open rows but nothing in flight"
+        position, index = finish_order(in_flight)
+        in_flight.remove((position, index))
+        stale = draws.finish(position, index, answers[position][index])
+        aborted += stale
+        in_flight = [rollout for rollout in in_flight if rollout not in stale]
+    return submitted, aborted
+
+
+ANSWERS = {
+    0: ["right", "right", "wrong", "right", "wrong", "wrong", "right", "right"],  # decided at 3
+    1: ["wrong"] * 8,  # never decided: all 8
+    2: ["wrong", "right", "right", "right", "wrong", "wrong", "wrong", "wrong"],  # decided at 2
+}
+
+
+@pytest.mark.parametrize("order", ["first", "last", "shuffled"])
+def test_a_row_is_decided_at_the_same_prefix_whatever_order_its_rollouts_finish_in(order):
+    import random
+
+    chooser = random.Random(0)
+    finish_order = {
+        "first": lambda flight: flight[0],
+        "last": lambda flight: flight[-1],
+        "shuffled": lambda flight: chooser.choice(flight),
+    }[order]
+    draws = RowDraws(ANSWERS, 8, window=4, is_decided=mixed)
+    draw_in_order(draws, ANSWERS, finish_order)
+    assert draws.outcomes() == {0: ANSWERS[0][:3], 1: ANSWERS[1], 2: ANSWERS[2][:2]}
+
+
+def test_a_row_runs_at_most_window_rollouts_beyond_its_finished_prefix():
+    draws = RowDraws([0], 8, window=3, is_decided=mixed)
+    assert draws.submit_next() == [(0, 0), (0, 1), (0, 2)]
+    assert draws.finish(0, 2, "wrong") == [] and draws.submit_next() == []  # rollout 0 still runs: no room
+    assert draws.finish(0, 0, "wrong") == [] and draws.submit_next() == [(0, 3)]  # prefix 1: up to index 3
+    assert draws.finish(0, 1, "right") == [(0, 3)]  # decided at 2: rollout 3 is aborted, rollout 2 dropped
+    assert draws.outcomes() == {0: ["wrong", "right"]} and draws.done
+
+
+def test_rollouts_finishing_after_the_decision_are_not_kept():
+    draws = RowDraws([0], 4, window=4, is_decided=mixed)
+    draws.submit_next()
+    draws.finish(0, 0, "right")
+    assert draws.finish(0, 1, "wrong") == [(0, 2), (0, 3)]
+    assert draws.finish(0, 3, "right") == []  # finished before its abort arrived
+    assert draws.outcomes() == {0: ["right", "wrong"]}
+
+
+def test_without_is_decided_every_row_draws_all_rollouts_numbered_from_first_rollout():
+    draws = RowDraws([5, 7], 3, first_rollout=4)
+    assert draws.submit_next() == [(5, 4), (5, 5), (5, 6), (7, 4), (7, 5), (7, 6)]
+    for index in (6, 4, 5):
+        draws.finish(5, index, f"r{index}")
+    assert draws.completed() == {5: ["r4", "r5", "r6"]} and not draws.done  # row 7 is still drawing
+
+
+def test_a_failed_row_gives_its_error_and_its_rollouts_in_flight_to_abort():
+    draws = RowDraws([0, 1], 4, window=2, is_decided=mixed)
+    draws.submit_next()
+    error = RowError("problem", "rejected")
+    assert draws.fail(1, error) == [(1, 0), (1, 1)]
+    assert draws.outcomes() == {1: error} and draws.completed() == {}
+
+
+def test_a_retried_rollout_is_submitted_again_and_keeps_its_place():
+    draws = RowDraws([0], 2, window=2)
+    draws.submit_next()
+    draws.retry(0, 0)
+    assert draws.submit_next() == [(0, 0)]
+    draws.finish(0, 1, "b")
+    draws.finish(0, 0, "a")
+    assert draws.outcomes() == {0: ["a", "b"]}
+
+
+def test_the_scorer_uses_an_engines_own_adaptive_draw_and_stores_what_it_drew(tiny_vlm, digits, full_draw, tmp_path):
+    from difficulty_curation.engines.base import AdaptiveEngine
+    from difficulty_curation.rollout_cache import RolloutCache
+
+    class Streaming:  # the transformers engine behind generate_adaptive, judging rollouts one at a time
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def generate(self, requests, num_rollouts, *, first_rollout=0):
+            raise AssertionError("adaptive must not go through rounds when the engine streams")
+
+        def generate_adaptive(self, requests, num_rollouts, is_decided):
+            self.calls += 1
+            draws = RowDraws(range(len(requests)), num_rollouts, window=2, is_decided=is_decided)
+            while not draws.done:
+                for position, index in draws.submit_next()[::-1]:  # finishing out of order
+                    (outcome,) = self.inner.generate([requests[position]], 1, first_rollout=index)
+                    draws.finish(position, index, outcome[0])
+            return [draws.outcomes()[position] for position in range(len(requests))]
+
+    scorer = scorer_for(tiny_vlm, keep_rollouts=True, adaptive=True)
+    engine = Streaming(load_engine(scorer.config))
+    assert isinstance(engine, AdaptiveEngine)
+    cache = RolloutCache(tmp_path / "rollouts.sqlite")
+    run = scorer.for_run(rollout_cache=cache)
+    run.engine = engine
+    adaptive = digits.select(range(12)).map(run, batched=True, batch_size=6, load_from_cache_file=False)
+    assert engine.calls == 2 and len(cache) == 12
+    stopped_early = 0
+    for full, row in zip(full_draw, adaptive):
+        assert row["rollouts"] == full["rollouts"][: row["num_rollouts"]]
+        assert bucket(row["difficulty"]) == bucket(full["difficulty"])
+        stopped_early += row["num_rollouts"] < 8
+    assert stopped_early > 0

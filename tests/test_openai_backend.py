@@ -20,6 +20,7 @@ from difficulty_curation.engines.openai import (
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.runners.run_folder import score_to_dir
+from difficulty_curation.transforms import bucket_of
 
 SECRET = "sk-test-do-not-print-7d1f"
 
@@ -33,7 +34,8 @@ def server(trained_vlm):
 
 
 def scorer_for(model, url, *, max_concurrency=2, **options):
-    scorer = score_difficulty(str(model), backend="openai", api_base=url, num_rollouts=4, max_new_tokens=4, **options)
+    options = {"num_rollouts": 4, "max_new_tokens": 4, **options}
+    scorer = score_difficulty(str(model), backend="openai", api_base=url, **options)
     scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_concurrency=max_concurrency, backoff=0.05)
     return scorer
 
@@ -82,7 +84,7 @@ def test_scoring_against_a_served_model_with_retries_and_bounded_concurrency(ser
     stats = httpx.get(server + "/stats").json()
     assert stats["max_in_flight"] <= 2
     again = digits.map(scorer_for(trained_vlm, server, max_concurrency=4), batched=True, load_from_cache_file=False)
-    assert again["difficulty"] == scored["difficulty"]  # per-row seeds: same answers, any concurrency
+    assert again["difficulty"] == scored["difficulty"]  # per-rollout seeds: same answers, any concurrency
 
 
 def test_the_api_key_never_appears_in_output_logs_or_files(server, trained_vlm, digits, tmp_path, caplog, capsys):
@@ -170,3 +172,26 @@ def test_chat_template_kwargs_reach_the_served_template(thinking_server, thinkin
         assert served["rollout_finish_reasons"] == local["rollout_finish_reasons"]
         results[json.dumps(kwargs)] = served["rollouts"]
     assert results["{}"] != results['{"enable_thinking": false}']
+
+
+# -- one request per rollout, each with its own seed ----------------------------------------------
+
+
+def coin(completion, reference):
+    """About half of the (random) answers right, so most rows are medium."""
+    return float(sum(map(ord, completion)) % 2 == 0)
+
+
+def test_each_rollout_is_its_own_request_so_adaptive_rounds_are_a_prefix_of_the_full_draw(server, trained_vlm, digits):
+    rows = digits.select(range(12))
+    options = {"num_rollouts": 8, "max_new_tokens": 4, "verifier": coin, "keep_rollouts": True, "temperature": 3.0}
+    full = score_dataset(rows, scorer_for(trained_vlm, server, **options), progress=False)
+    before = httpx.get(server + "/stats").json()["requests"]
+    again = score_dataset(rows, scorer_for(trained_vlm, server, max_concurrency=4, **options), progress=False)
+    assert httpx.get(server + "/stats").json()["requests"] - before == 12 * 8  # n=1: one request per rollout
+    assert again["rollouts"] == full["rollouts"]
+    adaptive = score_dataset(rows, scorer_for(trained_vlm, server, adaptive=True, **options), progress=False)
+    assert sum(adaptive["num_rollouts"]) < sum(full["num_rollouts"])
+    for index, (whole, row) in enumerate(zip(full, adaptive)):
+        assert row["rollouts"] == whole["rollouts"][: row["num_rollouts"]], f"row {index}"
+        assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"

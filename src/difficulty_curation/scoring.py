@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.answers import extractor_for, is_truncated
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import RolloutEngine, generate_isolating_rows, open_session
+from difficulty_curation.engines.base import AdaptiveEngine, RolloutEngine, generate_isolating_rows, open_session
 from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import (
     ColumnNotFoundError,
@@ -212,7 +212,8 @@ class DifficultyScorer:
         Identical rows in a batch are generated once and share their rollouts. With `adaptive`,
         rollouts come in the rounds of `adaptive_rounds` and a row stops once it has a right and a
         wrong answer (its paper bucket, medium, can no longer change); every prompt is prefilled
-        once and the still-open rows of the whole batch are decoded together each round. New rollouts are written
+        once and the still-open rows of the whole batch are decoded together each round. An engine
+        with `generate_adaptive` (vLLM) judges each rollout as it finishes instead, without rounds. New rollouts are written
         to the cache before anything else happens, so a crash never loses them.
         Returns the outcome per row and how many rollouts were generated.
         """
@@ -227,7 +228,8 @@ class DifficultyScorer:
         drawn: dict[str, list[str]] = {key: [] for key in order}
         failed: dict[str, RowError] = {}
         k = self.config.rollout.num_rollouts
-        if self.config.adaptive and order:
+        streams = bool(self.config.adaptive and order) and isinstance(self.engine, AdaptiveEngine)
+        if self.config.adaptive and order and not streams:
             sample = self._round_sampler(prompts)  # each prompt is prefilled once, for all rounds
             active, first = list(range(len(order))), 0
             for count in adaptive_rounds(k):
@@ -246,7 +248,11 @@ class DifficultyScorer:
                     break
         elif order:
             try:
-                outcomes = self._generate(prompts, k, 0)
+                if streams:  # the engine judges each rollout as it finishes: no rounds
+                    decider = self._decider([references[pending[key]] for key in order])
+                    outcomes = self.engine.generate_adaptive(prompts, k, decider)  # type: ignore[attr-defined]
+                else:
+                    outcomes = self._generate(prompts, k, 0)
             except BaseException as error:  # a stopped run keeps the rows its engine finished
                 finished = getattr(error, "completed_requests", None) or {}
                 if self.rollout_cache is not None and finished:
@@ -293,6 +299,23 @@ class DifficultyScorer:
             return True  # the row will fail verification anyway: stop sampling it
         threshold = self.config.correct_threshold
         return any(s >= threshold for s in scores) and any(s < threshold for s in scores)
+
+    def _decider(self, references: list[Any]) -> Callable[[int, Sequence[str]], bool]:
+        """`is_decided` for an engine that draws adaptively itself: `_bucket_is_certain` on the rollouts
+        0..j-1 of the row at a position, each rollout verified once as the prefix grows."""
+        scores: dict[int, list[float | None]] = {}
+        threshold = self.config.correct_threshold
+
+        def is_decided(position: int, completions: Sequence[str]) -> bool:
+            known = scores.setdefault(position, [])
+            try:
+                known += self._verify_all(list(completions[len(known) :]), references[position])
+            except RowError:
+                return True  # the row will fail verification anyway: stop sampling it
+            judged = [score for score in known if score is not None]
+            return any(s >= threshold for s in judged) and any(s < threshold for s in judged)
+
+        return is_decided
 
     def _verify_all(self, completions: list[str], reference: Any) -> list[float | None]:
         """The score each rollout counts with: the verifier's score of its extracted answer (0.0 when there

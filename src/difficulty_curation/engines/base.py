@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from difficulty_curation.engines.adaptive import IsDecided
 from difficulty_curation.errors import CurationError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger, redact
@@ -23,6 +24,27 @@ class RolloutEngine(Protocol):
         """Return `num_rollouts` completions per request (rollouts `first_rollout` onwards), in order.
 
         A request the engine cannot serve (say, a prompt longer than the context) gets a `RowError`.
+        """
+        ...
+
+
+@runtime_checkable
+class AdaptiveEngine(Protocol):
+    """An engine that draws adaptively itself, without rounds (optional; the scorer uses it where present).
+
+    Rollout `j` of a row must be the same draw whatever `num_rollouts` or the batch, so that a row's
+    rollouts are always a prefix of its full draw. Engines without this method get rounds of
+    `generate(..., first_rollout=...)` from the scorer.
+    """
+
+    def generate_adaptive(
+        self, requests: Sequence[PromptRequest], num_rollouts: int, is_decided: IsDecided
+    ) -> list[list[str] | RowError]:
+        """Up to `num_rollouts` completions per request: the shortest prefix of rollouts 0, 1, ... for which
+        `is_decided(position, completions)` holds (`position` indexes `requests`), else all of them.
+
+        Rollouts finished past that prefix are dropped, so the result does not depend on timing. A
+        stopped call attaches the rows it finished to the exception as `completed_requests`.
         """
         ...
 
@@ -107,6 +129,11 @@ def derive_seed(seed: int, *keys: str) -> int:
     for key in keys:
         digest.update(key.encode())
     return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+def rollout_seed(seed: int, content_hash: str, index: int) -> int:
+    """The seed of rollout `index` of a row: the same whatever k, batch, round or backend that draws it."""
+    return derive_seed(seed, content_hash, str(index))
 
 
 def render_chat(processor: object, messages: list[dict], template_kwargs: dict[str, Any] | None = None) -> str:

@@ -1,11 +1,16 @@
 """The openai backend: any OpenAI-compatible chat endpoint (`vllm serve`, SGLang, TGI, hosted APIs).
 
-One `/chat/completions` request per row with `n=k`, at most `max_concurrency` in flight, retried
-with exponential backoff on connection errors, 429 and 5xx. A refused key (401/403), an unknown
+One `/chat/completions` request per rollout (`n=1`, each with its own `seed`), at most
+`max_concurrency` in flight, retried with exponential backoff on connection errors, 429 and 5xx. A refused key (401/403), an unknown
 endpoint (404) or a server still failing after the retries stops the run (`EndpointError`); other
 4xx answers fail only their row. Images travel as PNG data URLs. The API key comes from
 `$OPENAI_API_KEY` (or the `api_key` argument) and is only ever put in the `Authorization` header:
 it and any credentials in the URL are redacted from logs, errors and stored rows.
+
+Rollout `j` of a row is the same draw whatever k, batch or adaptive round only where the server
+honours `seed` (vLLM and SGLang do; many hosted APIs treat it as a hint or ignore it): there,
+`adaptive=True` gives exactly the buckets of the full draw; elsewhere a rerun or an adaptive run
+draws other rollouts, as unseeded sampling does.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import derive_seed
+from difficulty_curation.engines.base import rollout_seed
 from difficulty_curation.errors import ConfigError, EndpointError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials, url_secrets
@@ -161,6 +166,12 @@ class OpenAIEngine:
         self.max_retries = max_retries
         self.backoff = backoff
         self.model_revision: str | None = config.revision
+        if config.adaptive:
+            logger.info(
+                "adaptive with backend='openai' keeps full k's buckets only where %s honours the `seed` of each "
+                "request (vLLM, SGLang do; many hosted APIs do not)",
+                self.shown_url,
+            )
 
     @property
     def shown_url(self) -> str:
@@ -170,17 +181,21 @@ class OpenAIEngine:
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
     ) -> list[list[str] | RowError]:
-        """One request per row, `max_concurrency` at a time; each row seeded from its content.
+        """One request per rollout (`n=1`, its own `seed`), `max_concurrency` at a time.
 
+        Rollout `j` of a row is seeded from (seed, row content, `j`), as on the other backends, so
+        it is the same draw whatever k, batch or round where the server honours `seed`.
         The requests run in daemon threads while this thread waits in short steps, so Ctrl-C or
         SIGTERM ends the call at once even when the server never answers. A failure that is not
         the row's fault raises `EndpointError` and stops the other requests; the rows finished
         before it travel with the error (`completed_requests`), as they do with an interrupt.
         """
         results: list[list[str] | RowError | None] = [None] * len(requests)
-        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        drawn: list[dict[int, str]] = [{} for _ in requests]
+        pending: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         for index in range(len(requests)):
-            pending.put(index)
+            for rollout in range(first_rollout, first_rollout + num_rollouts):
+                pending.put((index, rollout))
         stop, done, lock = threading.Event(), threading.Event(), threading.Lock()
         failures: list[BaseException] = []
         remaining = [len(requests)]
@@ -188,36 +203,47 @@ class OpenAIEngine:
         def work() -> None:
             while not stop.is_set():
                 try:
-                    index = pending.get_nowait()
+                    index, rollout = pending.get_nowait()
                 except queue.Empty:
                     return
+                if results[index] is not None:  # another rollout of this row failed it
+                    continue
                 request = requests[index]
-                seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout)) % 2**31
                 body = chat_request_body(
                     request,
                     model=self.config.model,
                     rollout=self.config.rollout,
-                    num_rollouts=num_rollouts,
-                    seed=seed,
+                    num_rollouts=1,
+                    seed=rollout_seed(self.config.rollout.seed, request.content_hash, rollout) % 2**31,
                     chat_template_kwargs=self.config.chat_template_kwargs,
                 )
                 try:
-                    outcome = self._post(body, num_rollouts, stop)
+                    outcome = self._post(body, 1, stop)
                 except BaseException as error:  # handed to the waiting thread, which raises it
                     with lock:
                         failures.append(error)
                     stop.set()
                     done.set()
                     return
+                if outcome is None:  # stopped meanwhile
+                    return
                 with lock:
-                    results[index] = outcome
+                    if results[index] is not None:
+                        continue
+                    if isinstance(outcome, RowError):
+                        results[index] = outcome
+                    else:
+                        drawn[index][rollout] = outcome[0]
+                        if len(drawn[index]) < num_rollouts:
+                            continue
+                        results[index] = [drawn[index][i] for i in sorted(drawn[index])]
                     remaining[0] -= 1
                     if remaining[0] == 0:
                         done.set()
 
         if not requests:
             return []
-        for number in range(min(self.max_concurrency, len(requests))):
+        for number in range(min(self.max_concurrency, len(requests) * num_rollouts)):
             threading.Thread(target=work, name=f"openai-{number}", daemon=True).start()
         try:
             while not done.wait(0.1):

