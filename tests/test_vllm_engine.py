@@ -324,3 +324,44 @@ def test_chat_template_kwargs_reach_the_template_vllm_is_given(engine, trained_v
         errors[bool(kwargs)] = score_dataset(rows, scorer, progress=False)["difficulty_error"]
     assert errors[False] == ["", ""]
     assert all("does not fit vLLM's context of max_model_len=256" in error for error in errors[True])
+
+
+# -- one seeded request per rollout, and streaming adaptive draws ------------------------------------------
+
+
+def coin(completion, reference):
+    """About half of the (random) answers right, so most rows are medium."""
+    return float(sum(map(ord, completion)) % 2 == 0)
+
+
+def test_rollout_j_of_a_row_is_the_same_draw_whatever_k_batch_or_first_rollout(engine, trained_vlm, digits):
+    from difficulty_curation.prompts import build_request
+
+    hot = {"temperature": 2.0, "keep_rollouts": True}
+    eight = score_dataset(
+        digits, vllm_scorer(trained_vlm, engine, num_rollouts=8, **hot), batch_size=24, progress=False
+    )
+    four = score_dataset(digits, vllm_scorer(trained_vlm, engine, num_rollouts=4, **hot), batch_size=5, progress=False)
+    assert four["rollouts"] == [rollouts[:4] for rollouts in eight["rollouts"]]
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8, **hot)
+    requests = [build_request(row, scorer.config) for row in digits.select(range(6))]
+    later = scorer.engine.generate(requests, 4, first_rollout=4)  # an adaptive round's rollouts 4..7
+    assert [[str(text) for text in rollouts] for rollouts in later] == [r[4:] for r in eight["rollouts"][:6]]
+    assert len({text for rollouts in eight["rollouts"] for text in rollouts}) > 8  # really sampled
+
+
+def test_adaptive_streams_a_prefix_of_the_full_draw_with_the_same_bucket_row_by_row(engine, trained_vlm, digits):
+    from difficulty_curation.engines.base import AdaptiveEngine
+
+    options = {"num_rollouts": 8, "verifier": coin, "keep_rollouts": True, "temperature": 2.0}
+    full = score_dataset(digits, vllm_scorer(trained_vlm, engine, **options), batch_size=12, progress=False)
+    scorer = vllm_scorer(trained_vlm, engine, adaptive=True, **options)
+    assert isinstance(scorer.engine, AdaptiveEngine)  # no rounds: each rollout is judged as it finishes
+    adaptive = score_dataset(digits, scorer, batch_size=12, progress=False)
+    stopped_early = 0
+    for index, (whole, row) in enumerate(zip(full, adaptive)):
+        drawn = row["num_rollouts"]
+        assert row["rollouts"] == whole["rollouts"][:drawn], f"row {index}"
+        assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"
+        stopped_early += drawn < 8
+    assert stopped_early > len(digits) // 2

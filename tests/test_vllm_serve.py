@@ -17,6 +17,7 @@ from helpers import CUT_OFF, assert_finish_reasons_are_real
 from difficulty_curation import score_difficulty
 from difficulty_curation.engines.openai import OpenAIEngine
 from difficulty_curation.runners.in_memory import score_dataset
+from difficulty_curation.transforms import bucket_of
 
 pytestmark = pytest.mark.vllm
 
@@ -97,7 +98,8 @@ def vllm_server(trained_vlm, tmp_path_factory):
 
 
 def served_scorer(model, url, **options):
-    scorer = score_difficulty(str(model), backend="openai", api_base=url, num_rollouts=4, max_new_tokens=8, **options)
+    options = {"num_rollouts": 4, "max_new_tokens": 8, **options}
+    scorer = score_difficulty(str(model), backend="openai", api_base=url, **options)
     scorer.engine = OpenAIEngine(scorer.config, api_key=SECRET, max_concurrency=4)
     return scorer
 
@@ -136,3 +138,21 @@ def test_vllm_serve_reports_which_rollouts_hit_max_tokens(vllm_server, trained_v
     short = served(2)
     truncated, _ = assert_finish_reasons_are_real(short, served(8))  # the row's seed is sent: the same streams
     assert sum(short["num_truncated"]) == truncated
+
+
+def coin(completion, reference):
+    """About half of the (random) answers right, so most rows are medium."""
+    return float(sum(map(ord, completion)) % 2 == 0)
+
+
+def test_adaptive_through_vllm_serve_draws_fewer_rollouts_a_prefix_of_the_full_draw(vllm_server, trained_vlm, digits):
+    rows = digits.select(range(12))
+    options = {"keep_rollouts": True, "verifier": coin, "temperature": 2.0}
+    full = score_dataset(rows, served_scorer(trained_vlm, vllm_server, num_rollouts=8, **options), progress=False)
+    adaptive = score_dataset(
+        rows, served_scorer(trained_vlm, vllm_server, num_rollouts=8, adaptive=True, **options), progress=False
+    )
+    assert sum(adaptive["num_rollouts"]) < sum(full["num_rollouts"])
+    for index, (whole, row) in enumerate(zip(full, adaptive)):
+        assert row["rollouts"] == whole["rollouts"][: row["num_rollouts"]], f"row {index}"
+        assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"
