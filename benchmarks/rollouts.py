@@ -23,11 +23,12 @@ be shared); (a) runs once. Prints seconds, rows/s, rollouts/s, peak memory and t
 
     python benchmarks/rollouts.py --vllm               # in the vLLM environment (make install-vllm)
 
-runs the vLLM rows instead, on one started engine (start-up timed and reported on its own):
-(e) ours: `score_dataset` with the vLLM backend; (f) bare engine: `LLM.generate` with
-`SamplingParams(n=k)` on the same rendered prompts and images, same batches, nothing else;
-(g) ours with adaptive=True. The prefix cache is on and emptied before each run, so (g)'s later
-rounds find their prompts cached as they would in a real run.
+runs the vLLM rows instead, on one started engine (start-up timed and reported on its own), per
+workload: (e) ours: `score_dataset` with the vLLM backend (one seeded request per rollout);
+(f) today's n=k: bare `LLM.generate` with one `SamplingParams(n=k)` request per row, same prompts
+and batches, nothing else; (f1) bare `LLM.generate` with one seeded n=1 request per rollout;
+(g) ours with adaptive=True (streamed: each rollout judged as it finishes). Then -k 32 --adaptive
+against -k 8 and -k 32 full draws (--large-k). The prefix cache is on and emptied before each run.
 """
 
 from __future__ import annotations
@@ -376,6 +377,9 @@ def main() -> None:
     )
     parser.add_argument("--vllm", action="store_true", help="run the vLLM rows (e), (f), (g) instead")
     parser.add_argument(
+        "--large-k", type=int, default=32, help="with --vllm: k of the adaptive-at-large-k rows (0: leave them out)"
+    )
+    parser.add_argument(
         "--engine-option", action="append", default=[], help="KEY=VALUE for vllm.LLM (with --vllm); repeatable"
     )
     args = parser.parse_args()
@@ -434,8 +438,26 @@ def main() -> None:
             replace_doc_block(args.doc, table)
 
 
+def prefix_cache_counts(llm: Any) -> tuple[float, float]:
+    """(prefix-cache queries, hits) in tokens so far, from vLLM's metrics (needs disable_log_stats=False)."""
+    totals = {"vllm:prefix_cache_queries": 0.0, "vllm:prefix_cache_hits": 0.0}
+    for metric in llm.get_metrics():
+        if metric.name in totals:
+            totals[metric.name] += float(getattr(metric, "value", 0) or 0)
+    return totals["vllm:prefix_cache_queries"], totals["vllm:prefix_cache_hits"]
+
+
 def vllm_rows(args: argparse.Namespace) -> None:
-    """(e) our scorer on the vLLM backend, (f) bare `LLM.generate(n=k)`, (g) adaptive; one engine for all."""
+    """The vLLM rows, one started engine for all, per workload (one-token, decode-bound):
+
+    (e) ours: `score_dataset` on the vLLM backend, one seeded request per rollout (full k);
+    (f) today's n=k: bare `LLM.generate` with one `SamplingParams(n=k)` request per row, same prompts
+        and batches (the request shape the backend used before per-rollout seeding; kept here only);
+    (g) ours with adaptive=True: rollouts streamed and judged as they finish.
+    Then, on the one-token workload, k=--large-k adaptive against k=--num-rollouts and k=--large-k full draws.
+    The prefix cache is on and emptied before each run; runs rotate order over --repeats, fastest counts.
+    """
+    import functools
     import tempfile
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -443,94 +465,222 @@ def vllm_rows(args: argparse.Namespace) -> None:
     from difficulty_curation import score_difficulty
     from difficulty_curation.config import parse_engine_options
     from difficulty_curation.demo import digits_dataset, ensure_demo_model
-    from difficulty_curation.engines.base import derive_seed, render_chat
-    from difficulty_curation.engines.vllm import VLLMEngine, build_vllm_prompt, parse_vllm_outputs, sampling_kwargs
+    from difficulty_curation.engines.base import render_chat, rollout_seed
+    from difficulty_curation.engines.vllm import VLLMEngine, build_vllm_prompt, sampling_kwargs
     from difficulty_curation.prompts import build_request
     from difficulty_curation.runners.in_memory import score_dataset
     from difficulty_curation.transforms import bucket_of
 
     model = args.model or str(ensure_demo_model())
-    engine_options = {"enforce_eager": True, "enable_prefix_caching": True}
+    engine_options = {"enforce_eager": True, "enable_prefix_caching": True, "disable_log_stats": False}
     if args.model is None:  # the demo LLaVA, saved by transformers 5: see docs/backends.md on model_impl
         engine_options["model_impl"] = "transformers"
     engine_options |= parse_engine_options(args.engine_option)
     k = args.num_rollouts
-    options = {"num_rollouts": k, "max_new_tokens": args.max_new_tokens, "backend": "vllm"}
-    scorer = score_difficulty(model, engine_options=engine_options, **options)
+    base = score_difficulty(model, backend="vllm", engine_options=engine_options)
     started = time.perf_counter()
-    engine = VLLMEngine(scorer.config)
+    engine = VLLMEngine(base.config)
     startup_seconds = time.perf_counter() - started
     from vllm import SamplingParams
 
-    dataset = digits_dataset(split="train", num_rows=args.rows)
-    requests = [build_request(row, scorer.config) for row in dataset]
-    prompts = [build_vllm_prompt(render_chat(engine.processor, r.messages), r.images) for r in requests]
-    rollout = scorer.config.rollout
-    params = [
-        SamplingParams(**sampling_kwargs(rollout, k, seed=derive_seed(rollout.seed, r.content_hash, "0")))
-        for r in requests
-    ]
-
-    def bare_engine() -> list[list[str]]:
-        completions: list[list[str]] = []
-        for start in range(0, len(prompts), args.batch_size):
-            stop = start + args.batch_size
-            outputs = engine.llm.generate(prompts[start:stop], params[start:stop], use_tqdm=False)
-            completions += parse_vllm_outputs(outputs, len(outputs), k)
-        return completions
-
-    def ours(adaptive: bool = False) -> Any:
-        run_scorer = score_difficulty(model, engine_options=engine_options, adaptive=adaptive, **options)
-        run_scorer.engine = copy.copy(engine)  # the started engine, sampling as this run says
-        run_scorer.engine.config = run_scorer.config
-        return score_dataset(dataset, run_scorer, batch_size=args.batch_size, progress=False)
-
-    bare_engine()  # warm-up
     results: dict[str, Any] = {
         "model": model,
         "backend": "vllm",
         "engine_options": engine.engine_options,
-        "rows": len(prompts),
         "num_rollouts": k,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "engine_startup_seconds": round(startup_seconds, 1),
+        "machine": machine_description("cpu"),
+        "load_before": load_average(),
+        "workloads": {},
     }
-    runs = {"e_ours_vllm": ours, "f_bare_vllm": bare_engine, "g_ours_vllm_adaptive": lambda: ours(adaptive=True)}
-    outputs = {}
-    for name, run in runs.items():
-        engine.llm.reset_prefix_cache()
-        outputs[name], seconds, peak = timed("cpu", run)
-        drawn = sum(outputs[name]["num_rollouts"]) if name.startswith(("e_", "g_")) else len(prompts) * k
-        results[name] = {
-            "seconds": round(seconds, 3),
-            "rows_per_s": round(len(prompts) / seconds, 1),
-            "rollouts_per_s": round(drawn / seconds, 1),
-            "rollouts": drawn,
-            "peak_memory_mb": round(peak / 2**20, 1),  # this process only; the engine runs in others
+    workloads = {
+        "one-token": (args.rows, args.max_new_tokens, True, "exact"),
+        "decode-bound": (args.long_rows, args.long_max_new_tokens, False, leading_answer),
+    }
+    chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
+
+    def scorer_for(workload: str, num_rollouts: int, adaptive: bool = False) -> Any:
+        _, max_new_tokens, stops_at_eos, verifier = workloads[workload]
+        options = {"num_rollouts": num_rollouts, "max_new_tokens": max_new_tokens, "verifier": verifier}
+        run_scorer = score_difficulty(
+            model, backend="vllm", engine_options=engine_options, adaptive=adaptive, **options
+        )
+        run_engine = copy.copy(engine)  # the started engine, sampling as this run says
+        run_engine.config = run_scorer.config
+        if not stops_at_eos:  # decode-bound: every rollout runs max_new_tokens, as a long reasoning trace does
+            run_engine._sampling_params = functools.partial(SamplingParams, ignore_eos=True)
+        run_scorer.engine = run_engine
+        return run_scorer
+
+    def timed_runs(runs: dict[str, Callable[[], Any]]) -> tuple[dict[str, Any], dict[str, list[float]], dict]:
+        outputs: dict[str, Any] = {}
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        hit_rates: dict[str, float] = {}
+        names = list(runs)
+        for repeat in range(args.repeats):
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate the order
+                engine.llm.reset_prefix_cache()
+                queries, hits = prefix_cache_counts(engine.llm)
+                started = time.perf_counter()
+                outputs[name] = runs[name]()
+                seconds[name].append(time.perf_counter() - started)
+                after_queries, after_hits = prefix_cache_counts(engine.llm)
+                if after_queries > queries:
+                    hit_rates[name] = round((after_hits - hits) / (after_queries - queries), 3)
+        return outputs, seconds, hit_rates
+
+    for workload in chosen:
+        num_rows, max_new_tokens, stops_at_eos, _ = workloads[workload]
+        dataset = digits_dataset(split="train", num_rows=num_rows)
+        config = scorer_for(workload, k).config
+        requests = [build_request(row, config) for row in dataset]
+        prompts = [build_vllm_prompt(render_chat(engine.processor, r.messages), r.images) for r in requests]
+        rollout = config.rollout
+        n_k_params = [
+            SamplingParams(
+                **{**sampling_kwargs(rollout, seed=rollout_seed(rollout.seed, r.content_hash, 0)), "n": k},
+                ignore_eos=not stops_at_eos,
+            )
+            for r in requests
+        ]
+
+        def today_n_k(prompts: list = prompts, n_k_params: list = n_k_params) -> list[list[str]]:
+            completions: list[list[str]] = []
+            for start in range(0, len(prompts), args.batch_size):
+                stop = start + args.batch_size
+                outputs = engine.llm.generate(prompts[start:stop], n_k_params[start:stop], use_tqdm=False)
+                completions += [[c.text for c in sorted(o.outputs, key=lambda c: c.index)] for o in outputs]
+            return completions
+
+        per_rollout_prompts = [prompt for prompt in prompts for _ in range(k)]
+        per_rollout_params = [
+            SamplingParams(
+                **sampling_kwargs(rollout, seed=rollout_seed(rollout.seed, r.content_hash, j)),
+                ignore_eos=not stops_at_eos,
+            )
+            for r in requests
+            for j in range(k)
+        ]
+
+        def bare_per_rollout(prompts: list = per_rollout_prompts, params: list = per_rollout_params) -> None:
+            step = args.batch_size * k
+            for start in range(0, len(prompts), step):
+                engine.llm.generate(prompts[start : start + step], params[start : start + step], use_tqdm=False)
+
+        def ours(
+            num_rollouts: int = k, adaptive: bool = False, workload: str = workload, dataset: Any = dataset
+        ) -> Any:
+            run = scorer_for(workload, num_rollouts, adaptive)
+            return score_dataset(dataset, run, batch_size=args.batch_size, progress=False)
+
+        runs: dict[str, Callable[[], Any]] = {
+            "e_ours_per_rollout": ours,
+            "f_today_n_k": today_n_k,
+            "f1_bare_per_rollout": bare_per_rollout,
+            "g_ours_adaptive": lambda: ours(adaptive=True),
         }
-    full, adaptive = outputs["e_ours_vllm"], outputs["g_ours_vllm_adaptive"]
-    agree = sum(bucket_of(f) == bucket_of(a) for f, a in zip(full["difficulty"], adaptive["difficulty"]))
-    results["ours_over_bare_vllm"] = round(results["e_ours_vllm"]["seconds"] / results["f_bare_vllm"]["seconds"], 3)
-    results["adaptive_rollouts_saved"] = round(1 - results["g_ours_vllm_adaptive"]["rollouts"] / (len(prompts) * k), 3)
-    results["adaptive_over_full_seconds"] = round(
-        results["g_ours_vllm_adaptive"]["seconds"] / results["e_ours_vllm"]["seconds"], 3
-    )
-    results["adaptive_bucket_agreement"] = round(agree / len(prompts), 4)
-    print(f"engine start-up (not in any run): {startup_seconds:.1f} s; options {engine.engine_options}")
-    print(f"{'run':<22}{'seconds':>9}{'rows/s':>9}{'rollouts/s':>12}{'rollouts':>10}")
-    for name in runs:
-        r = results[name]
-        print(f"{name:<22}{r['seconds']:>9.2f}{r['rows_per_s']:>9.1f}{r['rollouts_per_s']:>12.1f}{r['rollouts']:>10}")
-    print(f"(e)/(f) ours over bare vLLM:  {results['ours_over_bare_vllm']}x  (target <= 1.10)")
-    print(
-        f"adaptive on vLLM: {results['adaptive_rollouts_saved']:.1%} fewer rollouts, "
-        f"{results['adaptive_over_full_seconds']}x the wall time of full k, "
-        f"{results['adaptive_bucket_agreement']:.2%} same bucket as full k"
-    )
+        today_n_k()  # warm-up
+        outputs, seconds, hit_rates = timed_runs(runs)
+        block: dict[str, Any] = {"rows": num_rows, "max_new_tokens": max_new_tokens, "prefix_cache_hit_rate": hit_rates}
+        for name in runs:
+            drawn = sum(outputs[name]["num_rollouts"]) if name[0] in "eg" else num_rows * k
+            best = min(seconds[name])
+            block[name] = {
+                "seconds": round(best, 3),
+                "all_seconds": [round(x, 3) for x in seconds[name]],
+                "rollouts": drawn,
+                "rollouts_per_s": round(drawn / best, 1),
+            }
+        full, adaptive = outputs["e_ours_per_rollout"], outputs["g_ours_adaptive"]
+        agree = sum(bucket_of(f) == bucket_of(a) for f, a in zip(full["difficulty"], adaptive["difficulty"]))
+        block["per_rollout_over_n_k"] = round(
+            block["e_ours_per_rollout"]["seconds"] / block["f_today_n_k"]["seconds"], 3
+        )
+        block["bare_per_rollout_over_n_k"] = round(
+            block["f1_bare_per_rollout"]["seconds"] / block["f_today_n_k"]["seconds"], 3
+        )
+        block["adaptive_over_full"] = round(
+            block["g_ours_adaptive"]["seconds"] / block["e_ours_per_rollout"]["seconds"], 3
+        )
+        block["adaptive_rollouts_saved"] = round(1 - block["g_ours_adaptive"]["rollouts"] / (num_rows * k), 3)
+        block["adaptive_bucket_agreement"] = round(agree / num_rows, 4)
+        block["buckets_full_k"] = {
+            b: sum(bucket_of(v) == b for v in full["difficulty"]) for b in ("easy", "medium", "hard")
+        }
+        results["workloads"][workload] = block
+
+    if args.large_k and "one-token" in chosen:
+        dataset = digits_dataset(split="train", num_rows=args.rows)
+        large = args.large_k
+
+        def ours_large(num_rollouts: int, adaptive: bool) -> Callable[[], Any]:
+            scorer = scorer_for("one-token", num_rollouts, adaptive)
+            return lambda: score_dataset(dataset, scorer, batch_size=args.batch_size, progress=False)
+
+        runs = {
+            f"k{k}_full": ours_large(k, False),
+            f"k{large}_full": ours_large(large, False),
+            f"k{large}_adaptive": ours_large(large, True),
+        }
+        outputs, seconds, _ = timed_runs(runs)
+        reference = outputs[f"k{large}_full"]["difficulty"]
+        block = {"rows": args.rows}
+        for name in runs:
+            ours_buckets = outputs[name]["difficulty"]
+            block[name] = {
+                "seconds": round(min(seconds[name]), 3),
+                "rollouts": int(sum(outputs[name]["num_rollouts"])),
+                "agreement_with_large_k_full": round(
+                    sum(bucket_of(a) == bucket_of(b) for a, b in zip(ours_buckets, reference)) / len(reference), 4
+                ),
+                "buckets": {b: sum(bucket_of(v) == b for v in ours_buckets) for b in ("easy", "medium", "hard")},
+            }
+        results["large_k"] = block
+    results["load_after"] = load_average()
+    print_vllm_results(results)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
     engine.llm.llm_engine.engine_core.shutdown()
+
+
+VLLM_TARGETS = {"one-token": 0.95, "decode-bound": 0.85}  # adaptive / full k, from the issue
+
+
+def print_vllm_results(results: dict[str, Any]) -> None:
+    print(f"\nvLLM engine start-up (not in any run): {results['engine_startup_seconds']} s")
+    print(f"engine options {results['engine_options']}; k={results['num_rollouts']}, batch {results['batch_size']}")
+    for name, block in results["workloads"].items():
+        print(f"\n== vLLM {name}: {block['rows']} rows, up to {block['max_new_tokens']} new tokens ==")
+        print(f"{'run':<24}{'seconds':>9}{'rollouts':>10}{'rollouts/s':>12}  all seconds")
+        for run in ("e_ours_per_rollout", "f_today_n_k", "f1_bare_per_rollout", "g_ours_adaptive"):
+            r = block[run]
+            print(f"{run:<24}{r['seconds']:>9.2f}{r['rollouts']:>10}{r['rollouts_per_s']:>12.1f}  {r['all_seconds']}")
+        print(
+            f"(e)/(f) ours, per-rollout seeding, over today's bare n=k: {block['per_rollout_over_n_k']}x  (target <= 1.10)"
+        )
+        print(f"(f1)/(f) bare per-rollout requests over bare n=k: {block['bare_per_rollout_over_n_k']}x")
+        print(
+            f"(g)/(e) adaptive over full k: {block['adaptive_over_full']}x  (target <= {VLLM_TARGETS.get(name, '-')}); "
+            f"{block['adaptive_rollouts_saved']:.1%} fewer rollouts, "
+            f"{block['adaptive_bucket_agreement']:.2%} same bucket as full k; buckets {block['buckets_full_k']}"
+        )
+        print(f"prefix-cache hit rate (tokens) per run: {block['prefix_cache_hit_rate']}")
+    if "large_k" in results:
+        block = results["large_k"]
+        print(f"\n== vLLM one-token, {block['rows']} rows: adaptive at a large k against full draws ==")
+        print(f"{'run':<16}{'seconds':>9}{'rollouts':>10}  same bucket as the large-k full draw; buckets")
+        for run, r in block.items():
+            if isinstance(r, dict):
+                print(
+                    f"{run:<16}{r['seconds']:>9.2f}{r['rollouts']:>10}  "
+                    f"{r['agreement_with_large_k_full']:.2%}; {r['buckets']}"
+                )
+    print(
+        f"\nmachine: {results['machine']}; load average before {results['load_before']}, after {results['load_after']}"
+    )
 
 
 if __name__ == "__main__":

@@ -262,3 +262,10 @@ def test_the_scorer_uses_an_engines_own_adaptive_draw_and_stores_what_it_drew(ti
         assert bucket(row["difficulty"]) == bucket(full["difficulty"])
         stopped_early += row["num_rollouts"] < 8
     assert stopped_early > 0
+
+
+def test_a_cold_row_gets_only_its_first_rollout_until_its_prompt_is_prefilled():
+    draws = RowDraws([0, 1], 4, window=4)
+    assert draws.submit_next(warm=set()) == [(0, 0), (1, 0)]
+    assert draws.submit_next(warm={1}) == [(1, 1), (1, 2), (1, 3)]
+    assert draws.submit_next(warm={0, 1}) == [(0, 1), (0, 2), (0, 3)]

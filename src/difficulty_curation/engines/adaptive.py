@@ -11,7 +11,7 @@ Pure bookkeeping: tested without an engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +69,12 @@ class RowDraws:
         """Rollouts submitted and not yet finished, over all rows."""
         return sum(len(row.in_flight) for row in self.rows.values())
 
-    def submit_next(self) -> list[tuple[int, int]]:
-        """(position, rollout index) of the rollouts to submit now; they count as in flight from here on."""
+    def submit_next(self, warm: Container[int] | None = None) -> list[tuple[int, int]]:
+        """(position, rollout index) of the rollouts to submit now; they count as in flight from here on.
+
+        With `warm`, a row not in it gets only its first rollout: the engine prefills its prompt once,
+        and its other rollouts, submitted once it is warm, find the prompt in the prefix cache.
+        """
         chosen = []
         for position, row in self.rows.items():
             if row.outcome is not None:
@@ -79,7 +83,10 @@ class RowDraws:
                 relative = row.resubmit.pop()
                 row.in_flight.add(relative)
                 chosen.append((position, self.first_rollout + relative))
-            while row.next_index < min(self.num_rollouts, row.prefix + self.window):
+            limit = min(self.num_rollouts, row.prefix + self.window)
+            if warm is not None and position not in warm:
+                limit = min(limit, 1)
+            while row.next_index < limit:
                 row.in_flight.add(row.next_index)
                 chosen.append((position, self.first_rollout + row.next_index))
                 row.next_index += 1

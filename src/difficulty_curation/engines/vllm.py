@@ -163,7 +163,7 @@ class VLLMEngine:
             ) from None
         self.config = config
         self._sampling_params = SamplingParams
-        self._final_only = RequestOutputKind.FINAL_ONLY
+        self._final_only, self._cumulative = RequestOutputKind.FINAL_ONLY, RequestOutputKind.CUMULATIVE
         #: Rollouts a row may run beyond its finished prefix in `generate_adaptive`.
         self.adaptive_window = ADAPTIVE_WINDOW
         try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
@@ -265,14 +265,16 @@ class VLLMEngine:
         rendered: dict[int, Any] = {}
         running: dict[str, tuple[int, int]] = {}  # request id -> (row position, rollout index)
         retried: set[tuple[int, int]] = set()
+        warm: set[int] = set()  # rows whose prompt vLLM has prefilled (and cached) for their first rollout
         try:
             while not draws.done:
-                for position, index in draws.submit_next():
+                for position, index in draws.submit_next(warm):
                     try:
                         if position not in rendered:
                             rendered[position] = self._render(prompts[position])
                         request_id = str(next(self.llm.request_counter))
-                        engine.add_request(request_id, rendered[position], self._params(requests[position], index))
+                        params = self._params(requests[position], index, progress=position not in warm)
+                        engine.add_request(request_id, rendered[position], params)
                     except self._request_errors as error:  # vLLM validates a prompt when it is first added
                         engine.abort_request(list(running))
                         running.clear()
@@ -282,7 +284,10 @@ class VLLMEngine:
                 if not running:
                     raise EngineError("vLLM draw stalled: rows are open but no rollout is in flight")
                 for output in engine.step():
-                    if not output.finished or output.request_id not in running:
+                    if output.request_id not in running:
+                        continue
+                    warm.add(running[output.request_id][0])  # a first token came: the prompt is in the cache
+                    if not output.finished:
                         continue
                     position, index = running.pop(output.request_id)
                     completion = output.outputs[0]
@@ -326,10 +331,12 @@ class VLLMEngine:
         if reset is not None:
             reset()
 
-    def _params(self, request: PromptRequest, index: int) -> Any:
-        """One rollout's sampling parameters: its own seed, the final output only."""
+    def _params(self, request: PromptRequest, index: int, *, progress: bool = False) -> Any:
+        """One rollout's sampling parameters: its own seed; the final output only, or with `progress`
+        every step's (a row's first request, whose first token says its prompt is prefilled)."""
         seed = rollout_seed(self.config.rollout.seed, request.content_hash, index)
-        return self._sampling_params(**sampling_kwargs(self.config.rollout, seed=seed), output_kind=self._final_only)
+        kind = self._cumulative if progress else self._final_only
+        return self._sampling_params(**sampling_kwargs(self.config.rollout, seed=seed), output_kind=kind)
 
     def _too_long(self, length: int) -> RowError:
         return RowError(
