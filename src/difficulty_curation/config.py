@@ -137,8 +137,8 @@ class ScoringConfig:
     adaptive: bool = option(
         False,
         rollouts=True,
-        help="Sample in rounds of 4 and stop a row once it has a right and a wrong answer (medium for certain); "
-        "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were drawn.",
+        help="Stop a row once its first rollouts hold a right and a wrong answer (medium for certain); "
+        "easy/medium/hard buckets stay exactly those of full k, num_rollouts records how many were used.",
     )
     pass_rate_interval: float | None = option(
         None,
