@@ -63,7 +63,7 @@ def score_distributed(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     scorer.check_columns(dataset.column_names)
-    needed = list(dict.fromkeys(scorer.config.required_columns.values()))
+    needed = scorer.config.columns.names
     rows = undecoded_images(dataset.select_columns(needed), scorer.config.image_column).with_format("arrow")
     spans = [(start, min(start + batch_size, len(dataset))) for start in range(0, len(dataset), batch_size)]
     batches = ((("", index, start, stop), rows[start:stop]) for index, (start, stop) in enumerate(spans))

@@ -158,7 +158,7 @@ def _score_into(
 ) -> Dataset | DatasetDict:
     """Score every batch of `splits` that `run` has not finished for these very rows, then assemble."""
     batch_size = run.spec.batch_size
-    read_columns = list(dict.fromkeys(scorer.config.required_columns.values()))
+    read_columns = scorer.config.columns.names
     readables = {name: undecoded_images(part, scorer.config.image_column) for name, part in splits.items()}
     inputs = {name: BatchInputs(readable, read_columns) for name, readable in readables.items()}
     todos: dict[str, list[tuple[int, int, int]]] = {name: [] for name in splits}
