@@ -254,7 +254,7 @@ def main() -> None:
     engine.model.generation_config.eos_token_id = None  # decode-bound: every rollout runs the full length
     dataset = text_rows(args.rows)
     config = score_difficulty(model, adaptive=True, **options).config
-    requests = [build_request(row, config) for row in dataset]
+    requests = [build_request(row, config.columns, max_pixels=config.max_pixels) for row in dataset]
     prompts = [
         engine.tokenizer(render_chat(engine.processor, r.messages), add_special_tokens=False)["input_ids"]
         for r in requests

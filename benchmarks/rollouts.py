@@ -172,7 +172,10 @@ def run_workload(workload: Workload, engine: Any, args: argparse.Namespace) -> d
     verify = get_verifier(workload.verifier)
 
     rows = list(dataset)  # decoded images, for the runs that have no dataset machinery
-    texts = [render_chat(processor, build_request(row, config).messages) for row in rows]
+    texts = [
+        render_chat(processor, build_request(row, config.columns, max_pixels=config.max_pixels).messages)
+        for row in rows
+    ]
     images = [[row["image"].convert("RGB")] for row in rows]
 
     def encode(start: int, stop: int) -> Any:
@@ -538,7 +541,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
         num_rows, max_new_tokens, stops_at_eos, _ = workloads[workload]
         dataset = digits_dataset(split="train", num_rows=num_rows)
         config = scorer_for(workload, k).config
-        requests = [build_request(row, config) for row in dataset]
+        requests = [build_request(row, config.columns, max_pixels=config.max_pixels) for row in dataset]
         prompts = [build_vllm_prompt(render_chat(engine.processor, r.messages), r.images) for r in requests]
         rollout = config.rollout
         n_k_params = [

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import difficulty_curation.recipes.grpo
 import difficulty_curation.recipes.sft
 from difficulty_curation.cli import app
+from difficulty_curation.columns import Columns
 from difficulty_curation.errors import cli_flag
 from difficulty_curation.exports import FORMATS
 from difficulty_curation.recipes.options import GRPOOptions, SFTOptions
@@ -171,7 +172,7 @@ def test_the_training_commands_hand_the_recipe_its_options_columns_and_quiet(
     assert len(rows) == 24 and model == "my-org/m" and out == tmp_path / "o"
     options = kwargs["options"]
     assert (options.lora_rank, options.lora_alpha, options.num_train_epochs) == (8, 16, 2.0)  # alpha: twice the rank
-    assert kwargs["progress"] is False and kwargs["image_column"] == "none"  # the recipe reads 'none' as text-only
+    assert kwargs["progress"] is False and kwargs["columns"] == Columns(image_column=None)  # 'none': text-only
 
 
 def test_logs_are_redacted_and_the_libraries_speak_only_with_verbose(monkeypatch):

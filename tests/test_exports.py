@@ -14,7 +14,7 @@ from export_fixtures import SYSTEM_PROMPT, pixels_digest, scored_digits
 from PIL import Image
 from typer.testing import CliRunner
 
-from difficulty_curation import ConfigError, CurationError, export_dataset
+from difficulty_curation import Columns, ConfigError, CurationError, export_dataset
 from difficulty_curation.cli import app
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.exports import export_llamafactory, export_swift, export_trl, export_verl
@@ -96,7 +96,7 @@ def test_verl_writes_the_rl_columns_with_embedded_images_and_difficulty_in_extra
 def test_trl_export_loads_back_as_what_to_trl_format_gives(scored, tmp_path):
     export_trl(scored, tmp_path / "trl", buckets="medium")
     loaded = load_dataset("parquet", data_files=str(tmp_path / "trl" / "train.parquet"))["train"]
-    expected = to_trl_format(filter_difficulty(scored, "medium"), system_prompt=SYSTEM_PROMPT)
+    expected = to_trl_format(filter_difficulty(scored, "medium"), columns=Columns(system_prompt=SYSTEM_PROMPT))
     assert loaded.column_names == ["prompt", "completion", "images"]
     assert loaded["prompt"] == expected["prompt"] and loaded["completion"] == expected["completion"]
     assert [pixels_digest(row[0]) for row in loaded["images"]] == [pixels_digest(row[0]) for row in expected["images"]]

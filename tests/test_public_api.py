@@ -41,6 +41,14 @@ def test_the_public_api_lists_runners_cards_formats_and_recipes():
         assert name in difficulty_curation.__all__
 
 
+def test_the_recipes_and_formats_take_one_column_spec_with_the_scoring_defaults():
+    four = {"prompt_column", "answer_column", "image_column", "system_prompt"}
+    for name in ("sft", "grpo", "evaluate", "to_trl_format", "from_trl_format"):
+        parameters = inspect.signature(getattr(difficulty_curation, name)).parameters
+        assert parameters["columns"].default == ScoringConfig(model="m").columns, name
+        assert not four & set(parameters), name
+
+
 def test_every_exception_class_lives_in_errors_and_is_exported():
     defined_elsewhere = []
     for path in PACKAGE.rglob("*.py"):
@@ -197,7 +205,7 @@ def test_the_cycle_check_sees_an_import_inside_a_function(tmp_path):
 def test_nothing_reaches_back_up_the_pipeline():
     order = [
         ["version", "errors", "redact", "retry"],
-        ["config"],
+        ["columns", "config"],
         ["prompts", "answers", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
         ["engines"],
         ["scoring"],

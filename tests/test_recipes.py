@@ -6,8 +6,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from typer.testing import CliRunner
 
 from difficulty_curation.cli import app
+from difficulty_curation.columns import Columns
 from difficulty_curation.demo import DIGIT_PROMPT, digits_dataset
-from difficulty_curation.errors import ConfigError, MissingDependencyError
+from difficulty_curation.errors import ColumnNotFoundError, ConfigError, MissingDependencyError
 from difficulty_curation.recipes.evaluate import evaluate, markdown_table, wilson_interval, write_report
 from difficulty_curation.recipes.formats import from_trl_format, to_trl_format
 from difficulty_curation.recipes.sft import SFTOptions, sft
@@ -26,7 +27,7 @@ def test_trl_format_round_trips(digits):
     back = from_trl_format(converted)
     assert back["problem"] == rows["problem"] and back["solution"] == rows["solution"]
     assert [img.convert("L").tobytes() for img in back["image"]] == [img.tobytes() for img in rows["image"]]
-    messages = to_trl_format(rows, style="messages", system_prompt="Be brief.")
+    messages = to_trl_format(rows, style="messages", columns=Columns(system_prompt="Be brief."))
     assert [turn["role"] for turn in messages[0]["messages"]] == ["system", "user", "assistant"]
     assert from_trl_format(messages)["solution"] == rows["solution"]
 
@@ -185,7 +186,22 @@ def test_sft_without_trl_says_what_to_install_before_anything_loads(digits, tmp_
 
 def test_image_column_none_means_text_only_rows(digits):
     text = digits.select(range(2)).remove_columns("image")
-    assert to_trl_format(text, image_column="none")["images"] == [[], []]
+    assert to_trl_format(text, columns=Columns(image_column="none"))["images"] == [[], []]
+    assert (
+        from_trl_format(to_trl_format(text, columns=Columns(image_column=None)), columns=Columns(image_column=None))[
+            "problem"
+        ]
+        == text["problem"]
+    )
+
+
+def test_the_formats_read_the_columns_the_spec_names(digits):
+    rows = digits.select(range(2)).rename_columns({"problem": "question", "solution": "label", "image": "picture"})
+    columns = Columns(prompt_column="question", answer_column="label", image_column="picture")
+    back = from_trl_format(to_trl_format(rows, columns=columns), columns=columns)
+    assert back.column_names == ["question", "label", "picture"] and back["label"] == rows["label"]
+    with pytest.raises(ColumnNotFoundError, match=r"prompt_column='problem' is not a column.*label, picture, question"):
+        to_trl_format(rows)
 
 
 def test_an_ood_name_that_is_no_evaluation_set_fails_before_anything_is_generated(digits):

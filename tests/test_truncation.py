@@ -180,7 +180,7 @@ def test_chat_template_kwargs_reach_the_template_the_cache_key_and_the_provenanc
         max_new_tokens=4,
         chat_template_kwargs={"enable_thinking": False},
     )
-    request = build_request(rows[0], thinking.config)
+    request = build_request(rows[0], thinking.config.columns, max_pixels=thinking.config.max_pixels)
     assert TransformersEngine(thinking.config).prefill([request]).groups[0].texts[0].endswith("assistant\n<think>\n")
     assert (
         TransformersEngine(not_thinking.config)

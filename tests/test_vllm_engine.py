@@ -344,7 +344,10 @@ def test_rollout_j_of_a_row_is_the_same_draw_whatever_k_batch_or_first_rollout(e
     four = score_dataset(digits, vllm_scorer(trained_vlm, engine, num_rollouts=4, **hot), batch_size=5, progress=False)
     assert four["rollouts"] == [rollouts[:4] for rollouts in eight["rollouts"]]
     scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8, **hot)
-    requests = [build_request(row, scorer.config) for row in digits.select(range(6))]
+    requests = [
+        build_request(row, scorer.config.columns, max_pixels=scorer.config.max_pixels)
+        for row in digits.select(range(6))
+    ]
     later = scorer.engine.generate(requests, 4, first_rollout=4)  # an adaptive round's rollouts 4..7
     assert [[str(text) for text in rollouts] for rollouts in later] == [r[4:] for r in eight["rollouts"][:6]]
     assert len({text for rollouts in eight["rollouts"] for text in rollouts}) > 8  # really sampled

@@ -19,6 +19,7 @@ _EXPORTS = {
     "DifficultyScorer": "difficulty_curation.scoring",
     "ScoringConfig": "difficulty_curation.config",
     "RolloutConfig": "difficulty_curation.config",
+    "Columns": "difficulty_curation.columns",
     "score_dataset": "difficulty_curation.runners",
     "score_to_dir": "difficulty_curation.runners",
     "rescore_dir": "difficulty_curation.runners",
@@ -73,6 +74,7 @@ _EXPORTS = {
 __all__ = [
     "BackendUnavailableError",
     "ColumnNotFoundError",
+    "Columns",
     "ConfigError",
     "CurationError",
     "DifficultyScorer",
@@ -144,6 +146,7 @@ if TYPE_CHECKING:
     from difficulty_curation.audit import audit_hard_rows
     from difficulty_curation.buckets import bucket_of
     from difficulty_curation.cards import write_card
+    from difficulty_curation.columns import Columns
     from difficulty_curation.compare import RunComparison, compare_runs, merge_scores
     from difficulty_curation.config import RolloutConfig, ScoringConfig
     from difficulty_curation.errors import (

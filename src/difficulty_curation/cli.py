@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from difficulty_curation.buckets import PAPER_BUCKETS
+from difficulty_curation.columns import Columns
 from difficulty_curation.config import (
     ANSWER_EXTRACTORS,
     DEFAULT_BATCH_SIZE,
@@ -800,9 +801,7 @@ def sft(
             merge=merge,
             overwrite=overwrite,
             progress=not quiet,
-            prompt_column=prompt_column,
-            answer_column=answer_column,
-            image_column=image_column,
+            columns=Columns(prompt_column=prompt_column, answer_column=answer_column, image_column=image_column),
         )
 
 
@@ -846,9 +845,7 @@ def grpo(
             overwrite=overwrite,
             verifier=verifier,
             progress=not quiet,
-            prompt_column=prompt_column,
-            answer_column=answer_column,
-            image_column=image_column,
+            columns=Columns(prompt_column=prompt_column, answer_column=answer_column, image_column=image_column),
         )
 
 
@@ -892,6 +889,7 @@ def eval_command(
         check_models(models)
         if out is not None:
             check_report_folder(out, models, overwrite=overwrite)
+        columns = Columns(prompt_column=prompt_column, answer_column=answer_column, image_column=image_column)
         sets = load_eval_sets(dataset, split=split)
         reports = [
             evaluate(
@@ -900,9 +898,7 @@ def eval_command(
                 ood=ood or (),
                 verifier=verifier,
                 max_new_tokens=max_new_tokens,
-                prompt_column=prompt_column,
-                answer_column=answer_column,
-                image_column=image_column,
+                columns=columns,
             )
             for name in models
         ]

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.redact import register_secret, strip_url_credentials, url_secrets
 
@@ -62,12 +63,6 @@ def spoken_list(names: Iterable[str]) -> str:
     """Names as help texts list them: `("a", "b", "c")` -> `"a, b or c"`."""
     names = list(names)
     return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
-
-
-def image_column_or_none(image_column: str | None) -> str | None:
-    """The image column as the library uses it: `"none"` (any case, as `--image-column none` writes it) is
-    None, text-only rows; any other name stays as it is."""
-    return None if isinstance(image_column, str) and image_column.lower() == "none" else image_column
 
 
 def option_help(name: str, *configs: type) -> str:
@@ -124,10 +119,12 @@ class ScoringConfig:
         "nearly always fails); exclude: it counts neither right nor wrong, difficulty is over finished rollouts.",
     )
     correct_threshold: float = option(0.5, help="A rollout is correct when its score is at least this.")
-    prompt_column: str = option("problem", help="Column with the question text (or chat messages).")
-    answer_column: str = option("solution", help="Column with the ground-truth answer.")
-    image_column: str | None = option("image", help="Column with the image(s); None ('none') for text-only data.")
-    system_prompt: str | None = option(None, help="System message put before every prompt.")
+    prompt_column: str = option(Columns.prompt_column, help="Column with the question text (or chat messages).")
+    answer_column: str = option(Columns.answer_column, help="Column with the ground-truth answer.")
+    image_column: str | None = option(
+        Columns.image_column, help="Column with the image(s); None ('none') for text-only data."
+    )
+    system_prompt: str | None = option(Columns.system_prompt, help="System message put before every prompt.")
     keep_rollouts: bool = option(False, help="Also store the sampled answers and their scores.")
     api_base: str | None = option(
         None,
@@ -170,13 +167,7 @@ class ScoringConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r} is not known; choose one of: {', '.join(BACKENDS)}.")
         _check_number("correct_threshold", self.correct_threshold, minimum=0.0, maximum=1.0)
-        for option in ("prompt_column", "answer_column"):
-            value = getattr(self, option)
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{option} must be a column name, got {value!r}.")
-        object.__setattr__(self, "image_column", image_column_or_none(self.image_column))
-        if self.image_column is not None and (not isinstance(self.image_column, str) or not self.image_column):
-            raise ConfigError(f"image_column must be a column name or None, got {self.image_column!r}.")
+        object.__setattr__(self, "image_column", self.columns.image_column)  # checks the names, reads "none"
         for secret in url_secrets(self.api_base):
             register_secret(secret)
         if self.max_pixels is not None:
@@ -195,12 +186,9 @@ class ScoringConfig:
         return {key: value for key, value in sorted(self.engine_options.items()) if key in TOKEN_ENGINE_OPTIONS}
 
     @property
-    def required_columns(self) -> dict[str, str]:
-        """Option name -> column name, for every column the scorer reads."""
-        columns = {"prompt_column": self.prompt_column, "answer_column": self.answer_column}
-        if self.image_column is not None:
-            columns["image_column"] = self.image_column
-        return columns
+    def columns(self) -> Columns:
+        """The columns rows are read from and the system prompt, as one spec (`Columns`)."""
+        return Columns(self.prompt_column, self.answer_column, self.image_column, self.system_prompt)
 
     @classmethod
     def option_names(cls) -> list[str]:

@@ -1,4 +1,4 @@
-"""Dataset row -> chat request. The only module that knows which columns hold what."""
+"""Dataset row -> chat request: the prompt, images and answer read from the columns a `Columns` names."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.columns import Columns
 from difficulty_curation.errors import RowError
 
 
@@ -26,29 +26,33 @@ class PromptRequest:
     content_hash: str = ""
 
 
-def build_request(row: Mapping[str, Any], config: ScoringConfig) -> PromptRequest:
-    """Turn one dataset row into a `PromptRequest`, or raise `RowError` naming the bad column."""
-    images = _row_images(row, config)
+def build_request(row: Mapping[str, Any], columns: Columns, *, max_pixels: int | None) -> PromptRequest:
+    """Turn one dataset row into a `PromptRequest`, or raise `RowError` naming the bad column.
+
+    Images larger than `max_pixels` are downscaled (None: kept at full size).
+    """
+    images = _row_images(row, columns.image_column, max_pixels)
     messages = build_messages(
-        row.get(config.prompt_column),
+        row.get(columns.prompt_column),
         num_images=len(images),
-        system_prompt=config.system_prompt,
-        prompt_column=config.prompt_column,
+        system_prompt=columns.system_prompt,
+        prompt_column=columns.prompt_column,
     )
     return PromptRequest(messages=messages, images=images, content_hash=_content_hash(messages, images))
 
 
-def row_reference(row: Mapping[str, Any], config: ScoringConfig) -> Any:
+def row_reference(row: Mapping[str, Any], columns: Columns) -> Any:
     """The row's ground-truth answer, or `RowError` if it is missing or empty."""
-    reference = row.get(config.answer_column)
+    column = columns.answer_column
+    reference = row.get(column)
     if reference is None:
-        raise RowError(config.answer_column, "answer is missing (None)")
+        raise RowError(column, "answer is missing (None)")
     if isinstance(reference, float) and math.isnan(reference):
-        raise RowError(config.answer_column, "answer is missing (an empty cell, read as NaN)")
+        raise RowError(column, "answer is missing (an empty cell, read as NaN)")
     if isinstance(reference, str) and not reference.strip():
-        raise RowError(config.answer_column, "answer is an empty string")
+        raise RowError(column, "answer is an empty string")
     if isinstance(reference, (list, tuple)) and len(reference) == 0:
-        raise RowError(config.answer_column, "answer is an empty list")
+        raise RowError(column, "answer is an empty list")
     return reference
 
 
@@ -100,18 +104,18 @@ def _open_image(value: Any) -> Image.Image:
     raise ValueError(f"unsupported image value of type {type(value).__name__}")
 
 
-def _row_images(row: Mapping[str, Any], config: ScoringConfig) -> list[Image.Image]:
-    if config.image_column is None:
+def _row_images(row: Mapping[str, Any], column: str | None, max_pixels: int | None) -> list[Image.Image]:
+    if column is None:
         return []
-    value = row.get(config.image_column)
+    value = row.get(column)
     if value is None:
-        raise RowError(config.image_column, "image is missing (None)")
+        raise RowError(column, "image is missing (None)")
     cells = list(value) if isinstance(value, (list, tuple)) else [value]  # an empty list: a text-only row
     images = []
     for position, cell in enumerate(cells):
         if cell is None:
-            raise RowError(config.image_column, f"image {position} of the list is missing (None)")
-        images.append(load_image(cell, column=config.image_column, max_pixels=config.max_pixels))
+            raise RowError(column, f"image {position} of the list is missing (None)")
+        images.append(load_image(cell, column=column, max_pixels=max_pixels))
     return images
 
 
@@ -120,7 +124,7 @@ def build_messages(
     *,
     num_images: int,
     system_prompt: str | None = None,
-    prompt_column: str = ScoringConfig.prompt_column,
+    prompt_column: str = Columns.prompt_column,
 ) -> list[dict[str, Any]]:
     """A row's prompt (a string or chat messages) as the chat messages the model sees.
 

@@ -12,7 +12,6 @@ from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import AdaptiveEngine, RolloutEngine, generate_isolating_rows, open_session
 from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import (
-    ColumnNotFoundError,
     CurationError,
     ModelLoadError,
     RowError,
@@ -133,10 +132,7 @@ class DifficultyScorer:
     # -- the map() callable -----------------------------------------------------------------------
     def check_columns(self, columns: Iterable[str]) -> None:
         """Raise `ColumnNotFoundError` if a column the scorer reads is missing."""
-        available = list(columns)
-        for option, column in self.config.required_columns.items():
-            if column not in available:
-                raise ColumnNotFoundError(option, column, available)
+        self.config.columns.check(columns)
 
     def __call__(self, batch: Mapping[str, list[Any]], indices: Sequence[int] | None = None) -> dict[str, list[Any]]:
         """Score one batch of rows (a dict of columns, as `Dataset.map(batched=True)` passes it).
@@ -157,8 +153,8 @@ class DifficultyScorer:
         for index in range(num_rows):
             row = {name: values[index] for name, values in batch.items()}
             try:
-                prepared.references[index] = row_reference(row, self.config)
-                prepared.requests[index] = build_request(row, self.config)
+                prepared.references[index] = row_reference(row, self.config.columns)
+                prepared.requests[index] = build_request(row, self.config.columns, max_pixels=self.config.max_pixels)
             except RowError as error:
                 prepared.errors[index] = str(error)
             except Exception as error:  # anything else one row's content can cause stays that row's failure

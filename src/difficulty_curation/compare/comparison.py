@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from difficulty_curation.buckets import PAPER_BUCKETS, bucket_of
+from difficulty_curation.columns import Columns
 from difficulty_curation.compare.runs import RunLike, ScoredRun, load_runs, majority_answers
-from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
 
 #: The bucket of a row a run could not score.
@@ -232,7 +232,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def _references(run: ScoredRun) -> list[Any]:
-    column = run.provenance.get("answer_column") or ScoringConfig.answer_column
+    column = Columns.from_provenance(run.provenance).answer_column
     if column not in run.dataset.column_names:
         return [None] * len(run.dataset)
     return run.dataset.with_format("arrow")[column].to_pylist()

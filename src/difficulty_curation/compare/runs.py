@@ -17,7 +17,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 
 from difficulty_curation.answers import extractor_for
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.schema import undecoded_images
@@ -99,9 +99,8 @@ def row_keys(dataset: Dataset, provenance: dict[str, Any]) -> list[str]:
 
     A row that occurs several times gets `#2`, `#3`... after its fingerprint, so duplicates pair in order.
     """
-    prompt = provenance.get("prompt_column") or ScoringConfig.prompt_column
-    answer = provenance.get("answer_column") or ScoringConfig.answer_column
-    image = provenance.get("image_column")
+    scored_with = Columns.from_provenance(provenance)
+    prompt, answer, image = scored_with.prompt_column, scored_with.answer_column, scored_with.image_column
     columns = [name for name in (prompt, image, answer) if name and name in dataset.column_names]
     if not columns:
         raise ConfigError(

@@ -14,8 +14,9 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.exports.rows import ExportRow, provenance_of, read_rows, scoring_config, select_rows
+from difficulty_curation.exports.rows import ExportRow, provenance_of, read_rows, select_rows
 from difficulty_curation.outputs import check_output, write_aside
 from difficulty_curation.redact import get_logger
 from difficulty_curation.splits import as_splits
@@ -64,7 +65,7 @@ def write_export(
 ) -> ExportResult:
     """Export `dataset`'s rows in `buckets` to `out` as `format`, one data file per split from `write`."""
     provenance = provenance_of(dataset)
-    config = scoring_config(provenance)
+    columns = Columns.from_provenance(provenance)
     out = check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,))
     splits = as_splits(dataset)
     selected = {split: select_rows(part, buckets) for split, part in splits.items()}
@@ -75,8 +76,8 @@ def write_export(
     with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
         for split, part in selected.items():
-            rows = list(read_rows(part, split, config, skipped))
-            files.append(write(staging, split, rows, config.image_column is not None))
+            rows = list(read_rows(part, split, columns, skipped))
+            files.append(write(staging, split, rows, columns.image_column is not None))
             counts[split] = len(rows)
             num_images += sum(len(row.images) for row in rows)
         result = ExportResult(format, out, files, sum(counts.values()), num_images, skipped)

@@ -16,8 +16,8 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 from PIL import Image
 
-from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import ColumnNotFoundError, CurationError, RowError
+from difficulty_curation.columns import Columns
+from difficulty_curation.errors import CurationError, RowError
 from difficulty_curation.prompts import build_request, row_reference
 
 #: The column that carries each row's index in its split through the bucket filter.
@@ -53,18 +53,6 @@ def provenance_of(dataset: Dataset | DatasetDict) -> dict[str, Any]:
     return provenance
 
 
-def scoring_config(provenance: dict[str, Any]) -> ScoringConfig:
-    """The columns and system prompt the rows were scored with; images are exported at full size."""
-    return ScoringConfig(
-        model=provenance.get("model") or "unknown",
-        prompt_column=provenance.get("prompt_column") or ScoringConfig.prompt_column,
-        answer_column=provenance.get("answer_column") or ScoringConfig.answer_column,
-        image_column=provenance.get("image_column"),
-        system_prompt=provenance.get("system_prompt"),
-        max_pixels=None,
-    )
-
-
 def select_rows(dataset: Dataset, buckets: str | Sequence[str] | None) -> Dataset:
     """Rows in `buckets` (all scored rows when None), each with its index in `dataset`."""
     from difficulty_curation.transforms import filter_difficulty
@@ -74,21 +62,20 @@ def select_rows(dataset: Dataset, buckets: str | Sequence[str] | None) -> Datase
 
 
 def read_rows(
-    dataset: Dataset, split: str, config: ScoringConfig, skipped: list[tuple[str, int, str]]
+    dataset: Dataset, split: str, columns: Columns, skipped: list[tuple[str, int, str]]
 ) -> Iterator[ExportRow]:
-    """Each row as an `ExportRow`; a row that cannot be built goes to `skipped` as (split, index, reason)."""
+    """Each row as an `ExportRow`, its images at full size; a row that cannot be built goes to `skipped` as
+    (split, index, reason)."""
     from difficulty_curation.schema import undecoded_images
 
-    for option, column in config.required_columns.items():
-        if column not in dataset.column_names:
-            raise ColumnNotFoundError(option, column, dataset.column_names)
-    raw = undecoded_images(dataset, config.image_column)
+    columns.check(dataset.column_names)
+    raw = undecoded_images(dataset, columns.image_column)
     for row in raw:
         index = row[ROW_INDEX]
         try:
-            request = build_request(row, config)
-            reference = row_reference(row, config)
-            cells = row[config.image_column] if config.image_column else []
+            request = build_request(row, columns, max_pixels=None)
+            reference = row_reference(row, columns)
+            cells = row[columns.image_column] if columns.image_column else []
             cells = cells if isinstance(cells, list) else [cells]
             images = [image_bytes(cell, decoded) for cell, decoded in zip(cells, request.images, strict=True)]
         except RowError as error:
@@ -142,4 +129,4 @@ def answer_text(reference: Any) -> str:
     return json.dumps(reference)
 
 
-__all__ = ["ROW_INDEX", "ExportRow", "answer_text", "provenance_of", "read_rows", "scoring_config", "select_rows"]
+__all__ = ["ROW_INDEX", "ExportRow", "answer_text", "provenance_of", "read_rows", "select_rows"]

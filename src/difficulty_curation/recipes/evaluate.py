@@ -11,6 +11,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from difficulty_curation.columns import Columns
 from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig
 from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.scoring import score_difficulty
@@ -75,15 +76,13 @@ def evaluate(
     verifier: str = ScoringConfig.verifier,
     max_new_tokens: int = RolloutConfig.max_new_tokens,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    prompt_column: str = ScoringConfig.prompt_column,
-    answer_column: str = ScoringConfig.answer_column,
-    image_column: str | None = ScoringConfig.image_column,
-    system_prompt: str | None = None,
+    columns: Columns = Columns(),
     progress: bool = False,
 ) -> EvalReport:
     """Greedy-decode one answer per row and judge it with `verifier`; one result per dataset.
 
-    `ood` names the datasets that are out of distribution (marked OOD in tables and plots).
+    `ood` names the datasets that are out of distribution (marked OOD in tables and plots); `columns`
+    says which columns hold the prompt, answer and images (and the system prompt), as in scoring.
 
     Raises:
         ConfigError: a missing or incomplete local model, a dataset without rows, or an `ood` name
@@ -109,10 +108,7 @@ def evaluate(
         temperature=0.0,
         max_new_tokens=max_new_tokens,
         verifier=verifier,
-        prompt_column=prompt_column,
-        answer_column=answer_column,
-        image_column=image_column,
-        system_prompt=system_prompt,
+        **asdict(columns),
     )
     report = EvalReport(model=model)
     for name, dataset in datasets.items():

@@ -6,20 +6,12 @@ from typing import Any
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig, image_column_or_none
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError, RowError
+from difficulty_curation.columns import Columns
+from difficulty_curation.errors import ConfigError, RowError
 from difficulty_curation.prompts import build_messages
 
 
-def to_trl_format(
-    dataset: Dataset,
-    *,
-    style: str = "prompt-completion",
-    prompt_column: str = ScoringConfig.prompt_column,
-    answer_column: str = ScoringConfig.answer_column,
-    image_column: str | None = ScoringConfig.image_column,
-    system_prompt: str | None = None,
-) -> Dataset:
+def to_trl_format(dataset: Dataset, *, style: str = "prompt-completion", columns: Columns = Columns()) -> Dataset:
     """Rows as TRL conversational data with an `images` column.
 
     - `style="prompt-completion"`: `prompt` (system + user turns) and `completion` (the assistant
@@ -28,7 +20,8 @@ def to_trl_format(
 
     The prompt is built by the same `build_messages` that scoring uses (chat-format prompts
     included), so training sees exactly the prompts that were scored. Other columns are dropped.
-    `image_column=None` (or `"none"`) reads text-only rows.
+    `columns` says which columns hold the prompt, answer and images (`image_column=None`: text-only
+    rows) and the system prompt.
 
     Raises:
         ColumnNotFoundError: a named column is missing.
@@ -40,24 +33,21 @@ def to_trl_format(
     """
     if style not in ("prompt-completion", "messages"):
         raise ConfigError(f"style={style!r} is not known; choose 'prompt-completion' or 'messages'.")
-    image_column = image_column_or_none(image_column)
-    needed = {"prompt_column": prompt_column, "answer_column": answer_column}
-    if image_column is not None:
-        needed["image_column"] = image_column
-    for option, column in needed.items():
-        if column not in dataset.column_names:
-            raise ColumnNotFoundError(option, column, dataset.column_names)
+    columns.check(dataset.column_names)
 
     def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
-        images = row[image_column] if image_column else []
+        images = row[columns.image_column] if columns.image_column else []
         images = images if isinstance(images, list) else [images]
         try:
             prompt = build_messages(
-                row[prompt_column], num_images=len(images), system_prompt=system_prompt, prompt_column=prompt_column
+                row[columns.prompt_column],
+                num_images=len(images),
+                system_prompt=columns.system_prompt,
+                prompt_column=columns.prompt_column,
             )
         except RowError as error:
             raise ConfigError(f"row {index}: {error}; fix or drop that row before training.") from None
-        converted = trl_conversation(prompt, str(row[answer_column]), style=style)
+        converted = trl_conversation(prompt, str(row[columns.answer_column]), style=style)
         return {**converted, "images": [image.convert("RGB") for image in images]}
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, desc="To TRL format")
@@ -87,14 +77,11 @@ def _trl_parts(content: Any) -> list[dict[str, Any]]:
     ]
 
 
-def from_trl_format(
-    dataset: Dataset,
-    *,
-    prompt_column: str = ScoringConfig.prompt_column,
-    answer_column: str = ScoringConfig.answer_column,
-    image_column: str = ScoringConfig.image_column or "image",
-) -> Dataset:
-    """The inverse of `to_trl_format`: `problem` / `solution` / `image(s)` columns again."""
+def from_trl_format(dataset: Dataset, *, columns: Columns = Columns()) -> Dataset:
+    """The inverse of `to_trl_format`: the prompt, answer and image columns `columns` names, again.
+
+    With `columns.image_column=None` the images are left out (text-only rows).
+    """
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         turns = row["messages"] if "messages" in row else row["prompt"] + row["completion"]
@@ -102,7 +89,10 @@ def from_trl_format(
         answer = turns[-1]
         text = " ".join(part["text"] for part in user["content"] if part["type"] == "text")
         reply = " ".join(part["text"] for part in answer["content"] if part["type"] == "text")
-        images = row.get("images") or []
-        return {prompt_column: text, answer_column: reply, image_column: images[0] if len(images) == 1 else images}
+        converted = {columns.prompt_column: text, columns.answer_column: reply}
+        if columns.image_column is not None:
+            images = row.get("images") or []
+            converted[columns.image_column] = images[0] if len(images) == 1 else images
+        return converted
 
     return dataset.map(convert, remove_columns=dataset.column_names, desc="From TRL format")

@@ -21,8 +21,9 @@ from typing import Any
 
 from datasets import Dataset
 
+from difficulty_curation.columns import Columns
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import ColumnNotFoundError, ConfigError, require
+from difficulty_curation.errors import ConfigError, require
 from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.recipes.options import GRPOOptions
@@ -66,13 +67,10 @@ def grpo(
     overwrite: bool = False,
     revision: str | None = None,
     verifier: str | Verifier = ScoringConfig.verifier,
-    prompt_column: str = ScoringConfig.prompt_column,
-    answer_column: str = ScoringConfig.answer_column,
-    image_column: str | None = ScoringConfig.image_column,
-    system_prompt: str | None = None,
+    columns: Columns = Columns(),
     progress: bool = True,
 ) -> Path:
-    """Train `model` with GRPO on `dataset`'s prompts, rewarded by `verifier`, and save to `out_dir`.
+    """Train `model` with GRPO on `dataset`'s prompts (read from `columns`), rewarded by `verifier`; save to `out_dir`.
 
     Writes, like `sft`: the LoRA adapter with the processor in `out_dir` (and with `merge=True` a
     merged model in `out_dir/merged`), `grpo_options.json`; and for RL: `log_history.json` (the
@@ -103,7 +101,7 @@ def grpo(
         )
     require("trl", "train", "the GRPO recipe", package="TRL")
     reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
-    train = _grpo_rows(dataset, prompt_column, answer_column, image_column, system_prompt)
+    train = _grpo_rows(dataset, columns)
 
     from trl import GRPOConfig, GRPOTrainer
 
@@ -184,22 +182,12 @@ def plot_reward_curve(log_history: list[dict[str, Any]], path: str | Path) -> Pa
     return save_figure(figure, path)
 
 
-def _grpo_rows(
-    dataset: Dataset, prompt_column: str, answer_column: str, image_column: str | None, system_prompt: str | None
-) -> Dataset:
+def _grpo_rows(dataset: Dataset, columns: Columns) -> Dataset:
     """Conversational prompts, images and the reference answer: what `GRPOTrainer` and the reward read."""
-    if answer_column not in dataset.column_names:
-        raise ColumnNotFoundError("answer_column", answer_column, dataset.column_names)
     if len(dataset) == 0:
         raise ConfigError("the dataset has no rows to train on.")
-    rows = to_trl_format(
-        dataset,
-        prompt_column=prompt_column,
-        answer_column=answer_column,
-        image_column=image_column,
-        system_prompt=system_prompt,
-    ).remove_columns("completion")
-    return rows.add_column(REFERENCE_COLUMN, dataset[answer_column])
+    rows = to_trl_format(dataset, columns=columns).remove_columns("completion")
+    return rows.add_column(REFERENCE_COLUMN, dataset[columns.answer_column])
 
 
 def _completion_text(completion: Any) -> str:

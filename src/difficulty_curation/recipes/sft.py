@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from difficulty_curation.config import ScoringConfig
+from difficulty_curation.columns import Columns
 from difficulty_curation.models import load_training_model
 from difficulty_curation.recipes.formats import to_trl_format
 from difficulty_curation.recipes.options import SFTOptions
@@ -29,14 +29,11 @@ def sft(
     merge: bool = False,
     overwrite: bool = False,
     revision: str | None = None,
-    prompt_column: str = ScoringConfig.prompt_column,
-    answer_column: str = ScoringConfig.answer_column,
-    image_column: str | None = ScoringConfig.image_column,
-    system_prompt: str | None = None,
+    columns: Columns = Columns(),
     progress: bool = True,
     progress_label: str = "SFT",
 ) -> Path:
-    """Fine-tune `model` on `dataset` (rows with question, answer, images) and save to `out_dir`.
+    """Fine-tune `model` on `dataset` (rows with question, answer, images, read from `columns`) and save to `out_dir`.
 
     Saves the LoRA adapter (or the full model) with the processor; with `merge=True` also a merged
     model in `out_dir/merged`, loadable like any model, and `log_history.json` (the logged losses).
@@ -75,13 +72,7 @@ def sft(
     require("trl", "train", "the SFT recipe", package="TRL")
     check_rows(dataset)
     out_dir = check_training_output(out_dir, model, overwrite=overwrite)
-    train = to_trl_format(
-        dataset,
-        prompt_column=prompt_column,
-        answer_column=answer_column,
-        image_column=image_column,
-        system_prompt=system_prompt,
-    )
+    train = to_trl_format(dataset, columns=columns)
     from trl import SFTConfig, SFTTrainer
 
     processor, network = load_training_model(model, revision)

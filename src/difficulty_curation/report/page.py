@@ -7,6 +7,7 @@ Every text is redacted here; the template escapes it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import random
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.answers import extractor_for
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS, bucket_of
+from difficulty_curation.columns import Columns
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
@@ -59,18 +61,17 @@ class ReportPage:
         from difficulty_curation.schema import undecoded_images
 
         self.provenance = read_provenance(splits) or {}
-        defaults = ScoringConfig(model="unknown")
-        self.prompt_column = self.provenance.get("prompt_column", defaults.prompt_column)
-        self.answer_column = self.provenance.get("answer_column", defaults.answer_column)
-        image_column = self.provenance.get("image_column", defaults.image_column)
-        self.threshold = float(self.provenance.get("correct_threshold", defaults.correct_threshold))
+        scored_with = Columns.from_provenance(self.provenance)
+        self.threshold = float(self.provenance.get("correct_threshold", ScoringConfig.correct_threshold))
         #: the answer the run's verifier judged: the run's own extractor (`auto` for runs that name none)
         self.extract = extractor_for(
             self.provenance.get("answer_extractor") or "auto", self.provenance.get("answer_pattern")
         )
-        columns = set().union(*(part.column_names for part in splits.values()))
-        self.image_column = image_column if image_column in columns else None
-        self.splits = {name: undecoded_images(part, self.image_column) for name, part in splits.items()}
+        names = set().union(*(part.column_names for part in splits.values()))
+        image_column = scored_with.image_column if scored_with.image_column in names else None
+        #: the columns shown: those the run scored, the image column only where the dataset still has it
+        self.columns = dataclasses.replace(scored_with, image_column=image_column)
+        self.splits = {name: undecoded_images(part, image_column) for name, part in splits.items()}
         self.thumbnail_size = thumbnail_size
         self.num_thumbnails = 0
         self.multi_split = len(self.splits) > 1
@@ -145,8 +146,8 @@ class ReportPage:
         return {
             "label": f"{split} row {index}" if self.multi_split else f"row {index}",
             "thumbnails": self.thumbnails(row),
-            "prompt": _clip(_prompt_text(row.get(self.prompt_column)), MAX_PROMPT_CHARS),
-            "reference": _text(row.get(self.answer_column)),
+            "prompt": _clip(_prompt_text(row.get(self.columns.prompt_column)), MAX_PROMPT_CHARS),
+            "reference": _text(row.get(self.columns.answer_column)),
             "difficulty": None if difficulty is None else f"{float(difficulty):.3f}",
             "interval": interval,
             "num_correct": row.get("num_correct"),
@@ -179,9 +180,9 @@ class ReportPage:
 
     def thumbnails(self, row: dict[str, Any]) -> list[dict[str, str]]:
         """Up to `MAX_IMAGES_PER_ROW` embedded thumbnails; an image that cannot be decoded says why instead."""
-        if self.image_column is None:
+        if self.columns.image_column is None:
             return []
-        value = row.get(self.image_column)
+        value = row.get(self.columns.image_column)
         cells = value if isinstance(value, list) else [value]
         shown = []
         for cell in cells[:MAX_IMAGES_PER_ROW]:
@@ -197,7 +198,7 @@ class ReportPage:
         if cell is None:
             return {"missing": "no image"}
         try:
-            image = load_image(cell, column=self.image_column or "image", max_pixels=None)
+            image = load_image(cell, column=self.columns.image_column or "image", max_pixels=None)
         except RowError as error:
             return {"missing": redact(str(error))}
         self.num_thumbnails += 1
@@ -214,9 +215,9 @@ class ReportPage:
 
         groups = []
         for split, part in self.splits.items():
-            if "rollouts" not in part.column_names or self.answer_column not in part.column_names:
+            if "rollouts" not in part.column_names or self.columns.answer_column not in part.column_names:
                 return None
-            for group in audit_hard_rows(part, answer_column=self.answer_column):
+            for group in audit_hard_rows(part, answer_column=self.columns.answer_column):
                 groups.append((split, group))
         groups.sort(key=lambda item: -item[1].count)
         shown = []

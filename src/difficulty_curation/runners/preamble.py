@@ -42,7 +42,7 @@ class RunInputs:
             scorer.check_columns(part.column_names)
         self.batch_size = batch_size
         #: The columns the scorer reads, each once.
-        self.columns = list(dict.fromkeys(scorer.config.required_columns.values()))
+        self.columns = scorer.config.columns.names
         #: Each split with its images undecoded (every column, in the dataset's order).
         self.readable = {name: undecoded_images(part, scorer.config.image_column) for name, part in self.splits.items()}
         self._tables = {
