@@ -19,6 +19,9 @@ from difficulty_curation import score_difficulty, score_to_dir
 from difficulty_curation.demo import digits_dataset
 
 pytest.importorskip("ray")
+#: Two Ray nodes started, killed and restarted: a minutes-class end-to-end run, in the slow tier
+#: (`make test-slow`, run by CI); the default tier covers Ray with a local cluster (test_distributed.py).
+pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).with_name("ray")
 #: A cluster on 127.0.0.1 for one test module: Ray 2.60's `ray start --head` turns on token
 #: authentication, which a second `ray start --address` then fails; nothing outside this machine
