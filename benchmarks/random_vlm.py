@@ -125,6 +125,7 @@ def write_model(out: Path, size: str) -> None:
         vision_end_token_id=SPECIALS["<|vision_end|>"],
         torch_dtype="bfloat16",
     )
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # what vLLM picks its model class by
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out)
     (out / "generation_config.json").write_text(

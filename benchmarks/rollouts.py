@@ -126,6 +126,25 @@ class Workload:
     description: str
 
 
+def synthetic_verifier(completion: str, reference: Any) -> float:
+    """For random-weight models (benchmarks/gpu.sh): right with a probability set by the row's digit
+    (0-3: 0.95, 4-6: 0.5, 7-9: 0.05), drawn from a hash of the completion, so buckets are mixed as a
+    trained model's would be. The same completion is always judged the same."""
+    import hashlib
+
+    digit = int(str(reference).strip()[-1]) if str(reference).strip()[-1:].isdigit() else 0
+    chance = 0.95 if digit <= 3 else 0.5 if digit <= 6 else 0.05
+    draw = int.from_bytes(hashlib.sha256(str(completion).encode()).digest()[:4], "big") / 2**32
+    return float(draw < chance)
+
+
+def resized(dataset: Any, size: int | None) -> Any:
+    """The digit images resized to `size` x `size` pixels (real image sizes; None: as they are, 8 x 8)."""
+    if not size:
+        return dataset
+    return dataset.map(lambda row: {"image": row["image"].convert("RGB").resize((size, size))})
+
+
 def paper_mix_rows(difficulty: list[float], rows: int, medium_share: float) -> list[int]:
     """Indices of `rows` pool rows, in pool order, of which round(rows * medium_share) are medium at full k.
 
@@ -145,7 +164,7 @@ def paper_mix_rows(difficulty: list[float], rows: int, medium_share: float) -> l
     return sorted(medium[:wanted] + other[: rows - wanted])
 
 
-#: Rows of the digits train split, the paper-mix workload's pool.
+#: Rows of the digits train split, the most the paper-mix workload's pool takes (4 x its rows).
 PAPER_MIX_POOL = 1400
 
 
@@ -413,6 +432,15 @@ def main() -> None:
         "--medium-share", type=float, default=0.375, help="paper-mix: share of rows medium at full k (paper: 37.5%%)"
     )
     parser.add_argument("--workloads", default="one-token,decode-bound,paper-mix", help="comma-separated")
+    parser.add_argument(
+        "--image-size", type=int, help="with --vllm: resize the digit images to this many pixels a side"
+    )
+    parser.add_argument(
+        "--verifier",
+        choices=["exact", "synthetic"],
+        default="exact",
+        help="with --vllm: the short-answer workloads' verifier; synthetic for random-weight models (gpu.sh)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call for (b) and (c)")
     parser.add_argument("--paper-batch-size", type=int, default=4)
     parser.add_argument("--num-rollouts", type=int, default=8)
@@ -555,15 +583,16 @@ def vllm_rows(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size,
         "repeats": args.repeats,
         "engine_startup_seconds": round(startup_seconds, 1),
-        "machine": machine_description("cpu"),
+        "machine": machine_description("cuda" if torch.cuda.is_available() else "cpu"),
         "vllm": vllm_version,
         "load_before": load_average(),
         "workloads": {},
     }
+    short_answer: Any = synthetic_verifier if args.verifier == "synthetic" else "exact"
     workloads = {
-        "one-token": (args.rows, args.max_new_tokens, True, "exact"),
+        "one-token": (args.rows, args.max_new_tokens, True, short_answer),
         "decode-bound": (args.long_rows, args.long_max_new_tokens, False, leading_answer),
-        "paper-mix": (args.mix_rows, args.max_new_tokens, True, "exact"),
+        "paper-mix": (args.mix_rows, args.max_new_tokens, True, short_answer),
     }
     chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
 
@@ -600,8 +629,9 @@ def vllm_rows(args: argparse.Namespace) -> None:
     def workload_rows(workload: str) -> Any:
         num_rows = workloads[workload][0]
         if workload != "paper-mix":
-            return digits_dataset(split="train", num_rows=num_rows)
-        pool = digits_dataset(split="train", num_rows=PAPER_MIX_POOL)  # scored once, before measuring
+            return resized(digits_dataset(split="train", num_rows=num_rows), args.image_size)
+        pool_rows = min(PAPER_MIX_POOL, 4 * num_rows)  # scored once, before measuring
+        pool = resized(digits_dataset(split="train", num_rows=pool_rows), args.image_size)
         scored = score_dataset(pool, scorer_for(workload, k), batch_size=args.batch_size, progress=False)
         return pool.select(paper_mix_rows(scored["difficulty"], num_rows, args.medium_share))
 
@@ -677,6 +707,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
             block["f1_bare_per_rollout"]["seconds"] / block["f_bare_n_k"]["seconds"], 3
         )
         block["adaptive_over_full"] = round(block["g_ours_adaptive"]["seconds"] / block["e_ours"]["seconds"], 3)
+        block["prompts_per_s"] = round(num_rows / block["e_ours"]["seconds"], 2)  # full k, on this machine
         block["adaptive_rollouts_saved"] = round(1 - block["g_ours_adaptive"]["rollouts"] / (num_rows * k), 3)
         block["adaptive_bucket_agreement"] = round(agree / num_rows, 4)
         block["buckets_full_k"] = {
@@ -686,7 +717,7 @@ def vllm_rows(args: argparse.Namespace) -> None:
 
     if args.large_k and ("one-token" in chosen or mix_rows is not None):
         large_workload = "one-token" if mix_rows is None else "paper-mix"
-        dataset = digits_dataset(split="train", num_rows=args.rows) if mix_rows is None else mix_rows
+        dataset = workload_rows("one-token") if mix_rows is None else mix_rows
         large = args.large_k
 
         def ours_large(num_rollouts: int, adaptive: bool) -> Callable[[], Any]:
