@@ -9,7 +9,11 @@ key (`--api-key`), fail its first requests with 503 (`--fail-first N`), reject i
 with 400 (`--reject-first N`), answer 401 once N requests were served (`--revoke-after N`, a key
 revoked mid-run), echo the Authorization header in its error bodies as careless servers do
 (`--echo-auth`), and reports how many requests it served and the most it had in flight at once
-(`GET /stats`).
+(`GET /stats`). With `--vllm-child-seeds` it seeds the children of an `n>1` request `seed, seed+1, ...`
+as vLLM does (child i = the `n=1` answer seeded `seed + i`); without it, in a way of its own (child i is
+not that answer), so the openai backend's start-up probe finds one request per rollout is needed.
+The probe's requests (`user` = `PROBE_USER`) are answered without counting towards `/stats` or the
+injected failures, which target the scoring requests.
 
     python tests/openai_test_server.py --model PATH [--port 0]   # prints "listening on http://127.0.0.1:PORT/v1"
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -26,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
 from difficulty_curation.config import RolloutConfig, ScoringConfig
+from difficulty_curation.engines.openai import PROBE_USER
 from difficulty_curation.engines.transformers import TransformersEngine
 from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import PromptRequest, _content_hash
@@ -40,10 +46,12 @@ class State:
         reject_first: int = 0,
         revoke_after: int | None = None,
         echo_auth: bool = False,
+        vllm_child_seeds: bool = False,
     ) -> None:
         self.engine, self.api_key, self.fail_first = engine, api_key, fail_first
         self.reject_first, self.revoke_after, self.echo_auth = reject_first, revoke_after, echo_auth
         self.answered = 0
+        self.vllm_child_seeds = vllm_child_seeds
         self.lock, self.generate_lock = threading.Lock(), threading.Lock()
         self.requests = self.in_flight = self.max_in_flight = 0
 
@@ -95,6 +103,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             if state.api_key and self.headers.get("Authorization") != f"Bearer {state.api_key}":
                 return self.reply(401, {"error": {"message": "invalid API key"}})
+            if body.get("user") == PROBE_USER:  # the openai backend's start-up probe: not a scoring request
+                return self.reply(*self.complete(body))
             with state.lock:
                 state.requests += 1
                 if state.revoke_after is not None and state.answered >= state.revoke_after:
@@ -131,7 +141,17 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 state.engine.config = state.engine.config.replace(
                     chat_template_kwargs=body.get("chat_template_kwargs") or {}
                 )
-                (outcome,) = state.engine.generate([request], rollout.num_rollouts)
+                if state.vllm_child_seeds and rollout.num_rollouts > 1:  # child i: the n=1 answer seeded seed + i
+                    outcome = []
+                    for child in range(rollout.num_rollouts):
+                        state.engine.rollout = dataclasses.replace(rollout, num_rollouts=1, seed=rollout.seed + child)
+                        (answer,) = state.engine.generate([request], 1)
+                        if isinstance(answer, RowError):
+                            outcome = answer
+                            break
+                        outcome += answer
+                else:
+                    (outcome,) = state.engine.generate([request], rollout.num_rollouts)
             if isinstance(outcome, RowError):
                 return 400, {"error": {"message": str(outcome)}}
             # the engine's own finish reason: "length" when the answer hit max_tokens
@@ -153,9 +173,18 @@ def main() -> None:
     parser.add_argument("--reject-first", type=int, default=0)
     parser.add_argument("--revoke-after", type=int)
     parser.add_argument("--echo-auth", action="store_true")
+    parser.add_argument("--vllm-child-seeds", action="store_true")
     args = parser.parse_args()
     engine = TransformersEngine(ScoringConfig(model=args.model), device="cpu")
-    state = State(engine, args.api_key, args.fail_first, args.reject_first, args.revoke_after, args.echo_auth)
+    state = State(
+        engine,
+        args.api_key,
+        args.fail_first,
+        args.reject_first,
+        args.revoke_after,
+        args.echo_auth,
+        vllm_child_seeds=args.vllm_child_seeds,
+    )
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     server.serve_forever()

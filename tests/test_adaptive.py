@@ -136,7 +136,7 @@ def test_score_help_explains_adaptive_and_pass_rate_interval():
     assert "--adaptive" in help_text and "--pass-rate-interval" in help_text
 
 
-# -- streaming adaptive draws (engines.adaptive.RowDraws): the bookkeeping, without an engine ------------
+# -- adaptive draws in windows (engines.adaptive.RowDraws): the bookkeeping, without an engine ------------
 
 
 def mixed(position, completions):
@@ -145,32 +145,30 @@ def mixed(position, completions):
 
 
 def draw_in_order(draws, answers, finish_order):
-    """Run `draws` like an engine: submit, then finish in-flight rollouts in `finish_order`'s order; returns
-    the rollouts ever submitted and those aborted."""
-    submitted, aborted = [], []
-    in_flight = []
+    """Run `draws` like an engine: submit windows, then finish in-flight windows in `finish_order`'s order;
+    returns the windows ever submitted."""
+    submitted, in_flight = [], []
     while not draws.done:
         new = draws.submit_next()
         submitted += new
         in_flight += new
         assert in_flight, "open rows but nothing in flight"
-        position, index = finish_order(in_flight)
-        in_flight.remove((position, index))
-        stale = draws.finish(position, index, answers[position][index])
-        aborted += stale
-        in_flight = [rollout for rollout in in_flight if rollout not in stale]
-    return submitted, aborted
+        position, start, count = finish_order(in_flight)
+        in_flight.remove((position, start, count))
+        draws.finish(position, start, answers[position][start : start + count])
+    return submitted
 
 
 ANSWERS = {
     0: ["right", "right", "wrong", "right", "wrong", "wrong", "right", "right"],  # decided at 3
     1: ["wrong"] * 8,  # never decided: all 8
     2: ["wrong", "right", "right", "right", "wrong", "wrong", "wrong", "wrong"],  # decided at 2
+    3: ["right", "right", "right", "right", "right", "wrong", "right", "right"],  # decided at 6
 }
 
 
 @pytest.mark.parametrize("order", ["first", "last", "shuffled"])
-def test_a_row_is_decided_at_the_same_prefix_whatever_order_its_rollouts_finish_in(order):
+def test_a_row_is_decided_at_the_same_prefix_whatever_order_its_windows_finish_in(order):
     import random
 
     chooser = random.Random(0)
@@ -179,52 +177,51 @@ def test_a_row_is_decided_at_the_same_prefix_whatever_order_its_rollouts_finish_
         "last": lambda flight: flight[-1],
         "shuffled": lambda flight: chooser.choice(flight),
     }[order]
-    draws = RowDraws(ANSWERS, 8, window=4, is_decided=mixed)
+    draws = RowDraws(ANSWERS, 8, first_window=2, window=3, is_decided=mixed)
     draw_in_order(draws, ANSWERS, finish_order)
-    assert draws.outcomes() == {0: ANSWERS[0][:3], 1: ANSWERS[1], 2: ANSWERS[2][:2]}
+    assert draws.outcomes() == {0: ANSWERS[0][:3], 1: ANSWERS[1], 2: ANSWERS[2][:2], 3: ANSWERS[3][:6]}
 
 
-def test_a_row_runs_at_most_window_rollouts_beyond_its_finished_prefix():
-    draws = RowDraws([0], 8, window=3, is_decided=mixed)
-    assert draws.submit_next() == [(0, 0), (0, 1), (0, 2)]
-    assert draws.finish(0, 2, "wrong") == [] and draws.submit_next() == []  # rollout 0 still runs: no room
-    assert draws.finish(0, 0, "wrong") == [] and draws.submit_next() == [(0, 3)]  # prefix 1: up to index 3
-    assert draws.finish(0, 1, "right") == [(0, 3)]  # decided at 2: rollout 3 is aborted, rollout 2 dropped
-    assert draws.outcomes() == {0: ["wrong", "right"]} and draws.done
+def test_a_row_gets_its_next_window_only_once_the_last_one_left_it_undecided():
+    draws = RowDraws([0], 8, first_window=2, window=4, is_decided=mixed)
+    assert draws.submit_next() == [(0, 0, 2)]
+    assert draws.submit_next() == []  # its first window is still drawing
+    draws.finish(0, 0, ["right", "right"])
+    assert draws.submit_next() == [(0, 2, 4)]
+    draws.finish(0, 2, ["right", "wrong", "right", "right"])  # decided at 4: rollouts 4 and 5 are dropped
+    assert draws.outcomes() == {0: ["right", "right", "right", "wrong"]} and draws.done
+    assert draws.submit_next() == []
 
 
-def test_rollouts_finishing_after_the_decision_are_not_kept():
-    draws = RowDraws([0], 4, window=4, is_decided=mixed)
+def test_the_last_window_takes_only_what_is_left_of_k():
+    draws = RowDraws([0], 5, first_window=4, window=4, is_decided=mixed)
     draws.submit_next()
-    draws.finish(0, 0, "right")
-    assert draws.finish(0, 1, "wrong") == [(0, 2), (0, 3)]
-    assert draws.finish(0, 3, "right") == []  # finished before its abort arrived
-    assert draws.outcomes() == {0: ["right", "wrong"]}
+    draws.finish(0, 0, ["wrong"] * 4)
+    assert draws.submit_next() == [(0, 4, 1)]
 
 
-def test_without_is_decided_every_row_draws_all_rollouts_numbered_from_first_rollout():
+def test_without_is_decided_a_row_is_one_window_of_all_its_rollouts_numbered_from_first_rollout():
     draws = RowDraws([5, 7], 3, first_rollout=4)
-    assert draws.submit_next() == [(5, 4), (5, 5), (5, 6), (7, 4), (7, 5), (7, 6)]
-    for index in (6, 4, 5):
-        draws.finish(5, index, f"r{index}")
+    assert draws.submit_next() == [(5, 4, 3), (7, 4, 3)]
+    draws.finish(5, 4, ["r4", "r5", "r6"])
     assert draws.completed() == {5: ["r4", "r5", "r6"]} and not draws.done  # row 7 is still drawing
 
 
-def test_a_failed_row_gives_its_error_and_its_rollouts_in_flight_to_abort():
-    draws = RowDraws([0, 1], 4, window=2, is_decided=mixed)
+def test_a_failed_row_gives_its_error_and_keeps_no_rollouts():
+    draws = RowDraws([0, 1], 4, first_window=2, is_decided=mixed)
     draws.submit_next()
     error = RowError("problem", "rejected")
-    assert draws.fail(1, error) == [(1, 0), (1, 1)]
+    draws.fail(1, error)
+    draws.finish(1, 0, ["right", "wrong"])  # finished after its row failed: not kept
     assert draws.outcomes() == {1: error} and draws.completed() == {}
 
 
-def test_a_retried_rollout_is_submitted_again_and_keeps_its_place():
-    draws = RowDraws([0], 2, window=2)
+def test_a_retried_window_is_submitted_again_whole():
+    draws = RowDraws([0], 2)
     draws.submit_next()
     draws.retry(0, 0)
-    assert draws.submit_next() == [(0, 0)]
-    draws.finish(0, 1, "b")
-    draws.finish(0, 0, "a")
+    assert draws.submit_next() == [(0, 0, 2)]
+    draws.finish(0, 0, ["a", "b"])
     assert draws.outcomes() == {0: ["a", "b"]}
 
 
@@ -241,11 +238,11 @@ def test_the_scorer_uses_an_engines_own_adaptive_draw_and_stores_what_it_drew(ti
 
         def generate_adaptive(self, requests, num_rollouts, is_decided):
             self.calls += 1
-            draws = RowDraws(range(len(requests)), num_rollouts, window=2, is_decided=is_decided)
+            draws = RowDraws(range(len(requests)), num_rollouts, first_window=2, window=2, is_decided=is_decided)
             while not draws.done:
-                for position, index in draws.submit_next()[::-1]:  # finishing out of order
-                    (outcome,) = self.inner.generate([requests[position]], 1, first_rollout=index)
-                    draws.finish(position, index, outcome[0])
+                for position, start, count in draws.submit_next()[::-1]:  # finishing out of order
+                    (outcome,) = self.inner.generate([requests[position]], count, first_rollout=start)
+                    draws.finish(position, start, outcome)
             return [draws.outcomes()[position] for position in range(len(requests))]
 
     scorer = scorer_for(tiny_vlm, keep_rollouts=True, adaptive=True)
@@ -262,10 +259,3 @@ def test_the_scorer_uses_an_engines_own_adaptive_draw_and_stores_what_it_drew(ti
         assert bucket(row["difficulty"]) == bucket(full["difficulty"])
         stopped_early += row["num_rollouts"] < 8
     assert stopped_early > 0
-
-
-def test_a_cold_row_gets_only_its_first_rollout_until_its_prompt_is_prefilled():
-    draws = RowDraws([0, 1], 4, window=4)
-    assert draws.submit_next(warm=set()) == [(0, 0), (1, 0)]
-    assert draws.submit_next(warm={1}) == [(1, 1), (1, 2), (1, 3)]
-    assert draws.submit_next(warm={0, 1}) == [(0, 1), (0, 2), (0, 3)]

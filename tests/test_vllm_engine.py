@@ -382,13 +382,49 @@ def _prefix_cache_counts(llm) -> tuple[float, float]:
     return totals["vllm:prefix_cache_queries"], totals["vllm:prefix_cache_hits"]
 
 
-def test_a_rows_later_rollouts_find_its_prompt_in_the_prefix_cache(engine, trained_vlm, digits):
+def test_a_rows_later_windows_find_its_prompt_in_the_prefix_cache(engine, trained_vlm, digits):
     rows, k = 6, 4
-    assert engine.cacheable_tokens == 32
     engine.llm.reset_prefix_cache()
     queries, hits = _prefix_cache_counts(engine.llm)
     scorer = vllm_scorer(trained_vlm, engine, num_rollouts=k)
-    score_dataset(digits.select(range(rows)), scorer, batch_size=rows, progress=False)
+    requests = _requests(scorer, digits, rows)
+    scorer.engine.generate(requests, 1)  # each row's first window prefills its prompt
+    scorer.engine.generate(requests, k - 1, first_rollout=1)
     queried, hit = (count - before for count, before in zip(_prefix_cache_counts(engine.llm), (queries, hits)))
-    # The first rollout of a row prefills its prompt; each of the other k-1 finds at least one whole block.
-    assert hit >= (k - 1) * rows * engine.cacheable_tokens, (hit, queried)
+    # Each later window (vLLM caches whole blocks of 32 tokens) finds at least one block of its row's prompt.
+    assert hit >= rows * 32, (hit, queried)
+
+
+def _requests(scorer, dataset, rows):
+    from difficulty_curation.prompts import build_request
+
+    return [
+        build_request(row, scorer.config.columns, max_pixels=scorer.config.max_pixels)
+        for row in dataset.select(range(rows))
+    ]
+
+
+def _texts(outcomes):
+    return [[str(text) for text in rollouts] for rollouts in outcomes]
+
+
+def test_a_window_of_m_rollouts_is_the_same_draw_as_m_single_rollout_requests(engine, trained_vlm, digits):
+    # vLLM seeds the children of an n=m request seed, seed+1, ... (ParentRequest._get_child_sampling_params);
+    # rollout j is seeded row_seed + j, so any window of a row's rollouts is one request of the same draws.
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8, temperature=2.0)
+    requests = _requests(scorer, digits, 5)
+    single = [_texts(scorer.engine.generate(requests, 1, first_rollout=j)) for j in range(8)]
+    by_rollout = [[single[j][row][0] for j in range(8)] for row in range(len(requests))]
+    assert _texts(scorer.engine.generate(requests, 8)) == by_rollout  # one n=8 request per row
+    for start, count in [(0, 2), (2, 4), (3, 5), (5, 3)]:
+        window = _texts(scorer.engine.generate(requests, count, first_rollout=start))
+        assert window == [rollouts[start : start + count] for rollouts in by_rollout], (start, count)
+    assert len({text for rollouts in by_rollout for text in rollouts}) > 8  # really sampled
+
+
+def test_a_full_draw_sends_one_request_per_row(engine, trained_vlm, digits):
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8)
+    requests = _requests(scorer, digits, 6)
+    before = next(engine.llm.request_counter)
+    scorer.engine.generate(requests, 8)
+    assert next(engine.llm.request_counter) - before - 1 == len(requests)

@@ -156,3 +156,20 @@ def test_adaptive_through_vllm_serve_draws_fewer_rollouts_a_prefix_of_the_full_d
     for index, (whole, row) in enumerate(zip(full, adaptive)):
         assert row["rollouts"] == whole["rollouts"][: row["num_rollouts"]], f"row {index}"
         assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"
+
+
+def test_vllm_serve_seeds_n_children_like_vllm_so_a_full_draw_is_one_http_request_per_row(
+    vllm_server, trained_vlm, digits
+):
+    rows = digits.select(range(6))
+    options = {"keep_rollouts": True, "temperature": 2.0, "num_rollouts": 8}
+    windows = served_scorer(trained_vlm, vllm_server, **options)
+    sent = []
+    windows.engine._client.event_hooks["request"].append(sent.append)
+    by_window = score_dataset(rows, windows, progress=False)
+    assert windows.engine.child_seeds is True  # the start-up probe: n=2 seeded s, then n=1 seeded s+1
+    scoring = [request for request in sent if b"child-seed probe" not in request.content]
+    assert len(scoring) == len(rows)  # k=8 times fewer HTTP requests than one per rollout
+    single = served_scorer(trained_vlm, vllm_server, **options)
+    single.engine.child_seeds = False  # today's path: one n=1 request per rollout
+    assert score_dataset(rows, single, progress=False)["rollouts"] == by_window["rollouts"]

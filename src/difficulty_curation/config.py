@@ -43,6 +43,7 @@ TOKEN_ENGINE_OPTIONS = frozenset(
         "tokenizer_revision",
         "load_format",
         "attn_implementation",
+        "deterministic",  # vLLM: VLLM_BATCH_INVARIANT=1 (engines.vllm.batch_invariance)
     }
 )
 #: Set by the toolkit itself from the config; never through engine options.

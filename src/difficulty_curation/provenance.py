@@ -73,4 +73,6 @@ def scoring_provenance(scorer: Any, *, source: str | None = None) -> dict[str, A
     """The provenance record of a run with `scorer` (a `DifficultyScorer`; the model revision read
     from its engine when one is loaded)."""
     revision = getattr(scorer.engine, "model_revision", None) if scorer.engine_loaded else None
-    return provenance_record(scorer.config, model_revision=revision, source=source)
+    record = provenance_record(scorer.config, model_revision=revision, source=source)
+    details = getattr(scorer.engine, "provenance_details", None) if scorer.engine_loaded else None
+    return {**record, **details()} if details is not None else record

@@ -24,10 +24,14 @@ from difficulty_curation.answers import Completion, finish_reason
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import RolloutCacheError
 
+#: Bumped whenever the same settings would draw other rollouts (2: rollout `j` seeded `row_seed + j`,
+#: `engines.sampling`), so rollouts drawn before are never mixed with new ones.
+ROLLOUT_KEY_VERSION = 2
+
 
 def rollout_key(config: ScoringConfig, content_hash: str) -> str:
-    """The cache key of one row's rollouts: generation settings + content, never the verifier."""
-    identity = {**config.rollout_identity(), "content": content_hash}
+    """The cache key of one row's rollouts: generation settings + content + `ROLLOUT_KEY_VERSION`, never the verifier."""
+    identity = {**config.rollout_identity(), "content": content_hash, "key_version": ROLLOUT_KEY_VERSION}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

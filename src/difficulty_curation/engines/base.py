@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -121,19 +120,6 @@ def generate_isolating_rows(
         error.completed_requests = finished  # type: ignore[attr-defined]
         raise
     return head + tail
-
-
-def derive_seed(seed: int, *keys: str) -> int:
-    """A 63-bit seed from the run's seed and content hashes: same inputs, same seed, in any process."""
-    digest = hashlib.sha256(str(seed).encode())
-    for key in keys:
-        digest.update(key.encode())
-    return int.from_bytes(digest.digest()[:8], "big") >> 1
-
-
-def rollout_seed(seed: int, content_hash: str, index: int) -> int:
-    """The seed of rollout `index` of a row: the same whatever k, batch, round or backend that draws it."""
-    return derive_seed(seed, content_hash, str(index))
 
 
 def render_chat(processor: object, messages: list[dict], template_kwargs: dict[str, Any] | None = None) -> str:

@@ -1,7 +1,8 @@
 """The openai backend: any OpenAI-compatible chat endpoint (`vllm serve`, SGLang, TGI, hosted APIs).
 
-One `/chat/completions` request per rollout (`n=1`, each with its own `seed`), at most
-`max_concurrency` in flight, retried with exponential backoff on connection errors, 429 and 5xx. A refused key (401/403), an unknown
+One `/chat/completions` request per row window where the server seeds the children of an `n=m` request
+`seed, seed+1, ...` as vLLM does (found by `probe_child_seeds` before the first draw), else one request
+per rollout (`n=1`, each with its own `seed`); at most `max_concurrency` in flight, retried with exponential backoff on connection errors, 429 and 5xx. A refused key (401/403), an unknown
 endpoint (404) or a server still failing after the retries stops the run (`EndpointError`); other
 4xx answers fail only their row. Images travel as PNG data URLs. The API key comes from
 `$OPENAI_API_KEY` (or the `api_key` argument) and is only ever put in the `Authorization` header:
@@ -16,6 +17,7 @@ draws other rollouts, as unseeded sampling does.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import os
 import queue
@@ -25,7 +27,7 @@ from typing import Any
 
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.base import rollout_seed
+from difficulty_curation.engines.sampling import rollout_seed
 from difficulty_curation.errors import ConfigError, EndpointError, EngineError, RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.redact import get_logger, redact, register_secret, strip_url_credentials, url_secrets
@@ -106,6 +108,25 @@ def parse_chat_response(payload: dict[str, Any], num_rollouts: int) -> list[str]
     ]
 
 
+#: The `user` field of the start-up probe's requests, so a server's logs (and our test server) can tell them apart.
+PROBE_USER = "difficulty-curation child-seed probe"
+
+#: The probe's prompt and sampling: a few free tokens, hot enough that two seeds give two answers.
+_PROBE_MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "Write one random word."}]}]
+_PROBE_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 16}
+
+
+def child_seeds_match(pair: Sequence[str], single: Sequence[str]) -> bool | None:
+    """Whether an `n=2` answer seeded s and an `n=1` answer seeded s+1 show vLLM's child seeding.
+
+    True when the pair's second answer is the single answer and differs from the pair's first (two
+    streams, the second seeded s+1); None when the pair's answers are equal (nothing learnt); else False.
+    """
+    if str(pair[0]) == str(pair[1]):
+        return None
+    return str(pair[1]) == str(single[0])
+
+
 def check_api_base(url: str, *, key: str = "") -> None:
     """Refuse an endpoint that is not an http(s) URL, or that carries credentials beside an API key.
 
@@ -166,6 +187,9 @@ class OpenAIEngine:
         self.max_retries = max_retries
         self.backoff = backoff
         self.model_revision: str | None = config.revision
+        #: Whether the server seeds `n=m` children `seed, seed+1, ...` (one request per row window);
+        #: probed before the first draw of more than one rollout, None until then.
+        self.child_seeds: bool | None = None
         if config.adaptive:
             logger.info(
                 "adaptive with backend='openai' keeps full k's buckets only where %s honours the `seed` of each "
@@ -178,13 +202,59 @@ class OpenAIEngine:
         """The endpoint as it may be shown: without credentials."""
         return strip_url_credentials(self.base_url) or ""
 
+    @property
+    def request_path(self) -> str:
+        """How rollouts are requested, for logs and the provenance."""
+        if self.child_seeds:
+            return "one n=m request per row window (the server seeds n>1 children seed, seed+1, ...)"
+        return "one n=1 request per rollout"
+
+    def provenance_details(self) -> dict[str, Any]:
+        """What this engine adds to the provenance: how it grouped its requests."""
+        return {"openai_requests": self.request_path}
+
+    def probe_child_seeds(self) -> bool:
+        """Whether the server seeds the children of an `n=m` request `seed, seed+1, ...` (`vllm serve` does).
+
+        Asks for `n=2` seeded s and `n=1` seeded s+1 on one tiny prompt (tried with up to three seeds
+        while the pair's answers are equal); a refused probe (4xx) counts as no.
+        """
+        request = PromptRequest(messages=_PROBE_MESSAGES, images=[], content_hash="child-seed-probe")
+        sampling = dataclasses.replace(self.config.rollout, **_PROBE_SAMPLING)
+        stop = threading.Event()
+        for attempt in range(3):
+            seed = rollout_seed(self.config.rollout.seed, request.content_hash, 16 * attempt)
+            answers = []
+            for count, probe_seed in ((2, seed), (1, seed + 1)):
+                body = chat_request_body(
+                    request, model=self.config.model, rollout=sampling, num_rollouts=count, seed=probe_seed
+                )
+                answers.append(self._post({**body, "user": PROBE_USER}, count, stop))
+            if any(isinstance(answer, RowError) for answer in answers):
+                return False
+            verdict = child_seeds_match(*answers)
+            if verdict is not None:
+                return verdict
+        return False
+
+    def _windows(self, num_rollouts: int, first_rollout: int) -> list[tuple[int, int]]:
+        """(first rollout, count) of each request a row's rollouts travel in."""
+        if num_rollouts > 1 and self.child_seeds is None:
+            self.child_seeds = self.probe_child_seeds()
+            logger.info("%s: %s", self.shown_url, self.request_path)
+        if self.child_seeds:
+            return [(first_rollout, num_rollouts)]
+        return [(rollout, 1) for rollout in range(first_rollout, first_rollout + num_rollouts)]
+
     def generate(
         self, requests: Sequence[PromptRequest], num_rollouts: int, *, first_rollout: int = 0
     ) -> list[list[str] | RowError]:
-        """One request per rollout (`n=1`, its own `seed`), `max_concurrency` at a time.
+        """One request per row window (`n=num_rollouts`, seeded `row_seed + first_rollout`) where the server
+        seeds `n>1` children like vLLM (`probe_child_seeds`), else one per rollout (`n=1`); `max_concurrency`
+        at a time.
 
-        Rollout `j` of a row is seeded from (seed, row content, `j`), as on the other backends, so
-        it is the same draw whatever k, batch or round where the server honours `seed`.
+        Rollout `j` of a row is seeded `row_seed + j`, as on the other backends, so it is the same
+        draw whatever k, batch, round or request grouping where the server honours `seed`.
         The requests run in daemon threads while this thread waits in short steps, so Ctrl-C or
         SIGTERM ends the call at once even when the server never answers. A failure that is not
         the row's fault raises `EndpointError` and stops the other requests; the rows finished
@@ -192,10 +262,11 @@ class OpenAIEngine:
         """
         results: list[list[str] | RowError | None] = [None] * len(requests)
         drawn: list[dict[int, str]] = [{} for _ in requests]
-        pending: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        pending: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        windows = self._windows(num_rollouts, first_rollout) if requests else []
         for index in range(len(requests)):
-            for rollout in range(first_rollout, first_rollout + num_rollouts):
-                pending.put((index, rollout))
+            for start, count in windows:
+                pending.put((index, start, count))
         stop, done, lock = threading.Event(), threading.Event(), threading.Lock()
         failures: list[BaseException] = []
         remaining = [len(requests)]
@@ -203,7 +274,7 @@ class OpenAIEngine:
         def work() -> None:
             while not stop.is_set():
                 try:
-                    index, rollout = pending.get_nowait()
+                    index, start, count = pending.get_nowait()
                 except queue.Empty:
                     return
                 if results[index] is not None:  # another rollout of this row failed it
@@ -213,12 +284,12 @@ class OpenAIEngine:
                     request,
                     model=self.config.model,
                     rollout=self.config.rollout,
-                    num_rollouts=1,
-                    seed=rollout_seed(self.config.rollout.seed, request.content_hash, rollout) % 2**31,
+                    num_rollouts=count,
+                    seed=rollout_seed(self.config.rollout.seed, request.content_hash, start),
                     chat_template_kwargs=self.config.chat_template_kwargs,
                 )
                 try:
-                    outcome = self._post(body, 1, stop)
+                    outcome = self._post(body, count, stop)
                 except BaseException as error:  # handed to the waiting thread, which raises it
                     with lock:
                         failures.append(error)
@@ -233,7 +304,7 @@ class OpenAIEngine:
                     if isinstance(outcome, RowError):
                         results[index] = outcome
                     else:
-                        drawn[index][rollout] = outcome[0]
+                        drawn[index].update(zip(range(start, start + count), outcome))
                         if len(drawn[index]) < num_rollouts:
                             continue
                         results[index] = [drawn[index][i] for i in sorted(drawn[index])]
@@ -243,7 +314,7 @@ class OpenAIEngine:
 
         if not requests:
             return []
-        for number in range(min(self.max_concurrency, len(requests) * num_rollouts)):
+        for number in range(min(self.max_concurrency, len(requests) * len(windows))):
             threading.Thread(target=work, name=f"openai-{number}", daemon=True).start()
         try:
             while not done.wait(0.1):

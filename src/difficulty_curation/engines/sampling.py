@@ -1,4 +1,9 @@
-"""Counter-based sampling: every rollout draws its tokens from its own random stream.
+"""Per-rollout seeds, and counter-based sampling: every rollout draws its tokens from its own random stream.
+
+Seeds: rollout `j` of a row is seeded `row_seed + j` (`rollout_seed`), where `row_seed` comes from the
+run's seed and the row's content (`row_seed`). Every backend seeds from here, so rollout `j` is the
+same draw whatever k, batch, round or backend path draws it; and since vLLM seeds the children of an
+`n=m` request `seed, seed+1, ...`, rollouts `j0..j0+m-1` of a row are one request seeded `row_seed + j0`.
 
 `transformers` samples all sequences of a `generate` call from one shared random generator, so a
 row's rollouts depend on which other rows share its batch. `CounterSampler` instead draws token
@@ -14,10 +19,30 @@ called with its own warpers switched off, so its sampling step simply takes that
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+#: Row seeds are below 2**62, so `row_seed + j` stays a signed 64-bit integer (what vLLM, its server and
+#: torch accept) for any number of rollouts.
+ROW_SEED_BITS = 62
+
+
+def row_seed(seed: int, content_hash: str) -> int:
+    """The seed of a row's rollout 0: a 62-bit hash of the run's seed and the row's content, the same in any process."""
+    digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - ROW_SEED_BITS)
+
+
+def rollout_seed(seed: int, content_hash: str, index: int) -> int:
+    """The seed of rollout `index` of a row: `row_seed + index`, whatever k, batch, round or backend draws it."""
+    return row_seed(seed, content_hash) + index
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -51,6 +76,8 @@ class CounterSampler:
         self.top_p = top_p
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        import torch
+
         step = input_ids.shape[1] - self.prompt_length
         uniform = torch.from_numpy(counter_uniform(self.seeds, step)).to(scores.device, torch.float32)
         logits = scores.float() / self.temperature

@@ -9,8 +9,8 @@ from typing import Any
 
 from difficulty_curation.answers import FINISH_LENGTH, FINISH_STOP, Completion
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.engines.base import derive_seed, render_chat
-from difficulty_curation.engines.sampling import CounterSampler
+from difficulty_curation.engines.base import render_chat
+from difficulty_curation.engines.sampling import CounterSampler, rollout_seed
 from difficulty_curation.errors import ConfigError, RowError
 from difficulty_curation.models import load_model_and_processor
 from difficulty_curation.prompts import PromptRequest
@@ -261,7 +261,7 @@ class TransformersEngine:
 
         rollout = self.rollout
         sampler = CounterSampler(
-            [derive_seed(rollout.seed, h, str(first_rollout + i)) for h in hashes for i in range(num_rollouts)],
+            [rollout_seed(rollout.seed, h, first_rollout + i) for h in hashes for i in range(num_rollouts)],
             prompt_length=prompt_length,
             temperature=rollout.temperature,
             top_k=rollout.top_k,

