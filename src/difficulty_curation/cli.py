@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from difficulty_curation.buckets import PAPER_BUCKETS
 from difficulty_curation.columns import Columns
@@ -37,7 +38,40 @@ from difficulty_curation.recipes.options import GRPOOptions, SFTOptions, Trainin
 from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
 from difficulty_curation.verifiers import VERIFIERS
 
+#: Click's exceptions, wherever this Typer keeps them (newer versions vendor Click as `typer._click`).
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+class _CurateGroup(typer.core.TyperGroup):
+    """Typer's group, with Click's usage errors (a bad value, an unknown option or command, a missing
+    argument) printed as one `Error:` line that says where to read more, like every other mistake."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **options: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **options)
+        try:
+            result = super().main(*args, standalone_mode=False, **options)
+        except _click_errors.ClickException as error:
+            if type(error).__name__ != "NoArgsIsHelpError":  # bare `curate`: the help was shown
+                _print_error(_usage_message(error))
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _usage_message(error: Any) -> str:
+    """A Click error's message and where to read what the command accepts (`curate score --help`)."""
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "curate"
+    message = error.format_message().strip()
+    ending = "" if message.endswith((".", "?", "!")) else "."
+    return f"{message}{ending} Run `{command} --help` to see what it accepts."
+
+
 app = typer.Typer(
+    cls=_CurateGroup,
     name="curate",
     help=(
         "Curate post-training data by difficulty (DC-SFT): score each row with k sampled answers from a "
@@ -985,22 +1019,20 @@ def _errors(*, resumable: bool = False) -> Iterator[None]:
 
     Secrets are redacted from the line. An interrupted command exits 130 (SIGINT) or 143 (SIGTERM).
     """
-    from difficulty_curation.redact import redact
-
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except CurationError as error:
-        typer.echo(f"Error: {redact(error)}", err=True)
+        _print_error(str(error))
         raise typer.Exit(2) from None
     except OSError as error:
         code = error.errno or _errno_in_message(str(error))
         if code not in _OS_ADVICE:
             raise
         where = f"{error.filename}: " if error.filename else ""
-        typer.echo(f"Error: {redact(where)}{_OS_ADVICE[code]}.", err=True)
+        _print_error(f"{where}{_OS_ADVICE[code]}.")
         raise typer.Exit(2) from None
     except KeyboardInterrupt as interrupt:
         typer.echo("\ninterrupted" + (": run the same command to resume" if resumable else ""), err=True)
@@ -1008,6 +1040,30 @@ def _errors(*, resumable: bool = False) -> Iterator[None]:
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+
+
+def _print_error(message: str) -> None:
+    """Print `message` to stderr as one `Error:` line: secrets redacted, shown as written (`_shown`)."""
+    from difficulty_curation.redact import redact
+
+    typer.echo(f"Error: {_shown(redact(message), limit=_ERROR_LIMIT)}", err=True)
+
+
+#: Characters that would move the cursor, recolour the terminal or break a line: shown as escapes instead.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: The longest table cell, and the longest error line, shown in full; longer ones lose their middle.
+_CELL_LIMIT = 200
+_ERROR_LIMIT = 2000
+
+
+def _shown(value: object, *, limit: int = _CELL_LIMIT) -> str:
+    """`value` as one printable line of at most about `limit` characters: control characters as escapes
+    (`\\x1b`, `\\n`), and a long value cut in the middle, saying how much was cut."""
+    text = _CONTROL_CHARACTERS.sub(lambda found: repr(found.group())[1:-1], str(value))
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}…[{len(text) - 2 * keep:,} characters cut]…{text[-keep:]}"
 
 
 def _errno_in_message(message: str) -> int | None:
@@ -1062,23 +1118,26 @@ def _print_summary(summary: object, json_output: bool, *, warnings: bool = False
     if summary.failure_reasons:
         _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
         for index, reason in summary.failed_rows:
-            typer.echo(f"  row {index}: {reason}")
+            typer.echo(f"  row {index}: {_shown(reason)}")
     for key, value in extra.items():
-        typer.echo(f"{key.replace('_', ' ')}: {value}")
+        typer.echo(f"{key.replace('_', ' ')}: {_shown(value, limit=_ERROR_LIMIT)}")
     for problem in problems:
         typer.echo(f"Warning: {problem}")
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a table to stdout. The one place the CLI prints through Rich: the title, headers and cells
+    are shown as written (`_shown`), never read as markup (`[/INST] 3`, `[b]`) or emoji codes."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(_shown(title)), title_justify="left")
     for name in header:
-        table.add_column(name, justify="right" if name in ("rows", "share") else "left")
+        table.add_column(Text(_shown(name)), justify="right" if name in ("rows", "share") else "left")
     for row in rows:
-        table.add_row(*row)
-    Console(file=sys.stdout, soft_wrap=True).print(table)
+        table.add_row(*(Text(_shown(cell)) for cell in row))
+    Console(file=sys.stdout, soft_wrap=True, markup=False, emoji=False, highlight=False).print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover
