@@ -201,7 +201,6 @@ def score(
     from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source, scored_folder
-    from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):
         scorer = score_difficulty(
@@ -238,19 +237,24 @@ def score(
             from difficulty_curation.runners.distributed import RayOptions
 
             ray = RayOptions(num_workers=num_workers)
-        scored = score_to_dir(
-            dataset,
-            scorer,
-            destination,
-            batch_size=batch_size,
-            source=source,
-            progress=not quiet,
-            fail_fast=fail_fast,
-            overwrite=overwrite,
-            retry_failed=retry_failed,
-            ray=ray,
+        _save_and_summarise(
+            lambda: score_to_dir(
+                dataset,
+                scorer,
+                destination,
+                batch_size=batch_size,
+                source=source,
+                progress=not quiet,
+                fail_fast=fail_fast,
+                overwrite=overwrite,
+                retry_failed=retry_failed,
+                ray=ray,
+            ),
+            None,
+            json_output=json_output,
+            saved_to=destination,
+            warnings=True,
         )
-        _print_summary(summarize(scored), json_output, saved_to=destination, warnings=True)
 
 
 @app.command()
@@ -278,21 +282,24 @@ def rescore(
     Example: curate rescore scored/ --verifier math --answer-extractor boxed --truncated exclude --out scored-math/
     """
     from difficulty_curation.runners.rescore import rescore_dir
-    from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):
-        rescored = rescore_dir(
-            run_dir,
-            verifier=verifier,
-            correct_threshold=correct_threshold,
-            truncated=truncated,
-            answer_extractor=answer_extractor,
-            answer_pattern=answer_pattern,
-            out_dir=out,
-            overwrite=overwrite,
-            progress=not quiet,
+        _save_and_summarise(
+            lambda: rescore_dir(
+                run_dir,
+                verifier=verifier,
+                correct_threshold=correct_threshold,
+                truncated=truncated,
+                answer_extractor=answer_extractor,
+                answer_pattern=answer_pattern,
+                out_dir=out,
+                overwrite=overwrite,
+                progress=not quiet,
+            ),
+            None,
+            json_output=json_output,
+            saved_to=out or run_dir,
         )
-        _print_summary(summarize(rescored), json_output, saved_to=out or run_dir)
 
 
 @app.command("filter")
@@ -313,16 +320,23 @@ def filter_command(
     Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
     Merged scores: curate filter merged/ --where "all hard" --out suspects/
     """
-    from difficulty_curation.sources import check_output, load_source, save_dataset
-    from difficulty_curation.stats import summarize
+    from difficulty_curation.sources import load_source
     from difficulty_curation.transforms import filter_difficulty
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        dataset = load_source(scored, split=split)
-        kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty, model=model, where=where)
-        destination = save_dataset(kept, out, overwrite=overwrite)
-        _print_summary(summarize(kept), json_output, saved_to=destination)
+        _save_and_summarise(
+            lambda: filter_difficulty(
+                load_source(scored, split=split),
+                bucket,
+                min=min_difficulty,
+                max=max_difficulty,
+                model=model,
+                where=where,
+            ),
+            out,
+            overwrite=overwrite,
+            json_output=json_output,
+        )
 
 
 @app.command()
@@ -341,18 +355,22 @@ def stratify(
 
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
-    from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.sources import load_source
     from difficulty_curation.transforms import stratify as stratify_dataset
     from difficulty_curation.transforms import unscored_count
 
+    failed = 0
+
+    def stratified() -> Any:
+        nonlocal failed
+        dataset = load_source(scored, split=split)
+        failed = unscored_count(dataset)
+        return stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
+
     with _errors():
         edges = _parse_bins(bins) if bins else None
-        check_output(out, overwrite=overwrite)
-        dataset = load_source(scored, split=split)
-        buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
-        destination = save_dataset(buckets, out, overwrite=overwrite)
+        buckets, destination = _save_and_summarise(stratified, out, overwrite=overwrite, summarise=False)
         counts = {name: len(part) for name, part in buckets.items()}
-        failed = unscored_count(dataset)
         if json_output:
             typer.echo(json.dumps({"buckets": counts, "failed": failed, "saved_to": str(destination)}))
         else:
@@ -372,13 +390,9 @@ def stats(
     Example: curate stats scored/ --plot difficulty.png
     """
     from difficulty_curation.sources import load_source
-    from difficulty_curation.stats import plot_histogram, summarize
 
     with _errors():
-        summary = summarize(load_source(scored, split=split))
-        if plot is not None:
-            plot_histogram(summary, plot)
-        _print_summary(summary, json_output, plot=plot)
+        _save_and_summarise(lambda: load_source(scored, split=split), None, json_output=json_output, plot=plot)
 
 
 @app.command()
@@ -517,7 +531,7 @@ def audit(
         str, typer.Option(help="Column with the ground-truth answer.")
     ] = ScoringConfig.answer_column,
     split: Annotated[str, typer.Option(help="Split to audit.")] = "train",
-    limit: Annotated[int, typer.Option(help="Show at most this many groups.")] = 30,
+    limit: Annotated[int, typer.Option(min=0, help="Show at most this many groups.")] = 30,
     answer_extractor: Annotated[
         str | None, typer.Option(help="Group by this extractor's answers [default: the one the run scored with].")
     ] = None,
@@ -648,14 +662,11 @@ def merge_scores_command(
     Example: curate merge-scores scored-7b/ scored-72b/ --name 7b --name 72b --out merged/
     """
     from difficulty_curation.compare import merge_scores
-    from difficulty_curation.sources import check_output, save_dataset
-    from difficulty_curation.stats import summarize
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        merged = merge_scores(runs, names=name, split=split)
-        destination = save_dataset(merged, out, overwrite=overwrite)
-        _print_summary(summarize(merged), json_output, saved_to=destination)
+        _save_and_summarise(
+            lambda: merge_scores(runs, names=name, split=split), out, overwrite=overwrite, json_output=json_output
+        )
 
 
 @app.command()
@@ -683,22 +694,25 @@ def mix(
     Example: curate mix scored/ --ratio medium=0.8,easy=0.2 --rows 1000 --seed 0 --out train-mix/
     """
     from difficulty_curation.provenance import read_provenance
-    from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
     from difficulty_curation.transforms import mix as mix_dataset
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        drawn = mix_dataset(
-            load_source(scored, split=split),
-            ratio,
-            num_rows=rows,
-            seed=seed,
-            order=order,
-            allow_short=allow_short,
-            model=model,
+        drawn, destination = _save_and_summarise(
+            lambda: mix_dataset(
+                load_source(scored, split=split),
+                ratio,
+                num_rows=rows,
+                seed=seed,
+                order=order,
+                allow_short=allow_short,
+                model=model,
+            ),
+            out,
+            overwrite=overwrite,
+            summarise=False,
         )
-        destination = save_dataset(drawn, out, overwrite=overwrite)
         recipe = (read_provenance(drawn) or {}).get("mix")
         counts = summarize(drawn).buckets
         if json_output:
@@ -969,15 +983,11 @@ def demo(
     Example: curate demo --rows 200
     """
     from difficulty_curation.demo import next_commands, run_demo
-    from difficulty_curation.sources import check_output, save_dataset
-    from difficulty_curation.stats import summarize
 
     with _errors():
-        if out:
-            check_output(out, overwrite=overwrite)
-        scored = run_demo(num_rows=rows, progress=not quiet)
-        destination = save_dataset(scored, out, overwrite=overwrite) if out else None
-        _print_summary(summarize(scored), json_output, saved_to=destination)
+        _, destination = _save_and_summarise(
+            lambda: run_demo(num_rows=rows, progress=not quiet), out, overwrite=overwrite, json_output=json_output
+        )
         if not json_output:
             typer.echo(next_commands(destination))
 
@@ -1070,6 +1080,36 @@ def _errno_in_message(message: str) -> int | None:
     """The errno that pyarrow reports only in its message ("... [errno 28] No space left on device")."""
     found = re.search(r"\[errno (\d+)\]", message, flags=re.IGNORECASE)
     return int(found.group(1)) if found else None
+
+
+def _save_and_summarise(
+    make: Callable[[], Any],
+    out: Path | None,
+    *,
+    overwrite: bool = False,
+    json_output: bool = False,
+    summarise: bool = True,
+    plot: Path | None = None,
+    **summary: Any,
+) -> tuple[Any, Path | None]:
+    """The tail of every command that makes or reads a dataset: refuse an unusable `out` before any work
+    (`check_output`), `make()` the dataset, save it to `out` (`None`: nothing to save here) and print its
+    difficulty summary (`_print_summary`, given `summary`; `plot`: the histogram PNG, written first),
+    unless `summarise=False` because the command prints its own. Returns the dataset and where it went.
+    """
+    from difficulty_curation.sources import check_output, save_dataset
+    from difficulty_curation.stats import plot_histogram, summarize
+
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    dataset = make()
+    destination = save_dataset(dataset, out, overwrite=overwrite) if out is not None else None
+    if summarise:
+        numbers = summarize(dataset)
+        if plot is not None:
+            plot_histogram(numbers, plot)
+        _print_summary(numbers, json_output, **{"saved_to": destination, "plot": plot, **summary})
+    return dataset, destination
 
 
 def _print_summary(summary: object, json_output: bool, *, warnings: bool = False, **extra: object) -> None:
