@@ -1012,6 +1012,7 @@ _OS_ADVICE = {
     errno.EROFS: "the file system is read-only; pass a writable folder",
     errno.EACCES: "permission denied; pass a folder you can write to",
     errno.EPERM: "operation not permitted; pass a folder you can write to",
+    errno.ENAMETOOLONG: "a path or name is longer than the file system allows; pass a shorter one",
 }
 
 
