@@ -5,6 +5,7 @@ from datasets import Dataset
 from typer.testing import CliRunner
 
 from difficulty_curation.cli import app
+from difficulty_curation.compare import merge_scores
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.demo import digits_dataset
 from difficulty_curation.errors import ConfigError
@@ -48,8 +49,7 @@ def runs(tmp_path_factory):
     first = _scored_run(root / "a", [1.0] * 8 + [0.5] * 4 + [None] * 4)
     second = _scored_run(root / "b", [0.0] * 8 + [0.5] * 4 + [None] * 4)
     merged = root / "merged"
-    result = invoke("merge-scores", first, second, "--name", "ckpt[/]", "--name", "[b]bold[/b]", "--out", merged)
-    assert result.exit_code == 0, result.output
+    merge_scores([str(first), str(second)], names=["ckpt[/]", "[b]bold[/b]"]).save_to_disk(str(merged))
     return {"a": first, "b": second, "merged": merged, "root": root}
 
 
