@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from difficulty_curation.buckets import PAPER_BUCKETS
 from difficulty_curation.columns import Columns
@@ -37,7 +38,40 @@ from difficulty_curation.recipes.options import GRPOOptions, SFTOptions, Trainin
 from difficulty_curation.report import DEFAULT_ROWS_PER_BUCKET, DEFAULT_THUMBNAIL_SIZE
 from difficulty_curation.verifiers import VERIFIERS
 
+#: Click's exceptions, wherever this Typer keeps them (newer versions vendor Click as `typer._click`).
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+class _CurateGroup(typer.core.TyperGroup):
+    """Typer's group, with Click's usage errors (a bad value, an unknown option or command, a missing
+    argument) printed as one `Error:` line that says where to read more, like every other mistake."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **options: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **options)
+        try:
+            result = super().main(*args, standalone_mode=False, **options)
+        except _click_errors.ClickException as error:
+            if type(error).__name__ != "NoArgsIsHelpError":  # bare `curate`: the help was shown
+                _print_error(_usage_message(error))
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _usage_message(error: Any) -> str:
+    """A Click error's message and where to read what the command accepts (`curate score --help`)."""
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "curate"
+    message = error.format_message().strip()
+    ending = "" if message.endswith((".", "?", "!")) else "."
+    return f"{message}{ending} Run `{command} --help` to see what it accepts."
+
+
 app = typer.Typer(
+    cls=_CurateGroup,
     name="curate",
     help=(
         "Curate post-training data by difficulty (DC-SFT): score each row with k sampled answers from a "
@@ -167,7 +201,6 @@ def score(
     from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source, scored_folder
-    from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):
         scorer = score_difficulty(
@@ -204,19 +237,24 @@ def score(
             from difficulty_curation.runners.distributed import RayOptions
 
             ray = RayOptions(num_workers=num_workers)
-        scored = score_to_dir(
-            dataset,
-            scorer,
-            destination,
-            batch_size=batch_size,
-            source=source,
-            progress=not quiet,
-            fail_fast=fail_fast,
-            overwrite=overwrite,
-            retry_failed=retry_failed,
-            ray=ray,
+        _save_and_summarise(
+            lambda: score_to_dir(
+                dataset,
+                scorer,
+                destination,
+                batch_size=batch_size,
+                source=source,
+                progress=not quiet,
+                fail_fast=fail_fast,
+                overwrite=overwrite,
+                retry_failed=retry_failed,
+                ray=ray,
+            ),
+            None,
+            json_output=json_output,
+            saved_to=destination,
+            warnings=True,
         )
-        _print_summary(summarize(scored), json_output, saved_to=destination, warnings=True)
 
 
 @app.command()
@@ -244,21 +282,24 @@ def rescore(
     Example: curate rescore scored/ --verifier math --answer-extractor boxed --truncated exclude --out scored-math/
     """
     from difficulty_curation.runners.rescore import rescore_dir
-    from difficulty_curation.stats import summarize
 
     with _errors(resumable=True):
-        rescored = rescore_dir(
-            run_dir,
-            verifier=verifier,
-            correct_threshold=correct_threshold,
-            truncated=truncated,
-            answer_extractor=answer_extractor,
-            answer_pattern=answer_pattern,
-            out_dir=out,
-            overwrite=overwrite,
-            progress=not quiet,
+        _save_and_summarise(
+            lambda: rescore_dir(
+                run_dir,
+                verifier=verifier,
+                correct_threshold=correct_threshold,
+                truncated=truncated,
+                answer_extractor=answer_extractor,
+                answer_pattern=answer_pattern,
+                out_dir=out,
+                overwrite=overwrite,
+                progress=not quiet,
+            ),
+            None,
+            json_output=json_output,
+            saved_to=out or run_dir,
         )
-        _print_summary(summarize(rescored), json_output, saved_to=out or run_dir)
 
 
 @app.command("filter")
@@ -279,16 +320,23 @@ def filter_command(
     Example: curate filter scored/ --bucket medium --out sft-m/     (the paper's SFT-M set)
     Merged scores: curate filter merged/ --where "all hard" --out suspects/
     """
-    from difficulty_curation.sources import check_output, load_source, save_dataset
-    from difficulty_curation.stats import summarize
+    from difficulty_curation.sources import load_source
     from difficulty_curation.transforms import filter_difficulty
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        dataset = load_source(scored, split=split)
-        kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty, model=model, where=where)
-        destination = save_dataset(kept, out, overwrite=overwrite)
-        _print_summary(summarize(kept), json_output, saved_to=destination)
+        _save_and_summarise(
+            lambda: filter_difficulty(
+                load_source(scored, split=split),
+                bucket,
+                min=min_difficulty,
+                max=max_difficulty,
+                model=model,
+                where=where,
+            ),
+            out,
+            overwrite=overwrite,
+            json_output=json_output,
+        )
 
 
 @app.command()
@@ -307,18 +355,22 @@ def stratify(
 
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
-    from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.sources import load_source
     from difficulty_curation.transforms import stratify as stratify_dataset
     from difficulty_curation.transforms import unscored_count
 
+    failed = 0
+
+    def stratified() -> Any:
+        nonlocal failed
+        dataset = load_source(scored, split=split)
+        failed = unscored_count(dataset)
+        return stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
+
     with _errors():
         edges = _parse_bins(bins) if bins else None
-        check_output(out, overwrite=overwrite)
-        dataset = load_source(scored, split=split)
-        buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
-        destination = save_dataset(buckets, out, overwrite=overwrite)
+        buckets, destination = _save_and_summarise(stratified, out, overwrite=overwrite, summarise=False)
         counts = {name: len(part) for name, part in buckets.items()}
-        failed = unscored_count(dataset)
         if json_output:
             typer.echo(json.dumps({"buckets": counts, "failed": failed, "saved_to": str(destination)}))
         else:
@@ -338,13 +390,9 @@ def stats(
     Example: curate stats scored/ --plot difficulty.png
     """
     from difficulty_curation.sources import load_source
-    from difficulty_curation.stats import plot_histogram, summarize
 
     with _errors():
-        summary = summarize(load_source(scored, split=split))
-        if plot is not None:
-            plot_histogram(summary, plot)
-        _print_summary(summary, json_output, plot=plot)
+        _save_and_summarise(lambda: load_source(scored, split=split), None, json_output=json_output, plot=plot)
 
 
 @app.command()
@@ -483,7 +531,7 @@ def audit(
         str, typer.Option(help="Column with the ground-truth answer.")
     ] = ScoringConfig.answer_column,
     split: Annotated[str, typer.Option(help="Split to audit.")] = "train",
-    limit: Annotated[int, typer.Option(help="Show at most this many groups.")] = 30,
+    limit: Annotated[int, typer.Option(min=0, help="Show at most this many groups.")] = 30,
     answer_extractor: Annotated[
         str | None, typer.Option(help="Group by this extractor's answers [default: the one the run scored with].")
     ] = None,
@@ -614,14 +662,11 @@ def merge_scores_command(
     Example: curate merge-scores scored-7b/ scored-72b/ --name 7b --name 72b --out merged/
     """
     from difficulty_curation.compare import merge_scores
-    from difficulty_curation.sources import check_output, save_dataset
-    from difficulty_curation.stats import summarize
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        merged = merge_scores(runs, names=name, split=split)
-        destination = save_dataset(merged, out, overwrite=overwrite)
-        _print_summary(summarize(merged), json_output, saved_to=destination)
+        _save_and_summarise(
+            lambda: merge_scores(runs, names=name, split=split), out, overwrite=overwrite, json_output=json_output
+        )
 
 
 @app.command()
@@ -649,22 +694,25 @@ def mix(
     Example: curate mix scored/ --ratio medium=0.8,easy=0.2 --rows 1000 --seed 0 --out train-mix/
     """
     from difficulty_curation.provenance import read_provenance
-    from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.sources import load_source
     from difficulty_curation.stats import summarize
     from difficulty_curation.transforms import mix as mix_dataset
 
     with _errors():
-        check_output(out, overwrite=overwrite)
-        drawn = mix_dataset(
-            load_source(scored, split=split),
-            ratio,
-            num_rows=rows,
-            seed=seed,
-            order=order,
-            allow_short=allow_short,
-            model=model,
+        drawn, destination = _save_and_summarise(
+            lambda: mix_dataset(
+                load_source(scored, split=split),
+                ratio,
+                num_rows=rows,
+                seed=seed,
+                order=order,
+                allow_short=allow_short,
+                model=model,
+            ),
+            out,
+            overwrite=overwrite,
+            summarise=False,
         )
-        destination = save_dataset(drawn, out, overwrite=overwrite)
         recipe = (read_provenance(drawn) or {}).get("mix")
         counts = summarize(drawn).buckets
         if json_output:
@@ -935,15 +983,11 @@ def demo(
     Example: curate demo --rows 200
     """
     from difficulty_curation.demo import next_commands, run_demo
-    from difficulty_curation.sources import check_output, save_dataset
-    from difficulty_curation.stats import summarize
 
     with _errors():
-        if out:
-            check_output(out, overwrite=overwrite)
-        scored = run_demo(num_rows=rows, progress=not quiet)
-        destination = save_dataset(scored, out, overwrite=overwrite) if out else None
-        _print_summary(summarize(scored), json_output, saved_to=destination)
+        _, destination = _save_and_summarise(
+            lambda: run_demo(num_rows=rows, progress=not quiet), out, overwrite=overwrite, json_output=json_output
+        )
         if not json_output:
             typer.echo(next_commands(destination))
 
@@ -968,6 +1012,7 @@ _OS_ADVICE = {
     errno.EROFS: "the file system is read-only; pass a writable folder",
     errno.EACCES: "permission denied; pass a folder you can write to",
     errno.EPERM: "operation not permitted; pass a folder you can write to",
+    errno.ENAMETOOLONG: "a path or name is longer than the file system allows; pass a shorter one",
 }
 
 
@@ -985,22 +1030,20 @@ def _errors(*, resumable: bool = False) -> Iterator[None]:
 
     Secrets are redacted from the line. An interrupted command exits 130 (SIGINT) or 143 (SIGTERM).
     """
-    from difficulty_curation.redact import redact
-
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except CurationError as error:
-        typer.echo(f"Error: {redact(error)}", err=True)
+        _print_error(str(error))
         raise typer.Exit(2) from None
     except OSError as error:
         code = error.errno or _errno_in_message(str(error))
         if code not in _OS_ADVICE:
             raise
         where = f"{error.filename}: " if error.filename else ""
-        typer.echo(f"Error: {redact(where)}{_OS_ADVICE[code]}.", err=True)
+        _print_error(f"{where}{_OS_ADVICE[code]}.")
         raise typer.Exit(2) from None
     except KeyboardInterrupt as interrupt:
         typer.echo("\ninterrupted" + (": run the same command to resume" if resumable else ""), err=True)
@@ -1010,10 +1053,64 @@ def _errors(*, resumable: bool = False) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _print_error(message: str) -> None:
+    """Print `message` to stderr as one `Error:` line: secrets redacted, shown as written (`_shown`)."""
+    from difficulty_curation.redact import redact
+
+    typer.echo(f"Error: {_shown(redact(message), limit=_ERROR_LIMIT)}", err=True)
+
+
+#: Characters that would move the cursor, recolour the terminal or break a line: shown as escapes instead.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: The longest table cell, and the longest error line, shown in full; longer ones lose their middle.
+_CELL_LIMIT = 200
+_ERROR_LIMIT = 2000
+
+
+def _shown(value: object, *, limit: int = _CELL_LIMIT) -> str:
+    """`value` as one printable line of at most about `limit` characters: control characters as escapes
+    (`\\x1b`, `\\n`), and a long value cut in the middle, saying how much was cut."""
+    text = _CONTROL_CHARACTERS.sub(lambda found: repr(found.group())[1:-1], str(value))
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}…[{len(text) - 2 * keep:,} characters cut]…{text[-keep:]}"
+
+
 def _errno_in_message(message: str) -> int | None:
     """The errno that pyarrow reports only in its message ("... [errno 28] No space left on device")."""
     found = re.search(r"\[errno (\d+)\]", message, flags=re.IGNORECASE)
     return int(found.group(1)) if found else None
+
+
+def _save_and_summarise(
+    make: Callable[[], Any],
+    out: Path | None,
+    *,
+    overwrite: bool = False,
+    json_output: bool = False,
+    summarise: bool = True,
+    plot: Path | None = None,
+    **summary: Any,
+) -> tuple[Any, Path | None]:
+    """The tail of every command that makes or reads a dataset: refuse an unusable `out` before any work
+    (`check_output`), `make()` the dataset, save it to `out` (`None`: nothing to save here) and print its
+    difficulty summary (`_print_summary`, given `summary`; `plot`: the histogram PNG, written first),
+    unless `summarise=False` because the command prints its own. Returns the dataset and where it went.
+    """
+    from difficulty_curation.sources import check_output, save_dataset
+    from difficulty_curation.stats import plot_histogram, summarize
+
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    dataset = make()
+    destination = save_dataset(dataset, out, overwrite=overwrite) if out is not None else None
+    if summarise:
+        numbers = summarize(dataset)
+        if plot is not None:
+            plot_histogram(numbers, plot)
+        _print_summary(numbers, json_output, **{"saved_to": destination, "plot": plot, **summary})
+    return dataset, destination
 
 
 def _print_summary(summary: object, json_output: bool, *, warnings: bool = False, **extra: object) -> None:
@@ -1062,23 +1159,26 @@ def _print_summary(summary: object, json_output: bool, *, warnings: bool = False
     if summary.failure_reasons:
         _table("Failed rows", ["reason", "rows"], [[reason, str(n)] for reason, n in summary.failure_reasons.items()])
         for index, reason in summary.failed_rows:
-            typer.echo(f"  row {index}: {reason}")
+            typer.echo(f"  row {index}: {_shown(reason)}")
     for key, value in extra.items():
-        typer.echo(f"{key.replace('_', ' ')}: {value}")
+        typer.echo(f"{key.replace('_', ' ')}: {_shown(value, limit=_ERROR_LIMIT)}")
     for problem in problems:
         typer.echo(f"Warning: {problem}")
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a table to stdout. The one place the CLI prints through Rich: the title, headers and cells
+    are shown as written (`_shown`), never read as markup (`[/INST] 3`, `[b]`) or emoji codes."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(_shown(title)), title_justify="left")
     for name in header:
-        table.add_column(name, justify="right" if name in ("rows", "share") else "left")
+        table.add_column(Text(_shown(name)), justify="right" if name in ("rows", "share") else "left")
     for row in rows:
-        table.add_row(*row)
-    Console(file=sys.stdout, soft_wrap=True).print(table)
+        table.add_row(*(Text(_shown(cell)) for cell in row))
+    Console(file=sys.stdout, soft_wrap=True, markup=False, emoji=False, highlight=False).print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,10 @@ def digits_dataset(*, split: str = "train", rendition: str = "original", num_row
         raise ConfigError(f"rendition={rendition!r}; choose one of {', '.join(RENDITIONS)}")
     if split not in ("train", "test"):
         raise ConfigError(f"split={split!r}; choose 'train' or 'test'")
+    if num_rows is not None and (isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1):
+        raise ConfigError(
+            f"num_rows (--rows) must be an integer >= 1, got {num_rows!r}; leave it out to use every digit of the split."
+        )
     digits = load_digits()
     indices = [i for i in range(len(digits.images)) if (i % 5 == 0) == (split == "test")]
     if num_rows is not None:
@@ -277,11 +281,9 @@ def run_demo(
     from difficulty_curation.runners.in_memory import score_dataset
     from difficulty_curation.scoring import score_difficulty
 
-    model = ensure_demo_model()
-    scorer = score_difficulty(str(model), max_new_tokens=8, seed=seed)
-    return score_dataset(
-        digits_dataset(split="train", num_rows=num_rows), scorer, batch_size=batch_size, progress=progress
-    )
+    digits = digits_dataset(split="train", num_rows=num_rows)  # checks num_rows before the model is built
+    scorer = score_difficulty(str(ensure_demo_model()), max_new_tokens=8, seed=seed)
+    return score_dataset(digits, scorer, batch_size=batch_size, progress=progress)
 
 
 #: Where the demo's next commands save the scored digits when the demo itself saved nothing.
