@@ -284,10 +284,10 @@ def filter_command(
     from difficulty_curation.transforms import filter_difficulty
 
     with _errors():
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, inputs=[scored])
         dataset = load_source(scored, split=split)
         kept = filter_difficulty(dataset, bucket, min=min_difficulty, max=max_difficulty, model=model, where=where)
-        destination = save_dataset(kept, out, overwrite=overwrite)
+        destination = save_dataset(kept, out, overwrite=overwrite, inputs=[scored])
         _print_summary(summarize(kept), json_output, saved_to=destination)
 
 
@@ -313,10 +313,10 @@ def stratify(
 
     with _errors():
         edges = _parse_bins(bins) if bins else None
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, inputs=[scored])
         dataset = load_source(scored, split=split)
         buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
-        destination = save_dataset(buckets, out, overwrite=overwrite)
+        destination = save_dataset(buckets, out, overwrite=overwrite, inputs=[scored])
         counts = {name: len(part) for name, part in buckets.items()}
         failed = unscored_count(dataset)
         if json_output:
@@ -329,21 +329,26 @@ def stratify(
 @app.command()
 def stats(
     scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, file or Hub id).")],
-    plot: Annotated[Path | None, typer.Option(help="Also save the histogram as a PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also save the histogram as a PNG (or .svg, .pdf) here.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --plot file if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Bucket counts, the difficulty histogram, and rows that failed to score with their reasons.
 
     Example: curate stats scored/ --plot difficulty.png
     """
+    from difficulty_curation.outputs import FIGURE_SUFFIXES, check_output_file, write_file
     from difficulty_curation.sources import load_source
     from difficulty_curation.stats import plot_histogram, summarize
 
     with _errors():
+        guard = {"overwrite": overwrite, "inputs": [scored], "suffixes": FIGURE_SUFFIXES, "option": "--plot"}
+        if plot is not None:
+            check_output_file(plot, **guard)
         summary = summarize(load_source(scored, split=split))
         if plot is not None:
-            plot_histogram(summary, plot)
+            plot = write_file(plot, lambda temporary: plot_histogram(summary, temporary), **guard)
         _print_summary(summary, json_output, plot=plot)
 
 
@@ -458,9 +463,11 @@ def export(
     Example: curate export scored/ --format swift --bucket medium --out sft-m-swift/
     """
     from difficulty_curation.exports import export_dataset
+    from difficulty_curation.outputs import MARKER_FILE, check_output
     from difficulty_curation.sources import load_source
 
     with _errors():
+        check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,), inputs=[scored])
         result = export_dataset(
             load_source(scored, split=split), out, format=format, buckets=bucket, overwrite=overwrite
         )
@@ -536,8 +543,11 @@ def compare(
         typer.Option(help="A run of one model with another seed, twice: the noise floor the changes are judged by."),
     ] = None,
     top: Annotated[int, typer.Option(help="List this many of the rows that moved most.")] = 20,
-    plot: Annotated[Path | None, typer.Option(help="Save the transition matrix and per-row scatter as a PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Save the transition matrix and per-row scatter as a PNG (or .svg, .pdf).")
+    ] = None,
     split: Annotated[str | None, typer.Option(help="The split to compare, for runs with several.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --plot file if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Compare scored runs of the same rows (checkpoints, models, seeds, k): how rows move between buckets.
@@ -548,11 +558,15 @@ def compare(
     Example: curate compare scored-step0/ scored-step500/ --noise scored-step0-seed1/ --noise scored-step0/
     """
     from difficulty_curation.compare import STATES, compare_runs, plot_comparison
+    from difficulty_curation.outputs import FIGURE_SUFFIXES, check_output_file
 
     with _errors():
+        inputs = [*runs, *(noise or [])]
+        if plot is not None:
+            check_output_file(plot, overwrite=overwrite, inputs=inputs, suffixes=FIGURE_SUFFIXES, option="--plot")
         result = compare_runs(runs, names=name, top=top, noise=noise, split=split)
         if plot is not None:
-            plot_comparison(result, plot)
+            plot = plot_comparison(result, plot, overwrite=overwrite, inputs=inputs)
         if json_output:
             typer.echo(json.dumps(result.to_dict()))
             return
@@ -618,9 +632,9 @@ def merge_scores_command(
     from difficulty_curation.stats import summarize
 
     with _errors():
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, inputs=runs)
         merged = merge_scores(runs, names=name, split=split)
-        destination = save_dataset(merged, out, overwrite=overwrite)
+        destination = save_dataset(merged, out, overwrite=overwrite, inputs=runs)
         _print_summary(summarize(merged), json_output, saved_to=destination)
 
 
@@ -654,7 +668,7 @@ def mix(
     from difficulty_curation.transforms import mix as mix_dataset
 
     with _errors():
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, inputs=[scored])
         drawn = mix_dataset(
             load_source(scored, split=split),
             ratio,
@@ -664,7 +678,7 @@ def mix(
             allow_short=allow_short,
             model=model,
         )
-        destination = save_dataset(drawn, out, overwrite=overwrite)
+        destination = save_dataset(drawn, out, overwrite=overwrite, inputs=[scored])
         recipe = (read_provenance(drawn) or {}).get("mix")
         counts = summarize(drawn).buckets
         if json_output:
@@ -691,6 +705,7 @@ def report(
     thumbnail_size: Annotated[int, typer.Option(help="Longest side of an embedded thumbnail, in pixels.")] = (
         DEFAULT_THUMBNAIL_SIZE
     ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """One self-contained HTML page: what each bucket holds and why (images, prompts, rollouts, audit, failures).
@@ -708,6 +723,7 @@ def report(
             seed=seed,
             split=split,
             thumbnail_size=thumbnail_size,
+            overwrite=overwrite,
         )
         if json_output:
             typer.echo(json.dumps(info.to_dict()))
