@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from difficulty_curation.cli import app
 from difficulty_curation.compare import merge_scores
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.outputs import RUN_STATE_DIR, atomic_file, check_output, check_output_file, write_aside
+from difficulty_curation.outputs import RUN_STATE_DIR, atomic_file, check_output, write_aside
 from difficulty_curation.sources import load_source, save_dataset
 
 runner = CliRunner()
@@ -69,7 +69,7 @@ def test_report_refuses_to_replace_the_scored_parquet_it_reads(scored, tmp_path)
     source = tmp_path / "scored.parquet"
     scored.to_parquet(str(source))
     before = source.read_bytes()
-    result = curate("report", source, "--out", source, "--overwrite")
+    result = curate("report", source, "--out", source)
     assert refused(result, "which this command reads"), result.output
     assert source.read_bytes() == before
 
@@ -85,7 +85,7 @@ def test_report_replaces_an_existing_file_only_with_overwrite(scored_dir, tmp_pa
 
 def test_report_never_writes_a_runs_state_file(run_dir, scored_dir):
     state = run_dir / RUN_STATE_DIR / "run.json"
-    result = curate("report", scored_dir, "--out", state, "--overwrite")
+    result = curate("report", scored_dir, "--out", state)
     assert refused(result, "scoring run"), result.output
     assert state.read_text() == '{"finished": true}'
 
@@ -198,12 +198,14 @@ def test_a_report_through_a_symlink_or_hard_link_to_its_input_is_refused(scored,
     (tmp_path / "link.html").symlink_to(source)
     os.link(source, tmp_path / "hard.html")
     for out in ("link.html", "hard.html"):
-        result = curate("report", source, "--out", tmp_path / out, "--overwrite")
+        result = curate("report", source, "--out", tmp_path / out)
         assert refused(result, "which this command reads"), result.output
     assert len(load_source(source)["train"]) == 12
 
 
 def test_the_guard_refuses_files_and_folders_inside_a_run_whatever_the_spelling(run_dir):
+    from difficulty_curation.outputs import check_output_file
+
     for out in (run_dir / "x", run_dir / RUN_STATE_DIR / ".." / "x", run_dir / RUN_STATE_DIR / "x" / ".."):
         with pytest.raises(ConfigError, match="scoring run"):
             check_output(out)
