@@ -148,6 +148,16 @@ def test_compare_plot_refuses_a_folder_a_bad_type_and_an_existing_file(scored_di
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c.png", "out", "scored"]
 
 
+def test_card_never_writes_into_its_input_or_a_run_and_replaces_only_with_overwrite(scored_dir, run_dir, tmp_path):
+    assert refused(curate("card", scored_dir, "--out", scored_dir / "README.md"), "which this command reads")
+    assert refused(curate("card", scored_dir, "--out", run_dir / "README.md"), "scoring run")
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "README.md").write_text("my card")
+    assert refused(curate("card", scored_dir, "--out", tmp_path / "card" / "README.md"), "pass --overwrite")
+    assert (tmp_path / "card" / "README.md").read_text() == "my card"
+    assert not (scored_dir / "README.md").exists() and not (run_dir / "README.md").exists()
+
+
 # -- folders: inside a run, the command's own input ----------------------------------------------
 
 

@@ -363,15 +363,21 @@ def card(
     ),
     template: Annotated[Path | None, typer.Option(help="Your own Jinja card template.")] = None,
     license: Annotated[str | None, typer.Option(help="License identifier for the metadata, e.g. cc-by-4.0.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT and the histogram if they exist.")
+    ] = False,
 ) -> None:
     """Render the dataset card (YAML metadata, provenance, bucket counts, histogram) locally, for review.
 
     Example: curate card scored/ --repo-id my-org/digits-dc-sft --out card/README.md
     """
-    from difficulty_curation.cards import write_card
+    from difficulty_curation.cards import HISTOGRAM_FILE, write_card
+    from difficulty_curation.outputs import check_output_file
     from difficulty_curation.sources import load_source
 
     with _errors():
+        for path in (out, out.parent / HISTOGRAM_FILE):
+            check_output_file(path, overwrite=overwrite, inputs=[scored, *([template] if template else [])])
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")
 
