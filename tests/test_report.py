@@ -27,7 +27,7 @@ def scored(digits) -> Dataset:
 
 
 def render(dataset, tmp_path, **options) -> str:
-    write_report(dataset, tmp_path / "report.html", **options)
+    write_report(dataset, tmp_path / "report.html", overwrite=True, **options)
     return (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
@@ -200,7 +200,7 @@ def test_curate_report_writes_the_page_and_reports_its_size(scored_dir, tmp_path
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["size_bytes"] == (tmp_path / "r.html").stat().st_size and info["num_rows"] == 36
-    result = CliRunner().invoke(app, ["report", str(scored_dir), "--out", str(tmp_path / "r.html")])
+    result = CliRunner().invoke(app, ["report", str(scored_dir), "--out", str(tmp_path / "r.html"), "--overwrite"])
     assert result.exit_code == 0 and re.search(r"report: .*r\.html \(0\.\d\d MB; 36 rows", result.stdout)
 
 

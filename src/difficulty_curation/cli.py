@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -336,6 +336,7 @@ def filter_command(
             out,
             overwrite=overwrite,
             json_output=json_output,
+            inputs=[scored],
         )
 
 
@@ -369,7 +370,9 @@ def stratify(
 
     with _errors():
         edges = _parse_bins(bins) if bins else None
-        buckets, destination = _save_and_summarise(stratified, out, overwrite=overwrite, summarise=False)
+        buckets, destination = _save_and_summarise(
+            stratified, out, overwrite=overwrite, summarise=False, inputs=[scored]
+        )
         counts = {name: len(part) for name, part in buckets.items()}
         if json_output:
             typer.echo(json.dumps({"buckets": counts, "failed": failed, "saved_to": str(destination)}))
@@ -381,8 +384,9 @@ def stratify(
 @app.command()
 def stats(
     scored: Annotated[str, typer.Argument(help="A scored dataset (folder from `curate score`, file or Hub id).")],
-    plot: Annotated[Path | None, typer.Option(help="Also save the histogram as a PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also save the histogram as a PNG (or .svg, .pdf) here.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --plot file if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Bucket counts, the difficulty histogram, and rows that failed to score with their reasons.
@@ -392,7 +396,14 @@ def stats(
     from difficulty_curation.sources import load_source
 
     with _errors():
-        _save_and_summarise(lambda: load_source(scored, split=split), None, json_output=json_output, plot=plot)
+        _save_and_summarise(
+            lambda: load_source(scored, split=split),
+            None,
+            overwrite=overwrite,
+            json_output=json_output,
+            plot=plot,
+            inputs=[scored],
+        )
 
 
 @app.command()
@@ -406,15 +417,21 @@ def card(
     ),
     template: Annotated[Path | None, typer.Option(help="Your own Jinja card template.")] = None,
     license: Annotated[str | None, typer.Option(help="License identifier for the metadata, e.g. cc-by-4.0.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT and the histogram if they exist.")
+    ] = False,
 ) -> None:
     """Render the dataset card (YAML metadata, provenance, bucket counts, histogram) locally, for review.
 
     Example: curate card scored/ --repo-id my-org/digits-dc-sft --out card/README.md
     """
-    from difficulty_curation.cards import write_card
+    from difficulty_curation.cards import HISTOGRAM_FILE, write_card
+    from difficulty_curation.outputs import check_output_file
     from difficulty_curation.sources import load_source
 
     with _errors():
+        for path in (out, out.parent / HISTOGRAM_FILE):
+            check_output_file(path, overwrite=overwrite, inputs=[scored, *([template] if template else [])])
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")
 
@@ -506,9 +523,11 @@ def export(
     Example: curate export scored/ --format swift --bucket medium --out sft-m-swift/
     """
     from difficulty_curation.exports import export_dataset
+    from difficulty_curation.outputs import MARKER_FILE, check_output
     from difficulty_curation.sources import load_source
 
     with _errors():
+        check_output(out, overwrite=overwrite, earlier=(MARKER_FILE,), inputs=[scored])
         result = export_dataset(
             load_source(scored, split=split), out, format=format, buckets=bucket, overwrite=overwrite
         )
@@ -584,8 +603,11 @@ def compare(
         typer.Option(help="A run of one model with another seed, twice: the noise floor the changes are judged by."),
     ] = None,
     top: Annotated[int, typer.Option(help="List this many of the rows that moved most.")] = 20,
-    plot: Annotated[Path | None, typer.Option(help="Save the transition matrix and per-row scatter as a PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Save the transition matrix and per-row scatter as a PNG (or .svg, .pdf).")
+    ] = None,
     split: Annotated[str | None, typer.Option(help="The split to compare, for runs with several.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --plot file if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Compare scored runs of the same rows (checkpoints, models, seeds, k): how rows move between buckets.
@@ -596,11 +618,15 @@ def compare(
     Example: curate compare scored-step0/ scored-step500/ --noise scored-step0-seed1/ --noise scored-step0/
     """
     from difficulty_curation.compare import STATES, compare_runs, plot_comparison
+    from difficulty_curation.outputs import FIGURE_SUFFIXES, check_output_file
 
     with _errors():
+        inputs = [*runs, *(noise or [])]
+        if plot is not None:
+            check_output_file(plot, overwrite=overwrite, inputs=inputs, suffixes=FIGURE_SUFFIXES, option="--plot")
         result = compare_runs(runs, names=name, top=top, noise=noise, split=split)
         if plot is not None:
-            plot_comparison(result, plot)
+            plot = plot_comparison(result, plot, overwrite=overwrite, inputs=inputs)
         if json_output:
             typer.echo(json.dumps(result.to_dict()))
             return
@@ -665,7 +691,11 @@ def merge_scores_command(
 
     with _errors():
         _save_and_summarise(
-            lambda: merge_scores(runs, names=name, split=split), out, overwrite=overwrite, json_output=json_output
+            lambda: merge_scores(runs, names=name, split=split),
+            out,
+            overwrite=overwrite,
+            json_output=json_output,
+            inputs=runs,
         )
 
 
@@ -712,6 +742,7 @@ def mix(
             out,
             overwrite=overwrite,
             summarise=False,
+            inputs=[scored],
         )
         recipe = (read_provenance(drawn) or {}).get("mix")
         counts = summarize(drawn).buckets
@@ -739,6 +770,7 @@ def report(
     thumbnail_size: Annotated[int, typer.Option(help="Longest side of an embedded thumbnail, in pixels.")] = (
         DEFAULT_THUMBNAIL_SIZE
     ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """One self-contained HTML page: what each bucket holds and why (images, prompts, rollouts, audit, failures).
@@ -756,6 +788,7 @@ def report(
             seed=seed,
             split=split,
             thumbnail_size=thumbnail_size,
+            overwrite=overwrite,
         )
         if json_output:
             typer.echo(json.dumps(info.to_dict()))
@@ -1091,24 +1124,36 @@ def _save_and_summarise(
     json_output: bool = False,
     summarise: bool = True,
     plot: Path | None = None,
+    inputs: Sequence[str | Path] = (),
     **summary: Any,
 ) -> tuple[Any, Path | None]:
-    """The tail of every command that makes or reads a dataset: refuse an unusable `out` before any work
-    (`check_output`), `make()` the dataset, save it to `out` (`None`: nothing to save here) and print its
-    difficulty summary (`_print_summary`, given `summary`; `plot`: the histogram PNG, written first),
-    unless `summarise=False` because the command prints its own. Returns the dataset and where it went.
+    """The tail of every command that makes or reads a dataset: refuse an unusable `out` or `plot` before
+    any work (the output guard, which also refuses the command's own `inputs`), `make()` the dataset, save
+    it to `out` (`None`: nothing to save here) and print its difficulty summary (`_print_summary`, given
+    `summary`; `plot`: the histogram figure, written first), unless `summarise=False` because the command
+    prints its own. Returns the dataset and where it went.
     """
+    from difficulty_curation.outputs import FIGURE_SUFFIXES, check_output_file, write_file
     from difficulty_curation.sources import check_output, save_dataset
     from difficulty_curation.stats import plot_histogram, summarize
 
+    inputs = list(inputs)
+    plot_guard: dict[str, Any] = {
+        "overwrite": overwrite,
+        "inputs": inputs,
+        "suffixes": FIGURE_SUFFIXES,
+        "option": "--plot",
+    }
     if out is not None:
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, inputs=inputs)
+    if plot is not None:
+        check_output_file(plot, **plot_guard)
     dataset = make()
-    destination = save_dataset(dataset, out, overwrite=overwrite) if out is not None else None
+    destination = save_dataset(dataset, out, overwrite=overwrite, inputs=inputs) if out is not None else None
     if summarise:
         numbers = summarize(dataset)
         if plot is not None:
-            plot_histogram(numbers, plot)
+            plot = write_file(plot, lambda temporary: plot_histogram(numbers, temporary), **plot_guard)
         _print_summary(numbers, json_output, **{"saved_to": destination, "plot": plot, **summary})
     return dataset, destination
 

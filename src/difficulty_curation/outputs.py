@@ -1,6 +1,18 @@
 """Where results land: refuse an output folder that would lose something, write aside, then swap in whole.
 
-One file is replaced the same way, by `atomic_file`: written beside, synced, renamed over.
+One file is replaced the same way, by `atomic_file`: written beside, synced, renamed over; a file a
+user names (`report --out`, `compare --plot`, `stats --plot`) goes through `write_file`, which first
+asks `check_output_file`.
+
+One guard for every output, folders and files alike (`check_output`, `check_output_file`):
+
+- never a scoring run, a folder inside one (any ancestor holding a `.curate` state folder) or its
+  state folder itself, whatever the spelling (`RUN/.curate/../train`, a symlink);
+- never an input of the same command (`inputs=`): the folder or file being read, a folder holding
+  it or one inside it, by its real path (symlinks and `..` resolved) or the same file under another name;
+- an existing output is replaced only with `--overwrite`;
+- every error raised while writing into the hidden staging folder (or temporary file) names the
+  user's `--out`, never `.NAME.partial-...`.
 
 Every command that writes a folder (`filter`, `stratify`, `demo --out`, `rescore --out`, `export`,
 `sft`, `grpo`, `eval --out`) goes through `write_aside`:
@@ -21,7 +33,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from difficulty_curation.errors import ConfigError
@@ -32,6 +44,8 @@ RUN_STATE_DIR = ".curate"
 MARKER_FILE = ".curate-output.json"
 #: The files that make a folder a `save_to_disk` dataset (an earlier `filter` or `stratify` output).
 DATASET_FILES = ("dataset_dict.json", "state.json")
+#: The file types a figure (`--plot`) is written as.
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 def check_output(
@@ -40,31 +54,22 @@ def check_output(
     overwrite: bool = False,
     earlier: Iterable[str] = DATASET_FILES,
     protect: Iterable[str | Path] = (),
+    inputs: Iterable[str | Path] = (),
     option: str = "--out",
 ) -> Path:
     """Refuse an output folder that would lose something; return it as a `Path`.
 
-    Refused: a file; a scoring run or a folder inside one; a folder that is, holds or sits in one of
-    `protect` (the model being trained); and a non-empty folder, unless `overwrite` and it is one we
-    wrote (our marker, or one of the `earlier` files of an older output of the same kind) with
-    nothing else in it. Call it before the work, so a refusal costs nothing; `write_aside` checks again.
+    Refused: a file; a scoring run, a folder inside one or its state folder; a folder that is, holds
+    or sits in one of `inputs` (what this command reads) or `protect` (the model being trained); and
+    a non-empty folder, unless `overwrite` and it is one we wrote (our marker, or one of the `earlier`
+    files of an older output of the same kind) with nothing else in it. Call it before the work, so
+    a refusal costs nothing; `write_aside` checks again.
     """
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{option} {str(out)!r} is a file; pass a folder path.")
     real = out.resolve()
-    for path in protect:
-        guarded = Path(path).expanduser().resolve()
-        if real == guarded or guarded in real.parents or real in guarded.parents:
-            raise ConfigError(
-                f"{option} {str(out)!r} would overwrite {str(path)!r}, the model this command reads; "
-                f"pass a new folder for {option}."
-            )
-    if RUN_STATE_DIR in real.parts or (real / RUN_STATE_DIR).exists():
-        raise ConfigError(
-            f"{option} {str(out)!r} holds a scoring run (its scores and rollout cache would be lost); "
-            f"pass a new folder for {option}."
-        )
+    _refuse_readers_and_runs(out, protect=protect, inputs=inputs, option=option)
     if not out.exists() or not any(out.iterdir()):
         return out
     if not overwrite:
@@ -87,6 +92,7 @@ def write_aside(
     overwrite: bool = False,
     earlier: Iterable[str] = DATASET_FILES,
     protect: Iterable[str | Path] = (),
+    inputs: Iterable[str | Path] = (),
     option: str = "--out",
 ) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`; when the block ends without error, swap it in as `out`.
@@ -98,8 +104,9 @@ def write_aside(
         >>> with write_aside("sft-m/", overwrite=True) as folder:  # doctest: +SKIP
         ...     model.save_pretrained(folder)
     """
-    earlier = tuple(earlier)
-    out = check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)
+    earlier, protect, inputs = tuple(earlier), tuple(protect), tuple(inputs)
+    guard = {"overwrite": overwrite, "earlier": earlier, "protect": protect, "inputs": inputs, "option": option}
+    out = check_output(out, **guard)
     real = out.resolve()
     in_place = real.is_dir() and os.path.ismount(real)  # a mount point cannot be renamed over
     parent = real if in_place else real.parent
@@ -107,12 +114,13 @@ def write_aside(
     staging = Path(tempfile.mkdtemp(prefix=f".{real.name}.partial-", dir=parent))
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; a plain mkdir would honour the umask
     try:
-        yield staging
+        with _naming(staging, out):
+            yield staging
         write_marker(staging)
         if in_place:
             swap_entries(staging, real, keep={staging.name})
         else:
-            check_output(out, overwrite=overwrite, earlier=earlier, protect=protect, option=option)  # still so?
+            check_output(out, **guard)  # still so?
             if real.exists():
                 replaced = real.parent / f".{real.name}.replaced-{staging.name.rsplit('-', 1)[-1]}"
                 os.replace(real, replaced)
@@ -162,17 +170,80 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         ...     temporary.write_text(json.dumps(manifest))
     """
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     temporary = Path(name)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain open() would honour the umask
     try:
-        yield temporary
+        with _naming(temporary, path):
+            yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
         sync_folder(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def check_output_file(
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    suffixes: Iterable[str] = (),
+    option: str = "--out",
+) -> Path:
+    """Refuse an output file that would lose something; return it as a `Path`.
+
+    Refused: a folder (or a path spelled with a trailing `/`); a file type not in `suffixes` (when
+    given); a path inside a scoring run (see `check_output`); one of `inputs`, a file inside one of
+    them or the same file under another name; and an existing file unless `overwrite`.
+
+    Example:
+        >>> check_output_file("report.html", inputs=["scored/"], suffixes=[".html"])  # doctest: +SKIP
+    """
+    spelled = str(out)
+    out = Path(out).expanduser()
+    suffixes = tuple(suffixes)
+    example = f"{option} {str(out / ('name' + (suffixes[0] if suffixes else '')))!r}"
+    if out.is_dir() or spelled.endswith(("/", os.sep)):
+        raise ConfigError(f"{option} {spelled!r} is a folder; pass a file path, e.g. {example}.")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{option} {spelled!r}: cannot write a {out.suffix or 'file without a suffix'!s} file here; "
+            f"end it with one of {', '.join(suffixes)}."
+        )
+    _refuse_readers_and_runs(out, inputs=inputs, option=option)
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise ConfigError(f"{option} {spelled!r} already exists; pass --overwrite to replace it, or a new path.")
+    return out
+
+
+def write_file(
+    out: str | Path,
+    write: Callable[[Path], object],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    suffixes: Iterable[str] = (),
+    option: str = "--out",
+) -> Path:
+    """Check `out` (`check_output_file`), call `write(temporary)`, then swap the file in whole; return `out`.
+
+    `temporary` lies beside `out` and ends with its suffix; a symlinked `out` replaces the file it
+    points to. A write that fails leaves `out` as it was.
+
+    Example:
+        >>> write_file("report.html", lambda path: path.write_text(html), overwrite=True)  # doctest: +SKIP
+    """
+    inputs, suffixes = tuple(inputs), tuple(suffixes)
+    out = check_output_file(out, overwrite=overwrite, inputs=inputs, suffixes=suffixes, option=option)
+    real = out.resolve()
+    real.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(real) as temporary, _naming(temporary, out):
+        write(temporary)
+        check_output_file(out, overwrite=overwrite, inputs=inputs, suffixes=suffixes, option=option)  # still so?
+    return out
 
 
 def sync_folder(folder: str | Path) -> None:
@@ -215,6 +286,60 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
     if any((folder / name).exists() for name in earlier):
         return ""
     return f"files difficulty-curation did not write (no {MARKER_FILE})"
+
+
+def _refuse_readers_and_runs(
+    out: Path, *, protect: Iterable[str | Path] = (), inputs: Iterable[str | Path] = (), option: str
+) -> None:
+    """Refuse `out` where it is, holds or sits in something read (`inputs`, `protect`) or a scoring run."""
+    real = out.resolve()
+    for path, what in [
+        *((p, "which this command reads") for p in inputs),
+        *((p, "the model this command reads") for p in protect),
+    ]:
+        source = Path(path).expanduser()
+        if not (source.exists() or source.is_symlink()):
+            continue  # a Hub id, or a path this command will report missing
+        guarded = source.resolve()
+        if real == guarded or guarded in real.parents or real in guarded.parents or _same_file(real, guarded):
+            raise ConfigError(
+                f"{option} {str(out)!r} would overwrite or write into {str(path)!r}, {what}; "
+                f"pass a path outside it for {option}."
+            )
+    for folder in (real, *real.parents):
+        if folder.name == RUN_STATE_DIR or (folder / RUN_STATE_DIR).exists():
+            run = folder.parent if folder.name == RUN_STATE_DIR else folder
+            where = "holds a scoring run" if run == real else f"is inside the scoring run {str(run)!r}"
+            raise ConfigError(
+                f"{option} {str(out)!r} {where} (its scores and rollout cache would be lost); "
+                f"pass a path outside it for {option}."
+            )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two existing paths are one file (hard links included)."""
+    try:
+        return first.exists() and second.exists() and os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _naming(staging: Path, out: Path) -> Iterator[None]:
+    """Say `out` where an error raised while writing `staging` names the hidden staging path (or nothing)."""
+    try:
+        yield
+    except Exception as error:
+        hidden, shown = str(staging), str(out)
+        error.args = tuple(arg.replace(hidden, shown) if isinstance(arg, str) else arg for arg in error.args)
+        if isinstance(error, OSError):
+            for attribute in ("filename", "filename2"):
+                value = getattr(error, attribute)
+                if isinstance(value, str | os.PathLike) and hidden in os.fspath(value):
+                    setattr(error, attribute, os.fspath(value).replace(hidden, shown))
+            if error.filename is None:  # pyarrow's write errors name no file: name the output
+                error.filename = shown
+        raise
 
 
 def _umask() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -60,14 +61,30 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def save_dataset(dataset: Dataset | DatasetDict, out: str | Path, *, overwrite: bool = False) -> Path:
-    """`save_to_disk` into `out` (see `outputs.check_output`): saved aside, then swapped in whole.
+def save_dataset(
+    dataset: Dataset | DatasetDict,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> Path:
+    """`save_to_disk` into `out` (see `outputs.check_output`, which refuses any of `inputs`): saved aside, then
+    swapped in whole.
 
-    A save that fails half-way (full disk, Ctrl-C) leaves `out` as it was.
+    A save that fails half-way (full disk, Ctrl-C) leaves `out` as it was. A split without rows is saved
+    as one empty shard, so it loads back as a 0-row split with its features.
     """
-    with write_aside(out, overwrite=overwrite) as staging:
-        dataset.save_to_disk(str(staging))
+    with write_aside(out, overwrite=overwrite, inputs=inputs) as staging:
+        dataset.save_to_disk(str(staging), num_shards=_one_shard_if_empty(dataset))
     return Path(out)
+
+
+def _one_shard_if_empty(dataset: Dataset | DatasetDict) -> int | dict[str, int] | None:
+    """`save_to_disk` gives a split whose table has no rows (`select([])`) no shard at all, and
+    `load_from_disk` then fails on it (`IndexError`): ask for one shard there, leave the rest to datasets."""
+    if isinstance(dataset, Dataset):
+        return 1 if len(dataset.data) == 0 else None
+    return {name: 1 for name, part in dataset.items() if len(part.data) == 0} or None
 
 
 def _load_local(path: Path) -> Dataset | DatasetDict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +10,32 @@ import numpy as np
 from difficulty_curation.compare.comparison import STATES, RunComparison
 
 
-def plot_comparison(comparison: RunComparison, path: str | Path) -> Path:
-    """Save the transition matrix and a first-vs-last scatter of per-row difficulty as one PNG (needs matplotlib).
+def plot_comparison(
+    comparison: RunComparison,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> Path:
+    """Save the transition matrix and a first-vs-last scatter of per-row difficulty as one figure (needs matplotlib).
+
+    `path` ends with one of `outputs.FIGURE_SUFFIXES`; it is refused where it exists (unless
+    `overwrite`), is a folder, is one of `inputs` (the runs compared) or lies inside a scoring run.
+
+    Returns:
+        The path written.
 
     Raises:
         MissingDependencyError: matplotlib is not installed.
+        ConfigError: `path` is refused (see `outputs.check_output_file`).
     """
     from difficulty_curation.errors import require
+    from difficulty_curation.outputs import FIGURE_SUFFIXES, check_output_file, write_file
     from difficulty_curation.stats import save_figure
 
+    inputs = tuple(inputs)
+    guard = {"overwrite": overwrite, "inputs": inputs, "suffixes": FIGURE_SUFFIXES, "option": "--plot"}
+    check_output_file(path, **guard)
     require("matplotlib", "plot", "the comparison plot")
     import matplotlib
 
@@ -51,7 +69,7 @@ def plot_comparison(comparison: RunComparison, path: str | Path) -> Path:
     right.set_ylabel(f"difficulty, {last}")
     rho = comparison.rank_correlation
     right.set_title("per row" + (f" (Spearman {rho:.2f})" if rho is not None else ""))
-    return save_figure(figure, path)
+    return write_file(path, lambda temporary: save_figure(figure, temporary), **guard)
 
 
 __all__ = ["plot_comparison"]

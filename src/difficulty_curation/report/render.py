@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.outputs import atomic_file
+from difficulty_curation.outputs import check_output_file, write_file
 from difficulty_curation.redact import get_logger
 from difficulty_curation.report.page import ReportPage
 from difficulty_curation.splits import as_splits
@@ -56,23 +56,26 @@ def write_report(
     split: str | None = None,
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
     title: str | None = None,
+    overwrite: bool = False,
 ) -> ReportInfo:
     """Write one self-contained HTML page about a scored dataset (see the `report` package docstring).
 
     Args:
         scored: a scored dataset, or anything `load_source` reads (a run folder, a `save_to_disk` folder, a file).
-        out: the HTML file to write (replaced atomically if it exists).
+        out: the HTML file to write; never a file or folder `scored` or `compare` is read from, nor one inside
+            a scoring run (see `outputs.check_output_file`).
         compare: a second scored run of the same rows: adds the transition matrix and rows that moved.
         rows_per_bucket: rows sampled per bucket (seeded by `seed`); only these are read and decoded.
         split: only this split (default: every split).
         thumbnail_size: longest side of an embedded thumbnail, in pixels.
         title: the page title (default: the source's name).
+        overwrite: replace `out` if it exists (atomically: a reader sees the old page or the new one).
 
     Returns:
         `ReportInfo` with the path, its size and the rows sampled per bucket.
 
     Raises:
-        ConfigError: bad options, or a dataset without a `difficulty` column.
+        ConfigError: bad options, an `out` refused by the output guard, or a dataset without a `difficulty` column.
 
     Example:
         >>> info = write_report("scored/", "report.html", rows_per_bucket=12)  # doctest: +SKIP
@@ -82,9 +85,8 @@ def write_report(
         raise ConfigError(f"rows_per_bucket must be an integer >= 0, got {rows_per_bucket!r}.")
     if isinstance(thumbnail_size, bool) or not isinstance(thumbnail_size, int) or not 8 <= thumbnail_size <= 1024:
         raise ConfigError(f"thumbnail_size must be an integer from 8 to 1024 pixels, got {thumbnail_size!r}.")
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a folder; pass the path of an .html file.")
+    inputs = [source for source in (scored, compare) if isinstance(source, (str, Path))]
+    out = check_output_file(out, overwrite=overwrite, inputs=inputs)
     name = title or (Path(str(scored)).name if isinstance(scored, (str, Path)) else "scored dataset")
     splits = _load(scored, split)
     page = ReportPage(splits, thumbnail_size=thumbnail_size)
@@ -94,7 +96,9 @@ def write_report(
         compared_with = Path(str(compare)).name if isinstance(compare, (str, Path)) else "second run"
         context["comparison"] = page.comparison(compare, [name, compared_with])
     html = _template().render(title=name, **context)
-    size = _write_atomic(out, html.encode("utf-8"))
+    data = html.encode("utf-8")
+    write_file(out, lambda temporary: temporary.write_bytes(data), overwrite=overwrite, inputs=inputs)
+    size = len(data)
     if size > MAX_REPORT_BYTES:
         logger.warning(
             "the report is %.1f MB (over %.0f MB): pass a smaller --rows-per-bucket or --thumbnail-size",
@@ -131,13 +135,6 @@ def _load(scored: Any, split: str | None) -> DatasetDict:
                 f"split {name!r} has no `difficulty` column: score it first (curate score / score_to_dir)."
             )
     return splits
-
-
-def _write_atomic(out: Path, data: bytes) -> int:
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out) as staging:
-        staging.write_bytes(data)
-    return len(data)
 
 
 def _template() -> Any:

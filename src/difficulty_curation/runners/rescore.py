@@ -50,7 +50,7 @@ def rescore_dir(
         )
     spec = RunFolder.read_spec(run_dir)
     if target is not None:
-        check_output(target, overwrite=overwrite)
+        check_output(target, overwrite=overwrite, inputs=[run_dir])
     state = run_dir / RUN_STATE_DIR
     with RunLock(state):
         finished = RunFolder.load_finished(run_dir)
@@ -77,7 +77,7 @@ def rescore_dir(
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         else:
-            with write_aside(target, overwrite=overwrite) as staging:
+            with write_aside(target, overwrite=overwrite, inputs=[run_dir]) as staging:
                 _rescore_into(staging, state, finished, new_scorer, spec, progress=progress, link_cache=False)
     return load_from_disk(str(target if target is not None else run_dir))
 
