@@ -568,8 +568,13 @@ def compare(
         typer.echo(
             f"{result.matched} rows in every run; only in one run: "
             + ", ".join(f"{n} {c}" for n, c in result.only_in.items())
-            + f". {result.bucket_changes} rows changed bucket; mean change {result.mean_delta}, "
-            f"mean |change| {result.mean_abs_delta}, Spearman rank correlation {result.rank_correlation}."
+            + f". {result.bucket_changes} rows changed bucket; "
+            + (
+                f"mean change {result.mean_delta}, mean |change| {result.mean_abs_delta}, "
+                f"Spearman rank correlation {result.rank_correlation if result.rank_correlation is not None else 'not defined'}."
+                if result.mean_delta is not None
+                else f"no scored rows: no row was scored by both {first} and {last}."
+            )
         )
         if result.noise is not None:
             noise_floor = result.noise
