@@ -51,7 +51,7 @@ def scored_run(
                 "pass_rate_high": None if failed else min(1.0, (correct or 0) / 4 + 0.25),
             }
         )
-    dataset = Dataset.from_list(rows, features=FEATURES)
+    dataset = Dataset.from_dict({name: [row[name] for row in rows] for name in FEATURES}, features=FEATURES)
     renames = {"problem": prompt_column, "solution": answer_column}
     dataset = dataset.rename_columns({k: v for k, v in renames.items() if k != v})
     record = {
