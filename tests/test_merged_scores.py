@@ -33,12 +33,12 @@ def merged(runs):
 
 @pytest.mark.parametrize("name", ["mean", "Mean", " mean"])
 def test_a_run_may_not_be_named_mean_which_selects_the_average(runs, name):
-    with pytest.raises(ConfigError, match="reserved|spaces"):
+    with pytest.raises(ConfigError, match=r"reserved|spaces"):
         merge_scores(list(runs), names=[name, "b"])
 
 
 def test_a_run_whose_model_is_called_mean_needs_another_name(runs):
-    with pytest.raises(ConfigError, match="reserved.*--name"):
+    with pytest.raises(ConfigError, match=r"reserved.*--name"):
         merge_scores([scored_run([0.0], model="org/mean"), scored_run([1.0], model="org/other")])
 
 
