@@ -308,8 +308,8 @@ def stratify(
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
     from difficulty_curation.sources import check_output, load_source, save_dataset
+    from difficulty_curation.transforms import model_view, unscored_count
     from difficulty_curation.transforms import stratify as stratify_dataset
-    from difficulty_curation.transforms import unscored_count
 
     with _errors():
         edges = _parse_bins(bins) if bins else None
@@ -318,7 +318,7 @@ def stratify(
         buckets = stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
         destination = save_dataset(buckets, out, overwrite=overwrite)
         counts = {name: len(part) for name, part in buckets.items()}
-        failed = unscored_count(dataset)
+        failed = unscored_count(model_view(dataset, model))  # the rows the chosen model could not score
         if json_output:
             typer.echo(json.dumps({"buckets": counts, "failed": failed, "saved_to": str(destination)}))
         else:
