@@ -190,7 +190,7 @@ def test_selecting_an_unknown_model_or_a_bad_condition_says_what_to_write(merged
 
 def test_stats_and_the_card_show_each_model_and_the_comparison(merged, runs):
     summary = summarize(merged)
-    assert summary.by_model["after"] == {**summarize(runs["after"]).buckets, "failed": 0}
+    assert summary.by_model["after"] == {**summarize(runs["after"]).buckets, "failed": 0, "missing": 0}
     card = str(render_card(merged, "me/merged"))
     assert "## Across models and checkpoints" in card and "| before \\ after |" in card
 

@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict
 
 from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS
 from difficulty_curation.errors import ConfigError, CurationError
-from difficulty_curation.provenance import read_provenance
+from difficulty_curation.provenance import per_run_settings, read_provenance
 from difficulty_curation.redact import redact
 from difficulty_curation.splits import as_splits
 from difficulty_curation.stats import DifficultySummary, plot_histogram, summarize
@@ -110,6 +110,7 @@ def render_card(
             failed=summary.num_failed,
             config_names=config_names,
             histogram=histogram,
+            extractor=_extractor_text(provenance),
             mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
             comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
             comparison_rows=comparison_rows(provenance.get("comparison") or {}),
@@ -136,9 +137,19 @@ def describe_mix(recipe: Mapping[str, Any]) -> str:
 def describe_runs(runs: Mapping[str, Mapping[str, Any]]) -> str:
     """The runs a merged dataset holds, in one line: name, model, seed and k of each."""
     return "; ".join(
-        f"{name}: {run.get('model')} (seed {run.get('seed')}, k {run.get('num_rollouts')})"
+        f"{name}: {run.get('model')} (seed {run.get('seed')}, k {run.get('num_rollouts')}, "
+        f"extractor {run.get('answer_extractor') or 'auto'}, truncated share {run.get('truncated_share')})"
         for name, run in runs.items()
     )
+
+
+def _extractor_text(provenance: Mapping[str, Any]) -> str:
+    """Which extractor took the answers the verifier judged: one run's, or each merged run's own."""
+    runs = provenance.get("merged_runs")
+    if isinstance(runs, Mapping) and "answer_extractor" in (provenance.get("differs_by_run") or []):
+        each = ", ".join(f"{name}: `{run.get('answer_extractor') or 'auto'}`" for name, run in runs.items())
+        return f"each run's own extractor ({each})"
+    return f"the `{provenance.get('answer_extractor') or 'auto'}` extractor"
 
 
 def comparison_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -161,8 +172,9 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
             f"{' -> '.join(summary.get('names', []))}: {summary.get('matched')} rows matched, "
             f"{summary.get('bucket_changes')} changed bucket, Spearman {summary.get('rank_correlation')}"
         )
-    rows["model_revision"] = provenance.get("model_revision") or "not known (a local folder has no commit)"
-    rows["source_revision"] = provenance.get("source_revision") or "not known"
+    rows.update(per_run_settings(provenance))  # merged runs: each run's own value, never run 1's
+    rows.setdefault("model_revision", "not known (a local folder has no commit)")
+    rows.setdefault("source_revision", "not known")
     rows["bucket_thresholds"] = ", ".join(f"{n} = difficulty in {b.describe()}" for n, b in PAPER_BUCKET_RANGES.items())
     return sorted(rows.items())
 

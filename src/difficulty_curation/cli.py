@@ -357,15 +357,15 @@ def stratify(
     Example: curate stratify scored/ --out buckets/ && python -c "import datasets; print(datasets.load_from_disk('buckets'))"
     """
     from difficulty_curation.sources import load_source
+    from difficulty_curation.transforms import model_view, unscored_count
     from difficulty_curation.transforms import stratify as stratify_dataset
-    from difficulty_curation.transforms import unscored_count
 
     failed = 0
 
     def stratified() -> Any:
         nonlocal failed
         dataset = load_source(scored, split=split)
-        failed = unscored_count(dataset)
+        failed = unscored_count(model_view(dataset, model))  # the rows the chosen model could not score
         return stratify_dataset(dataset, bins=edges, quantiles=quantiles, model=model, where=where)
 
     with _errors():
@@ -642,8 +642,13 @@ def compare(
         typer.echo(
             f"{result.matched} rows in every run; only in one run: "
             + ", ".join(f"{n} {c}" for n, c in result.only_in.items())
-            + f". {result.bucket_changes} rows changed bucket; mean change {result.mean_delta}, "
-            f"mean |change| {result.mean_abs_delta}, Spearman rank correlation {result.rank_correlation}."
+            + f". {result.bucket_changes} rows changed bucket; "
+            + (
+                f"mean change {result.mean_delta}, mean |change| {result.mean_abs_delta}, "
+                f"Spearman rank correlation {result.rank_correlation if result.rank_correlation is not None else 'not defined'}."
+                if result.mean_delta is not None
+                else f"no scored rows: no row was scored by both {first} and {last}."
+            )
         )
         if result.noise is not None:
             noise_floor = result.noise

@@ -15,7 +15,7 @@ from difficulty_curation.errors import require
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.redact import redact
 from difficulty_curation.schema import finish_counts
-from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, difficulty_array, model_names
+from difficulty_curation.transforms import MODEL_DIFFICULTY_COLUMN, by_model_column, difficulty_array, model_names
 
 
 @dataclass
@@ -46,7 +46,8 @@ class DifficultySummary:
         """The share of rollouts with a known ending that hit max_new_tokens (None when no ending is known)."""
         return self.truncated_rollouts / self.rollouts_finish_known if self.rollouts_finish_known else None
 
-    #: merged scores (`merge_scores`): model -> bucket -> rows, plus "failed" (rows that model did not score).
+    #: merged scores (`merge_scores`): model -> bucket -> rows, plus "failed" (rows that model could not score)
+    #: and "missing" (rows that model's run does not hold).
     by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,9 +96,20 @@ def _by_model(dataset: Dataset) -> dict[str, dict[str, int]]:
     names = model_names(dataset)
     if not names:
         return {}
-    rows = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist()
-    counts = {name: Counter(bucket_of(row[name]) or "failed" for row in rows) for name in names}
-    return {name: {b: counts[name].get(b, 0) for b in [*PAPER_BUCKET_RANGES, "failed"]} for name in names}
+    table = dataset.with_format("arrow")
+    rows = table[MODEL_DIFFICULTY_COLUMN].to_pylist()
+    errors_column = by_model_column("difficulty_error")
+    errors = table[errors_column].to_pylist() if errors_column in dataset.column_names else [None] * len(rows)
+    states = ["failed", "missing"] if errors_column in dataset.column_names else ["failed"]
+
+    def state(value: float | None, error: str | None) -> str:
+        # a null error of a merged run: the run lacks the row (merged before errors were kept: "failed")
+        return bucket_of(value) or ("missing" if error is None and len(states) == 2 else "failed")
+
+    counts = {
+        name: Counter(state(row[name], (error or {}).get(name)) for row, error in zip(rows, errors)) for name in names
+    }
+    return {name: {b: counts[name].get(b, 0) for b in [*PAPER_BUCKET_RANGES, *states]} for name in names}
 
 
 #: Runs with fewer scored rows than this never get the one-bucket warning: small runs often are one bucket.

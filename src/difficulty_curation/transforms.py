@@ -47,10 +47,11 @@ def filter_difficulty(
             dataset,
         )
     _require_difficulty(dataset)
+    dataset = model_view(dataset, model)
     _log_unscored(dataset)
     ranges = [(b.low, b.high, b.low_open, b.high_open) for b in buckets] if buckets else None
-    if model is not None or where is not None:
-        return _filter_view(dataset, ranges, min, max, model=model, where=where)
+    if where is not None:
+        return _filter_view(dataset, ranges, min, max, where=where)
     return dataset.filter(
         _keep_batch,
         batched=True,
@@ -82,8 +83,9 @@ def stratify(
     """
     one_split_only(dataset, "stratify takes one split; call it per split, e.g. stratify(scored['train']).")
     _require_difficulty(dataset)
-    if model is not None or where is not None:
-        view = _view_values(dataset, model, where)
+    dataset = model_view(dataset, model)
+    if where is not None:
+        view = _view_values(dataset, where)
         buckets = stratify_buckets(
             Dataset.from_dict({DIFFICULTY_COLUMN: view}), scheme=scheme, bins=bins, quantiles=quantiles
         )
@@ -182,24 +184,84 @@ def parse_where(where: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _view_values(dataset: Dataset, model: str | None, where: str | None) -> list[float | None]:
-    """The difficulty each row is judged by (`model`'s, or the mean), None where `where` rejects the row."""
+def by_model_column(column: str) -> str:
+    """The column of a merged dataset that holds `column` per run: `difficulty` -> `difficulty_by_model`."""
+    return f"{column}_by_model"
+
+
+def model_view(dataset: Dataset, model: str | None) -> Dataset:
+    """A merged dataset (`merge_scores`) as run `model` scored it: its difficulty in `difficulty`, and its
+    other score columns (`num_correct`, `num_rollouts`, `num_truncated`, `difficulty_error`, pass rates)
+    in place, from their `<column>_by_model` columns. The provenance becomes that run's own record with
+    `difficulty_model` naming it, so every later step (filter, card, export) buckets by that run.
+
+    `model=None` or `"mean"` leaves a merged dataset as it is (the mean over the runs).
+
+    Raises:
+        ConfigError: `model` is not one of the dataset's runs, the dataset holds one model's scores, or
+            it already holds one run's scores and `"mean"` is asked for.
+    """
+    from difficulty_curation.provenance import attach_provenance, model_view_provenance, read_provenance
+    from difficulty_curation.schema import SCORE_SCHEMA
+
+    if model is None:
+        return dataset
     names = model_names(dataset)
-    condition = parse_where(where) if where is not None else None
-    if (model not in (None, MEAN_VIEW) or condition) and not names:
+    provenance = read_provenance(dataset) or {}
+    current = provenance.get("difficulty_model")
+    if model == MEAN_VIEW:
+        if current is not None:
+            raise ConfigError(
+                f"the dataset's difficulty already holds {current!r}'s scores (selected with --model {current}), "
+                "not the mean; select the mean from the merged dataset itself."
+            )
+        return dataset
+    if not names:
         raise ConfigError(
-            f"{'model=' + repr(model) if model not in (None, MEAN_VIEW) else 'where=' + repr(where)} needs a dataset "
-            "with several models' scores; merge runs with `curate merge-scores` first."
+            f"model={model!r} needs a dataset with several models' scores; merge runs with `curate merge-scores` first."
         )
-    if model not in (None, MEAN_VIEW) and model not in names:
+    if model not in names:
         raise ConfigError(f"model {model!r} is not in the dataset; its models: {', '.join(names)} (or 'mean').")
+    if current == model:
+        return dataset
+    from datasets import Value
+
+    table = dataset.with_format("arrow")
+    view = dataset
+    for column, (kind, _) in SCORE_SCHEMA.items():
+        source = by_model_column(column)
+        if source in dataset.column_names:
+            values = [row[model] for row in table[source].to_pylist()]
+        elif column == "difficulty_error" and column in dataset.column_names:  # merged before errors were kept per run
+            by_model = table[MODEL_DIFFICULTY_COLUMN].to_pylist()
+            values = ["" if row[model] is not None else f"not scored by {model}" for row in by_model]
+        elif column in ("num_correct", "num_truncated") and column in dataset.column_names:
+            view = view.remove_columns(column)  # every run's rollouts together: not this run's
+            continue
+        else:
+            continue
+        position = view.column_names.index(column) if column in view.column_names else None
+        if position is not None:
+            view = view.remove_columns(column)
+        view = view.add_column(column, values, feature=Value(kind))
+        if position is not None:
+            order = [*view.column_names[:position], column, *view.column_names[position:-1]]
+            view = view.select_columns(order)
+    if provenance:
+        view = attach_provenance(view, model_view_provenance(provenance, model))
+    return view
+
+
+def _view_values(dataset: Dataset, where: str) -> list[float | None]:
+    """Each row's difficulty, None where the merged runs do not meet `where` (e.g. "all hard")."""
+    names = model_names(dataset)
+    quantifier, bucket = parse_where(where)
+    if not names:
+        raise ConfigError(
+            f"where={where!r} needs a dataset with several models' scores; merge runs with `curate merge-scores` first."
+        )
     values = difficulty_array(dataset).to_pylist()
-    by_model = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist() if names else None
-    if model not in (None, MEAN_VIEW):
-        values = [row[model] for row in by_model]
-    if condition is None:
-        return values
-    quantifier, bucket = condition
+    by_model = dataset.with_format("arrow")[MODEL_DIFFICULTY_COLUMN].to_pylist()
     kept = []
     for value, row in zip(values, by_model):
         hits = [bucket_of(row[name]) == bucket for name in names]
@@ -214,10 +276,9 @@ def _filter_view(
     low: float | None,
     high: float | None,
     *,
-    model: str | None,
-    where: str | None,
+    where: str,
 ) -> Dataset:
-    keep = _keep_batch(_view_values(dataset, model, where), ranges, low, high)
+    keep = _keep_batch(_view_values(dataset, where), ranges, low, high)
     return dataset.select([index for index, ok in enumerate(keep) if ok])
 
 
@@ -245,10 +306,13 @@ MIX_ORDERS = ("curriculum", "shuffle")
 
 
 def parse_ratio(ratio: str | Mapping[str, float]) -> dict[str, float]:
-    """`"medium=0.8,easy=0.2"` (or a mapping) -> `{"medium": 0.8, "easy": 0.2}`, checked.
+    """`"medium=0.8,easy=0.2"` (or a mapping) -> `{"easy": 0.2, "medium": 0.8}`, checked, buckets by name.
+
+    The same recipe written in any order gives the same mapping (so the same draw and the same record).
 
     Raises:
-        ConfigError: no bucket named, an unknown bucket, a share outside (0, 1], or shares that do not add up to 1.
+        ConfigError: no bucket named, an unknown bucket or one named twice, a share outside (0, 1], or
+            shares that do not add up to 1.
     """
     if isinstance(ratio, str):
         shares: dict[str, float] = {}
@@ -256,12 +320,16 @@ def parse_ratio(ratio: str | Mapping[str, float]) -> dict[str, float]:
             if not item:
                 continue
             name, separator, value = item.partition("=")
+            name = name.strip()
             try:
-                shares[name.strip()] = float(value) if separator else float("nan")
+                share = float(value) if separator else float("nan")
             except ValueError:
-                shares[name.strip()] = float("nan")
-            if not separator or math.isnan(shares[name.strip()]):
+                share = float("nan")
+            if not separator or math.isnan(share):
                 raise ConfigError(f"ratio item {item!r} is not BUCKET=SHARE; write e.g. medium=0.8,easy=0.2.")
+            if name in shares:
+                raise ConfigError(f"bucket {name!r} is given twice in the ratio {ratio!r}; name each bucket once.")
+            shares[name] = share
     else:
         shares = {str(name): float(value) for name, value in dict(ratio).items()}
     if not shares:
@@ -276,7 +344,7 @@ def parse_ratio(ratio: str | Mapping[str, float]) -> dict[str, float]:
             f"ratio shares add up to {total:g}, {'over' if total > 1 else 'under'} 1; make them add up to 1, "
             "e.g. medium=0.8,easy=0.2."
         )
-    return shares
+    return dict(sorted(shares.items()))
 
 
 def mix(
@@ -295,11 +363,18 @@ def mix(
     with too few rows is an error that lists each bucket's rows, unless `allow_short=True` (then it gives
     all it has). `order="curriculum"` sorts easy to hard by difficulty, ties broken by `seed`;
     `order="shuffle"` shuffles with `seed`. The recipe and the counts drawn go into the provenance, so
-    the card, `push` and `export` carry them. `model` picks one model's view of a merged dataset.
+    the card, `push` and `export` carry them. `model` picks one model's view of a merged dataset
+    (`model_view`: the drawn rows carry that model's difficulty).
+
+    The draw depends on the recipe, the seed and the rows' content only: buckets are drawn in name
+    order and each bucket's rows in the order of their content fingerprints (`compare.row_keys`'s hash,
+    over every column), so the same recipe written in another order, or the same rows stored in
+    another order, draw the same rows.
 
     Example:
         >>> train = mix(scored, "medium=0.8,easy=0.2", num_rows=1000, seed=0)  # doctest: +SKIP
     """
+    from difficulty_curation.compare.runs import content_keys
     from difficulty_curation.provenance import attach_provenance, read_provenance
 
     one_split_only(dataset, "mix takes one split; call it per split, e.g. mix(scored['train'], ...).")
@@ -309,7 +384,10 @@ def mix(
         raise ConfigError(f"order={order!r} is not known; choose from: {', '.join(MIX_ORDERS)}.")
     if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
         raise ConfigError(f"rows must be an integer >= 1, got {num_rows!r}.")
-    values = _view_values(dataset, model, None) if model is not None else difficulty_array(dataset).to_pylist()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}.")
+    dataset = model_view(dataset, model)
+    values = difficulty_array(dataset).to_pylist()
     pools = {name: [i for i, v in enumerate(values) if bucket_of(v) == name] for name in PAPER_BUCKET_RANGES}
     available = {name: len(rows) for name, rows in pools.items()}
     scored = sum(available.values())
@@ -318,7 +396,7 @@ def mix(
             f"rows={num_rows} is more than the {scored} scored rows in the dataset "
             f"({', '.join(f'{n} {c}' for n, c in available.items())}); ask for at most {scored}."
         )
-    wanted = _exact_counts(shares, num_rows)
+    wanted = recipe_counts(shares, num_rows)
     short = {name: count for name, count in wanted.items() if count > available[name]}
     if short and not allow_short:
         raise ConfigError(
@@ -327,11 +405,13 @@ def mix(
             + f" (rows per bucket: {', '.join(f'{n} {c}' for n, c in available.items())}); "
             "ask for fewer --rows, change --ratio, or pass --allow-short to take what there is."
         )
+    keys = content_keys(dataset)
     rng = np.random.default_rng(seed)
-    drawn = {
-        name: rng.choice(pools[name], size=min(count, available[name]), replace=False).tolist()
-        for name, count in wanted.items()
-    }
+    drawn = {}
+    for name in sorted(wanted):
+        pool = sorted(pools[name], key=lambda index: keys[index])
+        size = min(wanted[name], available[name])
+        drawn[name] = [pool[i] for i in rng.choice(len(pool), size=size, replace=False)] if size else []
     for name, count in short.items():
         logger.warning(
             "bucket %s has %d rows, fewer than the %d the recipe asks for; all are used.", name, available[name], count
@@ -359,12 +439,17 @@ def mix(
     return result
 
 
-def _exact_counts(shares: Mapping[str, float], num_rows: int) -> dict[str, int]:
-    """`num_rows` split by `shares` into whole rows that add up to `num_rows` (largest remainders first)."""
-    raw = {name: share * num_rows for name, share in shares.items()}
-    counts = {name: math.floor(value + 1e-9) for name, value in raw.items()}
-    order = sorted(raw, key=lambda name: -(raw[name] - counts[name]))
-    for name in order[: num_rows - sum(counts.values())]:
+def recipe_counts(shares: Mapping[str, float], num_rows: int) -> dict[str, int]:
+    """`num_rows` split by `shares` into whole rows that add up to exactly `num_rows` (largest remainders
+    first, ties by bucket name). Shares within the ratio's tolerance of 1 are scaled to add up to 1 first."""
+    total = sum(shares.values())
+    raw = {name: share / total * num_rows for name, share in sorted(shares.items())}
+    counts = {name: min(num_rows, math.floor(value + 1e-9)) for name, value in raw.items()}
+    by_remainder = sorted(raw, key=lambda name: (-(raw[name] - counts[name]), name))
+    while sum(counts.values()) > num_rows:
+        name = next(n for n in reversed(by_remainder) if counts[n] > 0)
+        counts[name] -= 1
+    for name in by_remainder[: num_rows - sum(counts.values())]:
         counts[name] += 1
     return counts
 
@@ -438,12 +523,15 @@ __all__ = [
     "PAPER_BUCKET_RANGES",
     "Bucket",
     "bucket_of",
+    "by_model_column",
     "difficulty_array",
     "filter_difficulty",
     "mix",
     "model_names",
+    "model_view",
     "parse_ratio",
     "parse_where",
+    "recipe_counts",
     "stratify",
     "stratify_buckets",
     "unscored_count",

@@ -123,6 +123,11 @@ def compare_runs(
 
 def compare_loaded(runs: list[ScoredRun], *, top: int) -> RunComparison:
     """`compare_runs` on runs already read by `load_runs`."""
+    empty = [run.where for run in runs if not run.keys]
+    if empty:
+        raise ConfigError(
+            f"{', '.join(empty)} {'holds' if len(empty) == 1 else 'hold'} no rows; pass scored runs with rows."
+        )
     positions = [{key: index for index, key in enumerate(run.keys)} for run in runs]
     common = [key for key in runs[0].keys if all(key in p for p in positions)]
     if not common:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from difficulty_curation.answers import extractor_for
 from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.provenance import read_provenance
-from difficulty_curation.schema import undecoded_images
 from difficulty_curation.verifiers import normalize_label
 
 RunLike = Dataset | DatasetDict | str | os.PathLike
@@ -50,6 +50,11 @@ def load_runs(
         raise ConfigError(f"got {len(names)} names for {len(runs)} runs; pass one name per run.")
     if names is not None and len(set(names)) != len(names):
         raise ConfigError(f"names must differ from each other, got {list(names)}.")
+    for label in names or []:
+        if not isinstance(label, str) or not label.strip() or label != label.strip():
+            raise ConfigError(f"run name {label!r} is empty or starts or ends with spaces; pass a visible name.")
+        if any(unicodedata.category(char) in ("Cc", "Cf") for char in label):
+            raise ConfigError(f"run name {label!r} holds control characters; pass a printable name.")
     found = [_one_split(run, split, f"{role} {number}") for number, run in enumerate(runs, 1)]
     split_names = {name for _, _, name in found if name is not None}
     parts = [(part, where) for part, where, _ in found]
@@ -97,40 +102,65 @@ def run_names(provenances: Sequence[dict[str, Any]]) -> list[str]:
 def row_keys(dataset: Dataset, provenance: dict[str, Any]) -> list[str]:
     """A fingerprint of each row's content: its prompt, images and reference answer (columns from the provenance).
 
-    A row that occurs several times gets `#2`, `#3`... after its fingerprint, so duplicates pair in order.
+    Values are hashed under their role (prompt, images, answer), not their column's name, so the same rows
+    scored under renamed columns match. A row that occurs several times gets `#2`, `#3`... after its
+    fingerprint, so duplicates pair in order.
     """
     scored_with = Columns.from_provenance(provenance)
     prompt, answer, image = scored_with.prompt_column, scored_with.answer_column, scored_with.image_column
-    columns = [name for name in (prompt, image, answer) if name and name in dataset.column_names]
-    if not columns:
+    roles = {"prompt": prompt, "images": image, "answer": answer}
+    roles = {role: name for role, name in roles.items() if name and name in dataset.column_names}
+    if not roles:
         raise ConfigError(
             f"none of the columns the run's provenance names ({prompt}, {answer}) is in the dataset; "
             f"its columns: {', '.join(dataset.column_names)}. Pass the folders `curate score` wrote."
         )
-    view = dataset.select_columns(columns)
-    if image in columns:
-        view = undecoded_images(view, image)
+    return _fingerprints(dataset, roles)
+
+
+def content_keys(dataset: Dataset) -> list[str]:
+    """A fingerprint of each row's whole content (every column, images as their bytes), `#2`, `#3`...
+    after repeats: the same rows give the same keys in any order (what `mix` draws in)."""
+    return _fingerprints(dataset, {name: name for name in dataset.column_names})
+
+
+def _fingerprints(dataset: Dataset, roles: dict[str, str]) -> list[str]:
+    """sha256 of each row's values of `roles` (label -> column), hashed under their labels; images undecoded."""
+    from datasets import Image
+
+    from difficulty_curation.schema import replace_image_features
+
+    view = dataset.select_columns(list(dict.fromkeys(roles.values())))
+    images = set()
+    for name, feature in view.features.items():
+        if replace_image_features(feature, None) != feature:  # holds images: hash their bytes, never decode them
+            images.add(name)
+            view = view.cast_column(name, replace_image_features(feature, Image(decode=False)))
     seen: Counter[str] = Counter()
     keys = []
     rows = (dict(zip(batch, values)) for batch in view.iter(batch_size=1000) for values in zip(*batch.values()))
     for row in rows:
         digest = hashlib.sha256()
-        for name in columns:
-            digest.update(name.encode() + b"\0")
+        for label, name in roles.items():
+            digest.update(label.encode() + b"\0")
             value = row[name]
-            if name == image:
+            if name in images:
                 for cell in value if isinstance(value, list) else [value]:
                     if isinstance(cell, dict):
                         digest.update(cell.get("bytes") or str(cell.get("path")).encode())
                     else:
                         digest.update(str(cell).encode())
             else:
-                digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+                digest.update(json.dumps(value, sort_keys=True, default=_bytes_text).encode())
             digest.update(b"\1")
         key = digest.hexdigest()[:16]
         seen[key] += 1
         keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
     return keys
+
+
+def _bytes_text(value: Any) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def majority_answers(dataset: Dataset) -> list[str | None] | None:
@@ -167,4 +197,4 @@ def _one_split(run: RunLike, split: str | None, label: str) -> tuple[Dataset, st
     return dataset, where, str(dataset.split) if dataset.split is not None else None
 
 
-__all__ = ["RunLike", "ScoredRun", "load_runs", "majority_answers", "row_keys", "run_names"]
+__all__ = ["RunLike", "ScoredRun", "content_keys", "load_runs", "majority_answers", "row_keys", "run_names"]

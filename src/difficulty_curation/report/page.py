@@ -18,7 +18,7 @@ from difficulty_curation.buckets import PAPER_BUCKET_RANGES, PAPER_BUCKETS, buck
 from difficulty_curation.columns import Columns
 from difficulty_curation.config import ScoringConfig
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.provenance import read_provenance
+from difficulty_curation.provenance import per_run_settings, read_provenance
 from difficulty_curation.redact import redact
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ class ReportPage:
 
     def settings(self) -> dict[str, list[tuple[str, str]]]:
         record = {key: _text(value) for key, value in sorted(self.provenance.items()) if value is not None}
+        record.update(per_run_settings(self.provenance))  # merged runs: each run's own value, never run 1's
         if self.provenance and not record.get("model_revision"):
             record["model_revision"] = "not known (a local folder has no commit)"
         key = [(name, record[name]) for name in KEY_SETTINGS if name in record]
