@@ -204,3 +204,13 @@ def test_the_cold_start_shows_one_progress_bar_and_no_loss_dictionaries(tmp_path
     bars = [line for line in captured.err.replace("\r", "\n").splitlines() if "%|" in line]
     assert {line.split(":")[0] for line in bars} == {"Cold start"}
     assert bars[-1].startswith("Cold start: 100%") and "4/4" in bars[-1]
+
+
+@pytest.mark.parametrize("command", ["grpo", "eval"])
+def test_the_judging_flags_are_scorings_own_fields_defaulting_to_the_datas_provenance(command):
+    from difficulty_curation.config import option_help
+
+    params = {param.name: param for param in typer.main.get_command(app).commands[command].params}
+    for name in ("verifier", "answer_extractor", "answer_pattern", "truncated"):
+        assert params[name].default is None, name
+        assert params[name].help.startswith(option_help(name)) and "as the data was scored" in params[name].help, name

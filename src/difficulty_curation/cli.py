@@ -771,7 +771,9 @@ _AS_SCORED = " Default: as the data was scored (its provenance), else {}."
 VerifierJudgingOption = Annotated[
     str | None,
     typer.Option(
-        "--verifier", help=option_help("verifier") + _AS_SCORED.format(ScoringConfig.verifier), show_default=False
+        "--verifier",
+        help=f"{option_help('verifier')} Built in: {spoken_list(VERIFIERS)}."
+        + _AS_SCORED.format(ScoringConfig.verifier),
     ),
 ]
 AnswerExtractorOption = Annotated[
