@@ -14,6 +14,7 @@ from difficulty_curation.cli import app
 from difficulty_curation.demo import build_tiny_vlm, cold_start
 from difficulty_curation.errors import BackendUnavailableError, ColumnNotFoundError, ConfigError
 from difficulty_curation.recipes.grpo import GRPOOptions, grpo, verifier_reward
+from difficulty_curation.scoring import score_difficulty
 from difficulty_curation.verifiers import get_verifier
 
 FEW_STEPS = GRPOOptions(
@@ -72,6 +73,55 @@ def test_the_reward_reads_plain_and_conversational_completions():
     assert reward(prompts=["q"], completions=["<answer>7.</answer>"], reference=["7"]) == [1.0]
 
 
+def test_the_reward_judges_with_the_runs_answer_extractor():
+    said = ["The answer is: 7", "The answer is: 1", "7"]
+    assert verifier_reward("exact", answer_extractor="answer-is")(
+        prompts=["q"] * 3, completions=said, reference=["7"] * 3
+    ) == [1.0, 0.0, 0.0]
+    assert verifier_reward("exact")(prompts=["q"], completions=said[:1], reference=["7"]) == [0.0]  # auto: all of it
+
+
+def test_the_reward_treats_a_truncated_completion_by_the_runs_policy():
+    # TRL passes each completion's token ids: a full length without the end-of-sequence token was cut off
+    columns = {"completion_ids": [[5, 6, 7], [5, 6, 2], [5]], "reference": ["7", "7", "7"]}
+    arguments = {"max_completion_length": 3, "eos_token_id": 2}
+    completions = ["7", "7", "7"]
+    excluding = verifier_reward("exact", truncated="exclude", **arguments)
+    assert excluding(prompts=["q"] * 3, completions=completions, **columns) == [None, 1.0, 1.0]
+    wrong = verifier_reward("exact", truncated="wrong", **arguments)
+    assert wrong(prompts=["q"] * 3, completions=completions, **columns) == [1.0, 1.0, 1.0]  # judged as written
+
+
+def test_the_reward_is_the_scorers_judgement_of_each_completion():
+    from difficulty_curation.answers import Completion
+
+    scorer = score_difficulty("unused", verifier="math", answer_extractor="boxed", truncated="exclude")
+    completions = ["so \\boxed{1/2}", "\\boxed{0.5} and \\boxed{3}", "no box", "\\boxed{1/2"]
+    reward = verifier_reward("math", answer_extractor="boxed", truncated="exclude")
+    rewards = reward(prompts=["q"] * 4, completions=completions, reference=["1/2"] * 4)
+    assert rewards == [scorer.judge([Completion(c)], "1/2")[0] for c in completions]
+
+
+def test_curate_grpo_judges_as_the_rows_were_scored_unless_told_otherwise(trained_vlm, digits, tmp_path):
+    from difficulty_curation.config import ScoringConfig
+    from difficulty_curation.provenance import attach_provenance, provenance_record
+
+    rows = digits.select(range(4))
+    scored_as = ScoringConfig.from_options("m", answer_extractor="regex", answer_pattern=r"(\d)", truncated="exclude")
+    attach_provenance(rows, provenance_record(scored_as))
+    rows.save_to_disk(str(tmp_path / "medium"))
+    arguments = ["grpo", str(tmp_path / "medium"), "--model", str(trained_vlm), "--out", str(tmp_path / "grpo")]
+    arguments += ["--max-steps", "1", "--batch-size", "2", "--num-generations", "2", "--max-completion-length", "2"]
+    result = CliRunner().invoke(app, [*arguments, "--truncated", "wrong", "--quiet"])
+    assert result.exit_code == 0, result.output
+    options = json.loads((tmp_path / "grpo" / "grpo_options.json").read_text())
+    assert (options["answer_extractor"], options["answer_pattern"], options["truncated"]) == ("regex", r"(\d)", "wrong")
+    judge = score_difficulty("unused", answer_pattern=r"(\d)", truncated="wrong")
+    rollouts = [json.loads(line) for line in (tmp_path / "grpo" / "rollouts.jsonl").read_text().splitlines()]
+    assert rollouts and all(r["finish_reason"] in ("stop", "length") for r in rollouts)
+    assert [r["reward"] for r in rollouts] == [judge.judge([r["completion"]], r["reference"])[0] for r in rollouts]
+
+
 def test_a_missing_answer_column_fails_before_any_model_loads(digits, tmp_path):
     rows = digits.select(range(4)).remove_columns("solution")
     with pytest.raises(ColumnNotFoundError, match="answer_column='solution'"):
@@ -115,6 +165,9 @@ def test_curate_grpo_trains_and_saves_like_curate_sft(trained_vlm, digits, tmp_p
         (["--answer-column", "label"], "answer_column='label' is not a column"),
         (["--verifier", "nope"], "verifier='nope' is not known"),
         (["--num-generations", "1"], "num_generations (--num-generations) must be an integer >= 2"),
+        (["--answer-extractor", "nope"], "answer_extractor='nope' is not known"),
+        (["--truncated", "maybe"], "truncated='maybe' is not known"),
+        (["--answer-pattern", "no group"], "has 0 groups; it needs exactly one"),
         ([], "could not load a processor for model 'unused'"),
     ],
 )
@@ -151,3 +204,13 @@ def test_the_cold_start_shows_one_progress_bar_and_no_loss_dictionaries(tmp_path
     bars = [line for line in captured.err.replace("\r", "\n").splitlines() if "%|" in line]
     assert {line.split(":")[0] for line in bars} == {"Cold start"}
     assert bars[-1].startswith("Cold start: 100%") and "4/4" in bars[-1]
+
+
+@pytest.mark.parametrize("command", ["grpo", "eval"])
+def test_the_judging_flags_are_scorings_own_fields_defaulting_to_the_datas_provenance(command):
+    from difficulty_curation.config import option_help
+
+    params = {param.name: param for param in typer.main.get_command(app).commands[command].params}
+    for name in ("verifier", "answer_extractor", "answer_pattern", "truncated"):
+        assert params[name].default is None, name
+        assert params[name].help.startswith(option_help(name)) and "as the data was scored" in params[name].help, name

@@ -207,3 +207,57 @@ def test_the_formats_read_the_columns_the_spec_names(digits):
 def test_an_ood_name_that_is_no_evaluation_set_fails_before_anything_is_generated(digits):
     with pytest.raises(ConfigError, match=r"ood rotated \(--ood\) names no evaluation set; known: id"):
         evaluate("my-org/never-loaded", {"id": digits}, ood={"rotated"})
+
+
+def _scored_as(rows, **options):
+    """`rows` with the provenance of a run scored with `options` (a copy: `select` copies the info)."""
+    from difficulty_curation.config import ScoringConfig
+    from difficulty_curation.provenance import attach_provenance, provenance_record
+
+    return attach_provenance(
+        rows.select(range(len(rows))), provenance_record(ScoringConfig.from_options("m", **options))
+    )
+
+
+def test_eval_judges_each_set_with_the_extractor_it_was_scored_with(trained_vlm, digits):
+    rows = digits.select(range(8))
+    sets = {"plain": rows, "answer-is": _scored_as(rows, answer_extractor="answer-is")}
+    plain, marked = evaluate(str(trained_vlm), sets, max_new_tokens=4).results
+    assert plain.correct > 0 and plain.judging["answer_extractor"] == "auto"
+    assert marked.judging["answer_extractor"] == "answer-is" and marked.correct == 0  # "7" says no "answer is"
+    (overridden,) = evaluate(
+        str(trained_vlm), {"x": sets["answer-is"]}, answer_extractor="auto", max_new_tokens=4
+    ).results
+    assert overridden.correct == plain.correct and overridden.judging["answer_extractor"] == "auto"
+
+
+def test_eval_treats_a_cut_off_answer_by_the_sets_truncation_policy(trained_vlm, digits):
+    rows = _scored_as(digits.select(range(8)), truncated="exclude")
+    (excluded,) = evaluate(str(trained_vlm), {"id": rows}, max_new_tokens=1).results  # every answer is cut off
+    assert (excluded.excluded, excluded.total, excluded.failed, excluded.correct) == (8, 0, 0, 0)
+    (judged,) = evaluate(str(trained_vlm), {"id": rows}, truncated="wrong", max_new_tokens=1).results
+    assert (judged.excluded, judged.total) == (0, 8) and judged.judging["truncated"] == "wrong"
+
+
+def test_the_eval_judge_counts_the_answer_is_completion_correct():
+    from difficulty_curation.scoring import score_difficulty
+
+    judge = score_difficulty("unused").judging(answer_extractor="answer-is")
+    assert judge.judge(["The answer is: 7", "7"], "7") == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--answer-extractor", "nope"], "answer_extractor='nope' is not known"),
+        (["--truncated", "sometimes"], "truncated='sometimes' is not known"),
+        (["--verifier", "nope"], "verifier='nope' is not known"),
+    ],
+)
+def test_curate_eval_refuses_a_bad_judging_option_in_one_line_before_any_model_loads(
+    empty_model, digits, tmp_path, extra, message
+):
+    digits.select(range(2)).save_to_disk(str(tmp_path / "rows"))
+    result = CliRunner().invoke(app, ["eval", "my-org/never-loaded", "--dataset", f"id={tmp_path / 'rows'}", *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

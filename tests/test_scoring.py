@@ -11,7 +11,7 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 
 import difficulty_curation.scoring as scoring
-from difficulty_curation import ColumnNotFoundError, ModelLoadError, score_difficulty
+from difficulty_curation import ColumnNotFoundError, ModelLoadError, RowFailedError, score_difficulty
 from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.stats import summarize
 from difficulty_curation.verifiers import get_verifier
@@ -245,3 +245,87 @@ def test_a_run_copy_shares_the_engine_and_leaves_the_scorer_unchanged(tiny_vlm):
     assert run.engine is scorer.engine  # loaded once, for both
     assert (scorer.fail_fast, scorer.on_batch, scorer.rollout_cache) == (False, None, None)
     assert (run.fail_fast, run.on_batch) == (True, print)
+
+
+def _chat_rows() -> Dataset:
+    questions = ["What is 2 + 2?", "Name a colour.", "   ", "Spell cat."]
+    return Dataset.from_dict(
+        {"problem": [[{"role": "user", "content": q}] for q in questions], "solution": ["4", "red", "x", "cat"]}
+    )
+
+
+MAP_CASES = {
+    "text rows": (
+        "tiny_lm",
+        lambda digits: Dataset.from_dict(
+            {"problem": ["What is 2 + 2?", "Name a colour.", "   ", "Spell cat."], "solution": ["4", "red", "x", "cat"]}
+        ),
+        {"image_column": None},
+    ),
+    "chat-message rows": ("tiny_lm", lambda digits: _chat_rows(), {"image_column": None}),
+    "image rows": ("tiny_vlm", lambda digits: digits.select(range(6)), {}),
+    "rows of several images": (
+        "tiny_vlm",
+        lambda digits: Dataset.from_dict(
+            {
+                "images": [[digits[0]["image"], digits[1]["image"]], [digits[2]["image"]], []],
+                "problem": ["Which digits?", "Which digit?", "No image here?"],
+                "solution": ["0 1", "2", "3"],
+            }
+        ),
+        {"image_column": "images"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAP_CASES))
+def test_map_without_batched_scores_each_row_as_a_batched_map_does(case, request, digits):
+    model, rows, options = MAP_CASES[case]
+    dataset = rows(digits)
+    scorer = score_difficulty(str(request.getfixturevalue(model)), keep_rollouts=True, **options, **FAST)
+    batched = dataset.map(scorer, batched=True, batch_size=3, load_from_cache_file=False)
+    one_by_one = dataset.map(scorer, load_from_cache_file=False)  # the usage the dataset card shows first
+    assert one_by_one.to_list() == batched.to_list()
+    assert len({json.dumps(r) for r in batched["rollouts"] if r}) > 1  # sampled rollouts, not one greedy answer
+
+
+def test_map_without_batched_names_the_row_that_fails_with_fail_fast(tiny_lm):
+    dataset = Dataset.from_dict({"problem": ["What is 2 + 2?", "  "], "solution": ["4", "x"]})
+    scorer = score_difficulty(str(tiny_lm), image_column=None, **FAST).for_run(fail_fast=True)
+    with pytest.raises(RowFailedError, match=r"^row 1: problem"):
+        dataset.map(scorer, with_indices=True, load_from_cache_file=False)
+
+
+def test_an_iterable_dataset_is_scored_as_the_dataset_is(tiny_vlm, digits):
+    rows = digits.select(range(6))
+    scorer = score_difficulty(str(tiny_vlm), keep_rollouts=True, **FAST)
+    expected = _scores(rows.map(scorer, batched=True, batch_size=4, load_from_cache_file=False))
+    assert _scores(rows.to_iterable_dataset().map(scorer, batched=True, batch_size=4)) == expected
+    assert _scores(rows.to_iterable_dataset().map(scorer)) == expected
+
+
+def _scores(rows) -> list[dict]:
+    """Each row's columns but its image, as plain Python values (a streamed row holds numpy scalars)."""
+    plain = [{name: value for name, value in row.items() if name != "image"} for row in rows]
+    return json.loads(json.dumps(plain, default=lambda value: value.item()))
+
+
+def test_map_with_two_processes_gives_the_scores_of_one(tiny_vlm, digits, tmp_path):
+    # a fresh process: a parent that has run torch's threads cannot fork workers that use them
+    digits.select(range(6)).save_to_disk(str(tmp_path / "rows"))
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from datasets import load_from_disk
+        from difficulty_curation import score_difficulty
+        rows = load_from_disk(sys.argv[1])
+        scorer = score_difficulty(sys.argv[2], keep_rollouts=True, num_rollouts=4, max_new_tokens=4)
+        runs = [rows.map(scorer, batched=True, batch_size=2, num_proc=n, load_from_cache_file=False) for n in (2, 1)]
+        print(json.dumps([run.remove_columns("image").to_list() for run in runs]))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [sys.executable, "-c", code, str(tmp_path / "rows"), str(tiny_vlm)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env, timeout=600).stdout
+    two, one = json.loads(output.splitlines()[-1])
+    assert two == one and len(one) == 6

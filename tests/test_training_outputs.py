@@ -57,11 +57,59 @@ def test_sft_overwrite_replaces_an_earlier_adapter_whole(tiny_vlm, digits, tmp_p
     assert (out / MARKER_FILE).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["lora"]
 
 
-def test_training_that_diverges_fails_and_saves_nothing(tiny_vlm, digits, tmp_path):
+def test_a_learning_rate_above_one_is_refused_before_anything_loads(empty_model, digits, tmp_path):
     options = SFTOptions(max_steps=2, batch_size=2, warmup_ratio=0.0, logging_steps=1, learning_rate=1e30)
-    with pytest.raises(TrainingDivergedError, match=r"training diverged.*Lower --learning-rate"):
-        sft(digits.select(range(2)), str(tiny_vlm), tmp_path / "lora", options=options, progress=False)
+    with pytest.raises(ConfigError, match=r"learning_rate \(--learning-rate\) must be at most 1: .*got 1e\+30"):
+        sft(digits.select(range(2)), str(empty_model), tmp_path / "lora", options=options, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["sft", "grpo"])
+@pytest.mark.parametrize(
+    ("rate", "message"),
+    [
+        ("1e30", "learning_rate (--learning-rate) must be at most 1"),
+        ("1.5", "learning_rate (--learning-rate) must be at most 1"),
+        ("0", "learning_rate (--learning-rate) must be a number > 0, got 0.0."),
+        ("-1", "learning_rate (--learning-rate) must be a number > 0, got -1.0."),
+        ("nan", "learning_rate (--learning-rate) must be a number > 0, got nan."),
+        ("inf", "learning_rate (--learning-rate) must be a number > 0, got inf."),
+    ],
+)
+def test_curate_refuses_a_learning_rate_outside_zero_to_one_in_one_line(command, rate, message, empty_model, rows):
+    out = str(rows.parent / "never")
+    result = runner.invoke(
+        app, [command, str(rows), "--model", str(empty_model), "--out", out, "--learning-rate", rate]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"Error: {message}" or message in result.output.strip().splitlines()[0]
+    assert "Traceback" not in result.output and not Path(out).exists()
+
+
+def test_training_that_collapses_fails_and_saves_nothing(trained_vlm, digits, tmp_path):
+    # lr 0.1 keeps every loss finite, yet takes the demo model from 100% to 0% on these very rows
+    options = SFTOptions(learning_rate=0.1, max_steps=4, batch_size=8)
+    with pytest.raises(TrainingDivergedError, match=r"training collapsed: the loss of the answers .* rose from"):
+        sft(digits.select(range(16)), str(trained_vlm), tmp_path / "lora", options=options, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_curate_sft_that_collapses_is_one_error_line_and_no_model(trained_vlm, digits, tmp_path):
+    data = tmp_path / "rows"
+    digits.select(range(16)).save_to_disk(str(data))
+    arguments = ["sft", str(data), "--model", str(trained_vlm), "--out", str(tmp_path / "lora")]
+    result = runner.invoke(app, [*arguments, "--learning-rate", "1", "--max-steps", "4", "--quiet"])
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "training collapsed" in line and "Lower --learning-rate" in line
+    assert not (tmp_path / "lora").exists()
+
+
+def test_a_run_that_trains_records_its_probe_loss_going_down(tiny_vlm, digits, tmp_path):
+    options = SFTOptions(learning_rate=5e-3, max_steps=6, batch_size=8, warmup_ratio=0.0)
+    sft(digits.select(range(8)), str(tiny_vlm), tmp_path / "lora", options=options, progress=False)
+    record = json.loads((tmp_path / "lora" / "sft_options.json").read_text())
+    assert record["probe_loss_after"] < record["probe_loss_before"]
 
 
 SFT_WITH_A_SLOW_SAVE = """

@@ -852,6 +852,26 @@ TrainingOverwriteOption = Annotated[
 ]
 SplitToTrainOption = Annotated[str, typer.Option(help="Split to train on.")]
 PromptColumnOption = Annotated[str, typer.Option(help="Column with the question.")]
+#: How answers are judged (`recipes.options.JUDGING_OPTIONS`): as the data was scored unless given.
+_AS_SCORED = " Default: as the data was scored (its provenance), else {}."
+VerifierJudgingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--verifier",
+        help=f"{option_help('verifier')} Built in: {spoken_list(VERIFIERS)}."
+        + _AS_SCORED.format(ScoringConfig.verifier),
+    ),
+]
+AnswerExtractorOption = Annotated[
+    str | None,
+    typer.Option(help=option_help("answer_extractor") + _AS_SCORED.format(ScoringConfig.answer_extractor)),
+]
+AnswerPatternOption = Annotated[
+    str | None, typer.Option(help=option_help("answer_pattern") + _AS_SCORED.format("none"))
+]
+TruncatedOption = Annotated[
+    str | None, typer.Option(help=option_help("truncated") + _AS_SCORED.format(ScoringConfig.truncated))
+]
 ImageColumnOption = Annotated[str, typer.Option(help=option_help("image_column"))]
 
 
@@ -902,16 +922,17 @@ def grpo(
     options: GRPOOptions,
     merge: MergeOption = False,
     overwrite: TrainingOverwriteOption = False,
-    verifier: Annotated[
-        str, typer.Option(help=f"Reward: {spoken_list(VERIFIERS)} (as in scoring).")
-    ] = ScoringConfig.verifier,
+    verifier: VerifierJudgingOption = None,
+    answer_extractor: AnswerExtractorOption = None,
+    answer_pattern: AnswerPatternOption = None,
+    truncated: TruncatedOption = None,
     split: SplitToTrainOption = "train",
     prompt_column: PromptColumnOption = ScoringConfig.prompt_column,
     answer_column: Annotated[str, typer.Option(help="Column with the reference answer.")] = ScoringConfig.answer_column,
     image_column: ImageColumnOption = ScoringConfig.image_column,  # type: ignore[assignment]
     quiet: QuietOption = False,
 ) -> None:
-    """GRPO with TRL and a LoRA adapter, rewarded by the scoring verifier (paper defaults).
+    """GRPO with TRL and a LoRA adapter, rewarded as the rows were scored: verifier, extractor, truncation (paper defaults).
 
     On medium rows this is DAPO's dynamic-sampling filter done once, before training.
 
@@ -930,6 +951,9 @@ def grpo(
             merge=merge,
             overwrite=overwrite,
             verifier=verifier,
+            answer_extractor=answer_extractor,
+            answer_pattern=answer_pattern,
+            truncated=truncated,
             progress=not quiet,
             columns=Columns(prompt_column=prompt_column, answer_column=answer_column, image_column=image_column),
         )
@@ -949,7 +973,10 @@ def eval_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier eval output in OUT (never anything else).")
     ] = False,
-    verifier: Annotated[str, typer.Option(help=f"{spoken_list(VERIFIERS)}.")] = ScoringConfig.verifier,
+    verifier: VerifierJudgingOption = None,
+    answer_extractor: AnswerExtractorOption = None,
+    answer_pattern: AnswerPatternOption = None,
+    truncated: TruncatedOption = None,
     max_new_tokens: Annotated[int, typer.Option(help=option_help("max_new_tokens"))] = RolloutConfig.max_new_tokens,
     split: Annotated[str, typer.Option(help="Split of each dataset that has several.")] = "test",
     prompt_column: PromptColumnOption = ScoringConfig.prompt_column,
@@ -957,7 +984,7 @@ def eval_command(
     image_column: ImageColumnOption = ScoringConfig.image_column,  # type: ignore[assignment]
     json_output: JsonOption = False,
 ) -> None:
-    """Greedy accuracy with a 95% interval per dataset, judged by the scoring verifiers; --compare for a table.
+    """Greedy accuracy with a 95% interval per dataset, judged as each set was scored; --compare for a table.
 
     Example: curate eval sft-m/merged --dataset id=test/ --dataset ood=rotated/ --ood ood --compare sft-all/merged
     """
@@ -983,6 +1010,9 @@ def eval_command(
                 sets,
                 ood=ood or (),
                 verifier=verifier,
+                answer_extractor=answer_extractor,
+                answer_pattern=answer_pattern,
+                truncated=truncated,
                 max_new_tokens=max_new_tokens,
                 columns=columns,
             )

@@ -12,6 +12,7 @@ from difficulty_curation.config import RolloutConfig, ScoringConfig
 from difficulty_curation.engines.base import AdaptiveEngine, RolloutEngine, generate_isolating_rows, open_session
 from difficulty_curation.engines.loader import load_engine
 from difficulty_curation.errors import (
+    ConfigError,
     CurationError,
     ModelLoadError,
     RowError,
@@ -87,6 +88,29 @@ class DifficultyScorer:
         run.on_batch, run.rollout_cache, run.fail_fast = on_batch, rollout_cache, fail_fast
         return run
 
+    def judging(self, **options: Any) -> DifficultyScorer:
+        """A scorer that judges with other answer options (`verifier`, `answer_extractor`, `answer_pattern`,
+        `truncated`, `correct_threshold`) and shares this one's engine: the same rollouts, judged otherwise.
+
+        Raises:
+            ConfigError: a bad value, or an option that would change the rollouts.
+        """
+        allowed = {"verifier", "answer_extractor", "answer_pattern", "truncated", "correct_threshold"}
+        if set(options) - allowed:
+            raise ConfigError(
+                f"judging() takes only {', '.join(sorted(allowed))}, got {sorted(set(options) - allowed)}."
+            )
+        verifier = options.get("verifier", self.custom_verifier or self.config.verifier)
+        custom = verifier if callable(verifier) else None
+        if custom is None:
+            get_verifier(verifier)  # fail now on an unknown name
+        options["verifier"] = verifier_name(verifier)
+        if "answer_extractor" in options and "answer_pattern" not in options:
+            options["answer_pattern"] = None  # another extractor drops the pattern of regex
+        judged = DifficultyScorer(self.config.replace(**options), verifier=custom)
+        judged._slot = self._slot
+        return judged
+
     # -- engine ---------------------------------------------------------------------------------
     @property
     def engine(self) -> RolloutEngine:
@@ -134,12 +158,21 @@ class DifficultyScorer:
         """Raise `ColumnNotFoundError` if a column the scorer reads is missing."""
         self.config.columns.check(columns)
 
-    def __call__(self, batch: Mapping[str, list[Any]], indices: Sequence[int] | None = None) -> dict[str, list[Any]]:
+    def __call__(
+        self, batch: Mapping[str, Any], indices: Sequence[int] | int | None = None
+    ) -> dict[str, list[Any]] | dict[str, Any]:
         """Score one batch of rows (a dict of columns, as `Dataset.map(batched=True)` passes it).
 
+        One row (a dict of values, as `Dataset.map` without `batched=True` passes it) is scored as a
+        batch of one and gets its columns back as values: the same scores as in any batch.
         `indices` (from `map(..., with_indices=True)`) only serve to name rows in `fail_fast` errors.
         """
-        return self.finish(self.prepare(batch), indices)
+        self.check_columns(batch.keys())
+        if not is_single_row(batch, self.config.prompt_column):
+            return self.finish(self.prepare(batch), indices)  # type: ignore[arg-type]
+        one = None if indices is None else [indices] if isinstance(indices, int) else indices
+        columns = self.finish(self.prepare({name: [value] for name, value in batch.items()}), one)
+        return {name: values[0] for name, values in columns.items()}
 
     def prepare(self, batch: Mapping[str, list[Any]]) -> PreparedBatch:
         """Decode, convert and hash a batch's rows: the CPU work, done apart from generation.
@@ -180,7 +213,7 @@ class DifficultyScorer:
                     errors[index] = str(outcome)
                     continue
                 try:
-                    scores[index] = self._verify_all(outcome, references[index])
+                    scores[index] = self.judge(outcome, references[index])
                     rollouts[index] = outcome
                 except RowError as error:
                     errors[index] = str(error)
@@ -290,7 +323,7 @@ class DifficultyScorer:
     def _bucket_is_certain(self, completions: list[str], reference: Any) -> bool:
         """Whether more rollouts can no longer change the paper bucket: some right and some wrong."""
         try:
-            scores = [score for score in self._verify_all(completions, reference) if score is not None]
+            scores = [score for score in self.judge(completions, reference) if score is not None]
         except RowError:
             return True  # the row will fail verification anyway: stop sampling it
         threshold = self.config.correct_threshold
@@ -305,7 +338,7 @@ class DifficultyScorer:
         def is_decided(position: int, completions: Sequence[str]) -> bool:
             known = scores.setdefault(position, [])
             try:
-                known += self._verify_all(list(completions[len(known) :]), references[position])
+                known += self.judge(list(completions[len(known) :]), references[position])
             except RowError:
                 return True  # the row will fail verification anyway: stop sampling it
             judged = [score for score in known if score is not None]
@@ -313,10 +346,17 @@ class DifficultyScorer:
 
         return is_decided
 
-    def _verify_all(self, completions: list[str], reference: Any) -> list[float | None]:
+    def judge(self, completions: list[str], reference: Any) -> list[float | None]:
         """The score each rollout counts with: the verifier's score of its extracted answer (0.0 when there
         is none). A truncated rollout is judged as written with `truncated="wrong"`, as the paper did (a
-        cut-off answer nearly always fails), and not judged at all, None, with `"exclude"`."""
+        cut-off answer nearly always fails), and not judged at all, None, with `"exclude"`.
+
+        The one definition of "correct": scoring, `curate eval` and the GRPO reward all judge with it.
+        A completion's finish reason (a `Completion`) says whether it was truncated.
+
+        Raises:
+            RowError: the verifier failed on this row.
+        """
         scores: list[float | None] = []
         for completion in completions:
             if self.config.truncated == "exclude" and is_truncated(completion):
@@ -336,6 +376,22 @@ class DifficultyScorer:
                 ) from None
             scores.append(min(1.0, max(0.0, score)))
         return scores
+
+    _verify_all = judge  # the name tests and earlier code use
+
+
+def is_single_row(batch: Mapping[str, Any], prompt_column: str) -> bool:
+    """Whether `Dataset.map` passed one row (`batched=False`) rather than a batch of columns.
+
+    `datasets` says so by the mapping's type (`LazyRow` / `LazyBatch`); a plain dict is read by its
+    prompt: a batch holds a list of prompts (texts or message lists), a row one text or one message list.
+    """
+    from datasets.formatting.formatting import LazyBatch, LazyRow
+
+    if isinstance(batch, (LazyRow, LazyBatch)):
+        return isinstance(batch, LazyRow)
+    prompt = batch[prompt_column]
+    return not isinstance(prompt, list) or (bool(prompt) and isinstance(prompt[0], dict))
 
 
 def stop_at_first_failure(errors: Sequence[str | None], indices: Sequence[int] | None = None) -> None:

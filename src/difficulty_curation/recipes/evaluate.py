@@ -12,10 +12,13 @@ from typing import Any
 from datasets import Dataset
 
 from difficulty_curation.columns import Columns
-from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig, ScoringConfig
+from difficulty_curation.config import DEFAULT_BATCH_SIZE, RolloutConfig
+from difficulty_curation.provenance import read_provenance
+from difficulty_curation.recipes.options import judging_options
 from difficulty_curation.runners.in_memory import score_dataset
 from difficulty_curation.scoring import score_difficulty
 from difficulty_curation.stats import save_figure
+from difficulty_curation.verifiers import Verifier, verifier_name
 
 
 @dataclass
@@ -28,6 +31,10 @@ class DatasetResult:
     #: rows that could not be scored (counted as wrong)
     failed: int
     ood: bool = False
+    #: rows whose answer hit max_new_tokens under truncated="exclude": judged neither way, not in `total`
+    excluded: int = 0
+    #: how answers were judged (`recipes.options.JUDGING_OPTIONS`): as the set was scored unless overridden
+    judging: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -73,20 +80,28 @@ def evaluate(
     datasets: Mapping[str, Dataset],
     *,
     ood: Collection[str] = (),
-    verifier: str = ScoringConfig.verifier,
+    verifier: str | Verifier | None = None,
+    answer_extractor: str | None = None,
+    answer_pattern: str | None = None,
+    truncated: str | None = None,
     max_new_tokens: int = RolloutConfig.max_new_tokens,
     batch_size: int = DEFAULT_BATCH_SIZE,
     columns: Columns = Columns(),
     progress: bool = False,
 ) -> EvalReport:
-    """Greedy-decode one answer per row and judge it with `verifier`; one result per dataset.
+    """Greedy-decode one answer per row and judge it as scoring does; one result per dataset.
 
+    Each set's answers are judged as that set was scored (the verifier, answer extractor and pattern
+    and truncation policy in its provenance; `ScoringConfig`'s defaults for a set never scored), by
+    the scorer's own `judge`; `verifier`, `answer_extractor`, `answer_pattern` and `truncated`, when
+    given, override that for every set (see `recipes.options.judging_options`). With
+    `truncated="exclude"`, a row whose answer hit `max_new_tokens` counts neither way (`excluded`).
     `ood` names the datasets that are out of distribution (marked OOD in tables and plots); `columns`
     says which columns hold the prompt, answer and images (and the system prompt), as in scoring.
 
     Raises:
-        ConfigError: a missing or incomplete local model, a dataset without rows, or an `ood` name
-            that is not one of `datasets` (all before anything is generated).
+        ConfigError: a missing or incomplete local model, a dataset without rows, an `ood` name
+            that is not one of `datasets`, or a bad judging option (all before anything is generated).
 
     Example:
         >>> report = evaluate("sft-m/merged", {"id": test, "ood": inverted}, ood={"ood"})  # doctest: +SKIP
@@ -102,25 +117,28 @@ def evaluate(
         raise ConfigError(
             f"ood {', '.join(sorted(unknown))} (--ood) names no evaluation set; known: {', '.join(datasets)}."
         )
-    scorer = score_difficulty(
-        model,
-        num_rollouts=1,
-        temperature=0.0,
-        max_new_tokens=max_new_tokens,
-        verifier=verifier,
-        **asdict(columns),
-    )
+    scorer = score_difficulty(model, num_rollouts=1, temperature=0.0, max_new_tokens=max_new_tokens, **asdict(columns))
+    chosen = {"answer_extractor": answer_extractor, "answer_pattern": answer_pattern, "truncated": truncated}
+    judges = {}
+    for name, dataset in datasets.items():  # every set's judging is checked before anything is generated
+        judging = judging_options(read_provenance(dataset), verifier=verifier, **chosen)
+        judges[name] = (scorer.judging(**judging), {**judging, "verifier": verifier_name(judging["verifier"])})
     report = EvalReport(model=model)
     for name, dataset in datasets.items():
-        scored = score_dataset(dataset, scorer, batch_size=batch_size, progress=progress)
-        correct = scored["num_correct"][:]
+        judge, judging = judges[name]
+        scored = score_dataset(dataset, judge, batch_size=batch_size, progress=progress)
+        correct, truncated_rows = scored["num_correct"][:], scored["num_truncated"][:]
+        excluded = sum(c is None and t == 1 for c, t in zip(correct, truncated_rows))
+        excluded = excluded if judge.config.truncated == "exclude" else 0
         report.results.append(
             DatasetResult(
                 dataset=name,
                 correct=sum(c for c in correct if c is not None),
-                total=len(correct),
-                failed=sum(c is None for c in correct),
+                total=len(correct) - excluded,
+                failed=sum(c is None for c in correct) - excluded,
                 ood=name in ood,
+                excluded=excluded,
+                judging=judging,
             )
         )
     return report

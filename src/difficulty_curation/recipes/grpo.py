@@ -1,7 +1,8 @@
 """GRPO recipe: TRL's `GRPOTrainer` with a PEFT LoRA adapter, rewarded by the scoring verifier.
 
-The reward of a completion is the score the *same verifier* gives it during scoring and evaluation,
-so "correct" means one thing across `curate score`, `curate grpo` and `curate eval`. Defaults follow
+The reward of a completion is the score scoring itself gives it (`DifficultyScorer.judge`: the same
+verifier, answer extractor and truncation policy, read from the data's provenance), so "correct"
+means one thing across `curate score`, `curate grpo` and `curate eval`. Defaults follow
 the paper's RL baseline: 8 generations per prompt at temperature 0.9, KL coefficient (beta) 0.04,
 learning rate 1e-5, LoRA rank 32 / alpha 64 / dropout 0.05 on all linear layers.
 
@@ -21,14 +22,17 @@ from typing import Any
 
 from datasets import Dataset
 
+from difficulty_curation.answers import FINISH_LENGTH, FINISH_STOP, Completion, finish_reason
 from difficulty_curation.columns import Columns
 from difficulty_curation.config import ScoringConfig
-from difficulty_curation.errors import ConfigError, require
+from difficulty_curation.errors import ConfigError, RowError, require
 from difficulty_curation.models import load_training_model
+from difficulty_curation.provenance import read_provenance
 from difficulty_curation.recipes.formats import to_trl_format
-from difficulty_curation.recipes.options import GRPOOptions
+from difficulty_curation.recipes.options import GRPOOptions, judging_options
 from difficulty_curation.redact import get_logger
-from difficulty_curation.verifiers import Verifier, get_verifier, verifier_name
+from difficulty_curation.scoring import score_difficulty
+from difficulty_curation.verifiers import Verifier, verifier_name
 
 logger = get_logger(__name__)
 
@@ -36,22 +40,44 @@ logger = get_logger(__name__)
 REFERENCE_COLUMN = "reference"
 
 
-def verifier_reward(verifier: str | Verifier = ScoringConfig.verifier) -> Callable[..., list[float]]:
-    """A TRL reward function: each completion's score from `verifier` against the row's reference answer.
+def verifier_reward(
+    verifier: str | Verifier = ScoringConfig.verifier,
+    *,
+    answer_extractor: str = ScoringConfig.answer_extractor,
+    answer_pattern: str | None = ScoringConfig.answer_pattern,
+    truncated: str = ScoringConfig.truncated,
+    max_completion_length: int | None = None,
+    eos_token_id: int | None = None,
+) -> Callable[..., list[float | None]]:
+    """A TRL reward function: each completion judged exactly as scoring judges a rollout (`DifficultyScorer.judge`):
+    the answer `answer_extractor` (or `answer_pattern`) takes from it, scored by `verifier` against the
+    row's reference answer, a truncated completion treated as `truncated` says.
 
-    Accepts plain-text and conversational completions; the reference comes from the `reference`
-    column that `grpo` adds to the training rows.
+    A completion is truncated when its `completion_ids` (which TRL passes) fill `max_completion_length`
+    without ending in `eos_token_id`; without them its ending is not known and it is judged as written.
+    Under `truncated="exclude"` a truncated completion's reward is None, TRL's "no reward" (its mean
+    leaves it out; its sum counts it as 0). Accepts plain-text and conversational completions; the
+    reference comes from the `reference` column that `grpo` adds to the training rows.
+
+    Raises:
+        ConfigError: an unknown verifier or extractor, a bad pattern or truncation policy.
 
     Example:
-        >>> reward = verifier_reward("exact")
-        >>> reward(prompts=["q", "q"], completions=["7", "1"], reference=["7", "7"])
+        >>> reward = verifier_reward("exact", answer_extractor="answer-is")
+        >>> reward(prompts=["q", "q"], completions=["The answer is: 7", "1"], reference=["7", "7"])
         [1.0, 0.0]
     """
-    check = get_verifier(verifier)
+    options = {"answer_extractor": answer_extractor, "answer_pattern": answer_pattern, "truncated": truncated}
+    # the judge only judges: its model is never loaded
+    judge = score_difficulty("(judging only)", verifier=verifier, image_column=None, **options)
 
-    def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
-        references = columns[REFERENCE_COLUMN]
-        return [float(check(_completion_text(c), ref)) for c, ref in zip(completions, references, strict=True)]
+    def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
+        ids = columns.get("completion_ids") or [None] * len(completions)
+        texts = [_completion(c, i, max_completion_length, eos_token_id) for c, i in zip(completions, ids, strict=True)]
+        try:
+            return [judge.judge([text], ref)[0] for text, ref in zip(texts, columns[REFERENCE_COLUMN], strict=True)]
+        except RowError as error:  # a verifier is user code: say which one failed, never a bare traceback
+            raise ConfigError(f"the reward failed: {error}") from None
 
     reward.__name__ = f"verifier_{verifier_name(verifier).rsplit('.', 1)[-1]}"
     return reward
@@ -66,11 +92,18 @@ def grpo(
     merge: bool = False,
     overwrite: bool = False,
     revision: str | None = None,
-    verifier: str | Verifier = ScoringConfig.verifier,
+    verifier: str | Verifier | None = None,
+    answer_extractor: str | None = None,
+    answer_pattern: str | None = None,
+    truncated: str | None = None,
     columns: Columns = Columns(),
     progress: bool = True,
 ) -> Path:
-    """Train `model` with GRPO on `dataset`'s prompts (read from `columns`), rewarded by `verifier`; save to `out_dir`.
+    """Train `model` with GRPO on `dataset`'s prompts (read from `columns`), rewarded as scoring judges; save to `out_dir`.
+
+    The reward (`verifier_reward`) judges each completion as `dataset` was scored: the verifier, answer
+    extractor and pattern and truncation policy of its provenance (`ScoringConfig`'s defaults for rows
+    never scored); `verifier`, `answer_extractor`, `answer_pattern` and `truncated` override them.
 
     Writes, like `sft`: the LoRA adapter with the processor in `out_dir` (and with `merge=True` a
     merged model in `out_dir/merged`), `grpo_options.json`; and for RL: `log_history.json` (the
@@ -82,7 +115,8 @@ def grpo(
         ColumnNotFoundError: a named column is not in the dataset (checked before any model loads).
         ConfigError: unknown verifier, empty dataset, options GRPO cannot use, or an `out_dir` that would lose
             something (a non-empty folder without `overwrite`, a run folder, the model being trained).
-        TrainingDivergedError: the loss or the weights are not finite; nothing is saved.
+        TrainingDivergedError: the loss or the weights are not finite, or the run collapsed (the loss of the
+            first rows' reference answers exploded, see `training.check_trained`); nothing is saved.
         BackendUnavailableError: `use_vllm=True` without vLLM installed.
         ModelLoadError: the model or its processor cannot be loaded.
 
@@ -91,7 +125,13 @@ def grpo(
     """
     from difficulty_curation.outputs import write_aside
     from difficulty_curation.recipes.options import check_options
-    from difficulty_curation.recipes.training import TRAINING_FILES, check_finite, check_training_output
+    from difficulty_curation.recipes.training import (
+        TRAINING_FILES,
+        check_trained,
+        check_training_output,
+        probe_loss,
+        probe_rows,
+    )
 
     options = options or GRPOOptions()
     check_options(options)
@@ -100,7 +140,14 @@ def grpo(
             "vllm", "vllm", "use_vllm=True (--use-vllm)", package="vLLM", hint="on a GPU machine; or drop --use-vllm"
         )
     require("trl", "train", "the GRPO recipe", package="TRL")
-    reward = verifier_reward(verifier)  # an unknown verifier fails here, before anything loads
+    judging = judging_options(
+        read_provenance(dataset),
+        verifier=verifier,
+        answer_extractor=answer_extractor,
+        answer_pattern=answer_pattern,
+        truncated=truncated,
+    )
+    reward = verifier_reward(**judging)  # a bad judging option fails here, before anything loads
     train = _grpo_rows(dataset, columns)
 
     from trl import GRPOConfig, GRPOTrainer
@@ -115,14 +162,26 @@ def grpo(
 
     out_dir = check_training_output(out_dir, model, overwrite=overwrite)
     processor, network = load_training_model(model, revision)
+    eos_token_id = getattr(getattr(processor, "tokenizer", processor), "eos_token_id", None)
+    reward = verifier_reward(**judging, max_completion_length=options.max_completion_length, eos_token_id=eos_token_id)
     rollouts: list[dict[str, Any]] = []
 
     def recorded_reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         rewards = reward(prompts, completions, **columns)
         step = columns["trainer_state"].global_step
-        for completion, reference, value in zip(completions, columns[REFERENCE_COLUMN], rewards, strict=True):
+        ids = columns.get("completion_ids") or [None] * len(completions)
+        for completion, token_ids, reference, value in zip(
+            completions, ids, columns[REFERENCE_COLUMN], rewards, strict=True
+        ):
+            text = _completion(completion, token_ids, options.max_completion_length, eos_token_id)
             rollouts.append(
-                {"step": step, "completion": _completion_text(completion), "reference": reference, "reward": value}
+                {
+                    "step": step,
+                    "completion": str(text),
+                    "finish_reason": finish_reason(text),
+                    "reference": reference,
+                    "reward": value,
+                }
             )
         return rewards
 
@@ -148,15 +207,20 @@ def grpo(
             peft_config=peft_config,
         )
         use_progress(trainer, TrainingProgress("GRPO", enabled=progress, metrics=("reward", "loss")))
+        probe = probe_rows(dataset, columns)
+        probe_before = probe_loss(trainer.model, processor, probe)
         started = time.perf_counter()
         result = trainer.train()
-        check_finite(trainer)
+        probe_after = probe_loss(trainer.model, processor, probe)
+        check_trained(trainer, probe_before=probe_before, probe_after=probe_after)
         logger.info("trained %d GRPO steps in %.0f s", result.global_step, time.perf_counter() - started)
         with (staging / "rollouts.jsonl").open("w") as handle:
             for record in rollouts:
                 handle.write(json.dumps(record, default=str) + "\n")
         plot_reward_curve(trainer.state.log_history, staging / "reward_curve.png")
-        record = {**asdict(options), "base_model": model, "rows": len(dataset), "verifier": verifier_name(verifier)}
+        judged = {**judging, "verifier": verifier_name(judging["verifier"])}
+        probed = {"probe_loss_before": probe_before, "probe_loss_after": probe_after}
+        record = {**asdict(options), "base_model": model, "rows": len(dataset), **judged, **probed}
         saved = save_trained(trainer, processor, staging, "grpo_options.json", record, merge=merge)
     return out_dir / saved.relative_to(staging)
 
@@ -188,6 +252,19 @@ def _grpo_rows(dataset: Dataset, columns: Columns) -> Dataset:
         raise ConfigError("the dataset has no rows to train on.")
     rows = to_trl_format(dataset, columns=columns).remove_columns("completion")
     return rows.add_column(REFERENCE_COLUMN, dataset[columns.answer_column])
+
+
+def _completion(
+    completion: Any, token_ids: list[int] | None, max_completion_length: int | None, eos_token_id: int | None
+) -> str:
+    """A TRL completion as scoring sees a rollout: its text as a `Completion` that says whether it hit
+    `max_completion_length` (its token ids fill it without ending in `eos_token_id`); a plain `str` when
+    that is not known."""
+    text = _completion_text(completion)
+    if token_ids is None or max_completion_length is None:
+        return text
+    cut = len(token_ids) >= max_completion_length and (not token_ids or token_ids[-1] != eos_token_id)
+    return Completion(text, FINISH_LENGTH if cut else FINISH_STOP)
 
 
 def _completion_text(completion: Any) -> str:

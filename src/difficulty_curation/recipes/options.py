@@ -7,7 +7,9 @@ flag of `curate sft` / `curate grpo` (named by `errors.cli_flag`), with the fiel
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from difficulty_curation.config import option, option_help
 from difficulty_curation.errors import ConfigError, cli_flag
@@ -67,12 +69,26 @@ class GRPOOptions(TrainingOptions):
     use_vllm: bool = option(False, help="Generate with vLLM inside TRL (GPU).")
 
 
-#: Each option's test and what it must be, checked before anything loads (`check_options`).
+#: The largest learning rate accepted. Adam-style optimizers move every weight by about the learning
+#: rate each step; above 1 that is more than a weight's own size, so the model collapses within a
+#: step (fine-tuning uses 1e-6 to 1e-3; the paper 1e-5). Rates up to this can still collapse a run:
+#: `training.check_trained` catches that after training.
+MAX_LEARNING_RATE = 1.0
+
+#: Each option's tests, in order, and what each says the option must be, checked before anything
+#: loads (`check_options`); the first that fails is the message.
 _CHECKS = {
     "lora_rank": (lambda v: v >= 1, "an integer >= 1"),
     "lora_alpha": (lambda v: v >= 1, "an integer >= 1"),
     "lora_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "learning_rate": (
+        (lambda v: v > 0, "a number > 0"),
+        (
+            lambda v: v <= MAX_LEARNING_RATE,
+            f"at most {MAX_LEARNING_RATE:g}: a larger rate moves each weight by more than its size every step "
+            "and collapses the model (the paper uses 1e-5)",
+        ),
+    ),
     "warmup_ratio": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "num_train_epochs": (lambda v: v > 0, "a number > 0 (or pass --max-steps)"),
     "max_steps": (lambda v: v == -1 or v >= 1, "an integer >= 1, or -1 to train --epochs epochs"),
@@ -87,7 +103,7 @@ _CHECKS = {
 
 
 def check_options(options: TrainingOptions) -> None:
-    """Refuse an option no training can use (rank 0, batch 0, a negative or infinite rate), naming it.
+    """Refuse an option no training can use (rank 0, batch 0, a rate <= 0, above 1 or not finite), naming it.
 
     Raises:
         ConfigError: the first bad option, with its CLI flag and what it must be.
@@ -98,6 +114,36 @@ def check_options(options: TrainingOptions) -> None:
             continue
         if field.name == "num_train_epochs" and options.max_steps >= 1:
             continue  # --max-steps decides how long training runs
-        test, must_be = _CHECKS[field.name]
-        if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
-            raise ConfigError(f"{field.name} ({cli_flag(field.name)}) must be {must_be}, got {value!r}.")
+        checks = _CHECKS[field.name]
+        for test, must_be in checks if isinstance(checks[0], tuple) else (checks,):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
+                raise ConfigError(f"{field.name} ({cli_flag(field.name)}) must be {must_be}, got {value!r}.")
+
+
+#: The options that decide whether an answer is correct (`ScoringConfig` fields): `curate grpo` and
+#: `curate eval` judge as the data was scored unless told otherwise (`judging_options`).
+JUDGING_OPTIONS = ("verifier", "answer_extractor", "answer_pattern", "truncated")
+
+
+def judging_options(provenance: Mapping[str, Any] | None, **chosen: Any) -> dict[str, Any]:
+    """How answers are judged: each option in `chosen` that is not None, else as the data was scored (its
+    provenance record, `provenance.read_provenance`), else `ScoringConfig`'s default.
+
+    The record's `answer_pattern` goes with its extractor: choosing another extractor or pattern drops it.
+    Values are checked where they are used (`ScoringConfig`).
+
+    Example:
+        >>> judging_options({"answer_extractor": "answer-is", "truncated": "exclude"}, verifier="math")
+        {'verifier': 'math', 'answer_extractor': 'answer-is', 'answer_pattern': None, 'truncated': 'exclude'}
+    """
+    from difficulty_curation.config import ScoringConfig
+
+    unknown = sorted(set(chosen) - set(JUDGING_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown judging option(s) {unknown}; the options are: {', '.join(JUDGING_OPTIONS)}.")
+    record = provenance if isinstance(provenance, Mapping) else {}
+    options = {name: record.get(name, getattr(ScoringConfig, name)) for name in JUDGING_OPTIONS}
+    chosen = {name: value for name, value in chosen.items() if value is not None}
+    if {"answer_extractor", "answer_pattern"} & set(chosen):
+        options.update(answer_extractor=ScoringConfig.answer_extractor, answer_pattern=None)
+    return {**options, **chosen}

@@ -47,7 +47,8 @@ def sft(
     Raises:
         ConfigError: a bad option, no rows, or an `out_dir` that would lose something.
         MissingDependencyError: TRL is not installed (checked before anything loads).
-        TrainingDivergedError: the loss or the weights are not finite; nothing is saved.
+        TrainingDivergedError: the loss or the weights are not finite, or the run collapsed (the loss of the
+            first training rows' answers exploded, see `training.check_trained`); nothing is saved.
 
     Example:
         >>> sft(filter_difficulty(scored, "medium"), "my-org/my-vlm", "sft-m/", merge=True)  # doctest: +SKIP
@@ -58,10 +59,12 @@ def sft(
     from difficulty_curation.recipes.training import (
         TRAINING_FILES,
         TrainingProgress,
-        check_finite,
         check_rows,
+        check_trained,
         check_training_output,
         lora_config,
+        probe_loss,
+        probe_rows,
         save_trained,
         trainer_arguments,
         use_progress,
@@ -90,9 +93,13 @@ def sft(
             model=network, args=config, train_dataset=train, processing_class=processor, peft_config=peft_config
         )
         use_progress(trainer, TrainingProgress(progress_label, enabled=progress))
+        probe = probe_rows(dataset, columns)
+        probe_before = probe_loss(trainer.model, processor, probe)
         result = trainer.train()
-        check_finite(trainer)
+        probe_after = probe_loss(trainer.model, processor, probe)
+        check_trained(trainer, probe_before=probe_before, probe_after=probe_after)
         logger.info("trained %d steps, mean loss %.4f", result.global_step, result.training_loss)
-        record = {**asdict(options), "base_model": model, "rows": len(dataset)}
+        probed = {"probe_loss_before": probe_before, "probe_loss_after": probe_after}
+        record = {**asdict(options), "base_model": model, "rows": len(dataset), **probed}
         saved = save_trained(trainer, processor, staging, "sft_options.json", record, merge=merge and not options.full)
     return out_dir / saved.relative_to(staging)

@@ -145,24 +145,67 @@ def check_rows(dataset: Any) -> None:
         raise ConfigError("the dataset has no rows to train on; pass a source or --split that holds rows.")
 
 
-def check_finite(trainer: Any) -> None:
-    """Fail a run whose logged loss or trained weights are not finite numbers (it diverged).
+#: How many training rows `probe_loss` measures, before and after training.
+PROBE_ROWS = 8
+#: A run has collapsed when its probe loss ends above `COLLAPSE_FACTOR` times where it started and
+#: at least `COLLAPSE_MARGIN` nats higher. Training lowers the loss of its own rows (GRPO leaves the
+#: reference answers' loss about where it was); a loss that doubles by a nat or more per answer token
+#: is a model that no longer gives those answers (an SFT step at learning rate 0.1 takes the demo
+#: model from 0.04 to above 2, and from 100% to 0% on its own rows).
+COLLAPSE_FACTOR = 2.0
+COLLAPSE_MARGIN = 1.0
+
+
+def probe_rows(dataset: Any, columns: Any) -> Any:
+    """The first `PROBE_ROWS` rows of `dataset` as TRL prompt-completion rows: what `probe_loss` measures."""
+    from difficulty_curation.recipes.formats import to_trl_format
+
+    return to_trl_format(dataset.select(range(min(PROBE_ROWS, len(dataset)))), columns=columns)
+
+
+def probe_loss(model: Any, processor: Any, rows: Any) -> float:
+    """The mean loss of the answer tokens of `rows` (from `probe_rows`), computed as TRL's SFT does.
+
+    Measured before and after training (`check_trained`), it tells a run that collapsed from one that
+    trained: dropout off, no gradients, and no random numbers drawn, so training is unchanged by it.
+    """
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([dict(row) for row in rows])
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
+    finally:
+        model.train(training)
+    return float(loss)
+
+
+def check_trained(trainer: Any, *, probe_before: float, probe_after: float) -> None:
+    """Fail a run that diverged or collapsed: a logged loss or a trained weight that is not a finite
+    number, or a probe loss (`probe_loss` before and after training) that exploded.
 
     Raises:
-        TrainingDivergedError: naming the first bad step or tensor; nothing is saved.
+        TrainingDivergedError: naming the first bad step or tensor, or the probe loss before and
+            after, and what to try; nothing is saved.
     """
     import torch
 
+    advice = "nothing was saved. Lower --learning-rate (the paper uses 1e-5) and train again."
     for entry in trainer.state.log_history:
         loss = entry.get("loss", entry.get("train_loss"))
         if isinstance(loss, (int, float)) and not math.isfinite(loss):
-            raise TrainingDivergedError(
-                f"training diverged: the loss is {loss} at step {entry.get('step')}; nothing was saved. "
-                "Lower --learning-rate and train again."
-            )
+            raise TrainingDivergedError(f"training diverged: the loss is {loss} at step {entry.get('step')}; {advice}")
     for name, parameter in trainer.model.named_parameters():
         if parameter.requires_grad and not torch.isfinite(parameter.detach()).all():
-            raise TrainingDivergedError(
-                f"training diverged: weights of {name} are not finite; nothing was saved. "
-                "Lower --learning-rate and train again."
-            )
+            raise TrainingDivergedError(f"training diverged: weights of {name} are not finite; {advice}")
+    if not math.isfinite(probe_after) or (
+        probe_after > COLLAPSE_FACTOR * probe_before and probe_after - probe_before >= COLLAPSE_MARGIN
+    ):
+        raise TrainingDivergedError(
+            f"training collapsed: the loss of the answers of the first training rows rose from {probe_before:.4g} "
+            f"to {probe_after:.4g}, so the model no longer gives the answers it was trained on; {advice}"
+        )
