@@ -84,8 +84,9 @@ def test_the_adaptive_saving_the_plan_predicts_is_that_of_a_real_adaptive_run(tr
     assert estimate(plan, MAX_K)["adaptive_saving"] == pytest.approx(1 - drawn / (len(rows) * MAX_K), abs=1e-4)
 
 
+@pytest.mark.parametrize("adaptive", [False, True], ids=["plain", "adaptive"])
 def test_the_full_run_after_a_plan_draws_nothing_for_the_pilot_rows_and_records_the_plan(
-    trained_vlm, forty_digits, planned, tmp_path
+    trained_vlm, forty_digits, planned, tmp_path, adaptive
 ):
     plan, out = planned
     import shutil
@@ -93,7 +94,7 @@ def test_the_full_run_after_a_plan_draws_nothing_for_the_pilot_rows_and_records_
     run = tmp_path / "scored"
     shutil.copytree(out, run)
     pilot = load_from_disk(str(run))
-    scorer = score_difficulty(str(trained_vlm), num_rollouts=8, keep_rollouts=True, **SAMPLING)
+    scorer = score_difficulty(str(trained_vlm), num_rollouts=8, keep_rollouts=True, adaptive=adaptive, **SAMPLING)
     engine = CountingEngine(load_engine(scorer.config))
     scorer.engine = engine
     scored = score_to_dir(forty_digits, scorer, run, batch_size=BATCH, progress=False)
@@ -101,7 +102,8 @@ def test_the_full_run_after_a_plan_draws_nothing_for_the_pilot_rows_and_records_
     assert len(drawn) == 40 - PILOT  # every other row was drawn, no pilot row
     by_image = {row["image"].tobytes(): row for row in scored}
     for row in pilot:
-        assert by_image[row["image"].tobytes()]["rollouts"] == row["rollouts"][:8]
+        kept = by_image[row["image"].tobytes()]["rollouts"]
+        assert kept == row["rollouts"][: len(kept)] and (adaptive or len(kept) == 8)
     assert read_provenance(scored)["plan"]["recommended_k"] == plan["recommended_k"]
 
 
@@ -170,3 +172,25 @@ def test_the_time_the_plan_extrapolates_is_within_a_factor_of_two_of_a_real_full
     measured = time.perf_counter() - started
     predicted = plan.estimates[-1].hours * 3600 - plan.throughput["startup_seconds"]
     assert measured / 2 <= predicted <= measured * 2, (predicted, measured)
+
+
+def test_a_plan_runs_on_the_openai_backend_and_predicts_its_adaptive_rounds(trained_vlm, tmp_path, monkeypatch):
+    from helpers import start_openai_server
+
+    process, url = start_openai_server(trained_vlm)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
+    try:
+        data = digits_dataset(split="train", num_rows=16)
+        scorer = score_difficulty(str(trained_vlm), backend="openai", api_base=url, **SAMPLING)
+        plan = plan_run(data, scorer, tmp_path / "plan", pilot=12, max_k=8, batch_size=BATCH, progress=False)
+        rows = pilot_rows(tmp_path / "plan")
+        real = score_difficulty(
+            str(trained_vlm), backend="openai", api_base=url, num_rollouts=8, adaptive=True, **SAMPLING
+        )
+        adaptive = score_dataset(rows, real, batch_size=BATCH, progress=False)
+    finally:
+        process.kill()
+        process.wait()
+    assert [e.num_rollouts for e in plan.estimates] == [4, 8]
+    assert plan.estimates[-1].adaptive_rollouts_per_row == pytest.approx(sum(adaptive["num_rollouts"]) / len(rows))
+    assert plan.lengths["answers"] == 12 * 8 and plan.throughput["rollouts_per_second"] > 0

@@ -358,7 +358,10 @@ def _print_plan(made: Any) -> None:
     money = made.price_per_hour is not None
 
     def hours(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f} h"
+        if value is None:
+            return "-"
+        seconds = value * 3600
+        return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if value < 2 else f"{value:.1f} h"
 
     rows = []
     for estimate in made.estimates:

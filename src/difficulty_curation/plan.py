@@ -200,18 +200,21 @@ def plan_run(
     if throughput.get("note"):
         notes.append(throughput.pop("note"))
     _extrapolate(estimates, dataset_rows, throughput, startup, price_per_hour)
-    chosen = next((e for e in estimates if e.agreement >= AGREEMENT_TARGET), estimates[-1])
+    smaller = [e for e in estimates[:-1] if e.agreement >= AGREEMENT_TARGET]
+    chosen = smaller[0] if smaller else estimates[-1]
     adaptive = chosen.adaptive_saving >= ADAPTIVE_SAVING_TARGET
-    if chosen.agreement < AGREEMENT_TARGET:
-        notes.append(
-            f"No k up to {max_k} reaches {AGREEMENT_TARGET:.0%} agreement with itself; plan again with a larger --max-k."
+    saving = f", and adaptive draws {chosen.adaptive_saving:.0%} fewer rollouts" if adaptive else ""
+    if smaller:
+        recommendation = (
+            f"k={chosen.num_rollouts}{' with --adaptive' if adaptive else ''}: its buckets agree with k={max_k} "
+            f"on {chosen.agreement:.0%} of the pilot's rows{saving}."
         )
-    recommendation = (
-        f"k={chosen.num_rollouts}{' with --adaptive' if adaptive else ''}: its buckets agree with k={max_k} on "
-        f"{chosen.agreement:.0%} of the pilot's rows"
-        + (f", and adaptive draws {chosen.adaptive_saving:.0%} fewer rollouts" if adaptive else "")
-        + "."
-    )
+    else:
+        recommendation = (
+            f"k={max_k}{' with --adaptive' if adaptive else ''}: no smaller k agrees with it on "
+            f"{AGREEMENT_TARGET:.0%} of the pilot's rows{saving}; plan again with a larger --max-k to learn "
+            f"whether k={max_k} itself is enough."
+        )
     plan = Plan(
         dataset_rows=dataset_rows,
         pilot_rows=len(rows),
