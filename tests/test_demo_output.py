@@ -23,7 +23,7 @@ def _commands(text: str) -> list[list[str]]:
 def test_the_next_commands_are_real_commands_with_real_options():
     for saved_to in (None, "my runs/digits"):
         suggestions = _commands(next_commands(saved_to))
-        assert [arguments[0] for arguments in suggestions][-4:] == ["report", "filter", "export", "score"]
+        assert [arguments[0] for arguments in suggestions][-5:] == ["report", "filter", "export", "plan", "score"]
         assert [problem for arguments in suggestions for problem in command_problems(arguments)] == []
 
 

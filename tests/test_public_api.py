@@ -209,7 +209,7 @@ def test_nothing_reaches_back_up_the_pipeline():
         ["prompts", "answers", "verifiers", "buckets", "schema", "splits", "provenance", "models"],
         ["engines"],
         ["scoring"],
-        ["runners", "transforms", "compare", "stats", "audit"],
+        ["runners", "transforms", "compare", "stats", "audit", "plan"],
         ["cards", "exports", "hub", "recipes", "report"],
         ["cli", "demo"],
     ]

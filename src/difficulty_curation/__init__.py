@@ -24,6 +24,7 @@ _EXPORTS = {
     "score_to_dir": "difficulty_curation.runners",
     "rescore_dir": "difficulty_curation.runners",
     "score_distributed": "difficulty_curation.runners",
+    "plan_run": "difficulty_curation.plan",
     "load_source": "difficulty_curation.sources",
     "get_verifier": "difficulty_curation.verifiers",
     "register_verifier": "difficulty_curation.verifiers",
@@ -113,6 +114,7 @@ __all__ = [
     "load_source",
     "merge_scores",
     "mix",
+    "plan_run",
     "push_curated",
     "read_provenance",
     "register_verifier",
@@ -169,6 +171,7 @@ if TYPE_CHECKING:
     )
     from difficulty_curation.exports import export_dataset, export_llamafactory, export_swift, export_trl, export_verl
     from difficulty_curation.hub import PushInfo, push_curated
+    from difficulty_curation.plan import plan_run
     from difficulty_curation.provenance import read_provenance
     from difficulty_curation.recipes.evaluate import evaluate
     from difficulty_curation.recipes.formats import from_trl_format, to_trl_format

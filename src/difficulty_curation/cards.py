@@ -114,6 +114,7 @@ def render_card(
             mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
             comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
             comparison_rows=comparison_rows(provenance.get("comparison") or {}),
+            plan=describe_plan(provenance["plan"]) if isinstance(provenance.get("plan"), Mapping) else None,
             report=report,
         )
     except TemplateError as error:  # a syntax error, an unknown filter, a missing include
@@ -131,6 +132,17 @@ def describe_mix(recipe: Mapping[str, Any]) -> str:
     return (
         f"{ratio} of {recipe.get('rows')} rows (drawn: {counts}), seed {recipe.get('seed')}, "
         f"order {recipe.get('order')}{view}" + (", short buckets allowed" if recipe.get("allow_short") else "")
+    )
+
+
+def describe_plan(plan: Mapping[str, Any]) -> str:
+    """How `curate plan` chose k, from the provenance, in one line."""
+    adaptive = " with adaptive sampling" if plan.get("recommended_adaptive") else ""
+    return (
+        f"a pilot of {plan.get('pilot_rows')} of {plan.get('dataset_rows')} rows scored at k={plan.get('max_k')}; "
+        f"k={plan.get('recommended_k')}{adaptive} gave the same bucket as k={plan.get('max_k')} on "
+        f"{plan.get('agreement', 0):.0%} of them (95% interval {plan.get('agreement_low', 0):.0%}-"
+        f"{plan.get('agreement_high', 0):.0%})"
     )
 
 
@@ -164,6 +176,8 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
     rows = {key: value for key, value in provenance.items() if value is not None}
     if isinstance(rows.get("mix"), Mapping):
         rows["mix"] = describe_mix(rows["mix"])
+    if isinstance(rows.get("plan"), Mapping):
+        rows["plan"] = describe_plan(rows["plan"])
     if isinstance(rows.get("merged_runs"), Mapping):
         rows["merged_runs"] = describe_runs(rows["merged_runs"])
     if isinstance(rows.get("comparison"), Mapping):

@@ -25,6 +25,8 @@ from difficulty_curation.columns import Columns
 from difficulty_curation.config import (
     ANSWER_EXTRACTORS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_K,
+    DEFAULT_PILOT,
     TRUNCATED_POLICIES,
     RolloutConfig,
     ScoringConfig,
@@ -300,6 +302,146 @@ def rescore(
             json_output=json_output,
             saved_to=out or run_dir,
         )
+
+
+def _scoring_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`curate score`'s scoring flags (names, defaults and help as `score` declares them from the config)
+    for `command`, in place of its `scoring` parameter, which receives them as a dict; not k and adaptive."""
+    taken = {*ScoringConfig.option_names(), "engine_option", "batch_size"} - {
+        "num_rollouts",
+        "adaptive",
+        "keep_rollouts",
+    }
+    flags = [p for p in inspect.signature(score, eval_str=True).parameters.values() if p.name in taken]
+    signature = inspect.signature(command, eval_str=True)
+    parameters = []
+    for parameter in signature.parameters.values():
+        parameters.extend(flags if parameter.name == "scoring" else [parameter])
+
+    @functools.wraps(command)
+    def with_scoring(**arguments: Any) -> Any:
+        return command(scoring={p.name: arguments.pop(p.name) for p in flags}, **arguments)
+
+    with_scoring.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_scoring.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return with_scoring
+
+
+@app.command()
+@_scoring_options
+def plan(
+    source: Annotated[
+        str, typer.Argument(help="The dataset to plan for: save_to_disk folder, parquet/jsonl/json/csv file or Hub id.")
+    ],
+    scoring: dict[str, Any],
+    pilot: Annotated[
+        float, typer.Option(help="Rows in the pilot, or a share of the rows between 0 and 1 (e.g. 0.05).")
+    ] = DEFAULT_PILOT,
+    max_k: Annotated[
+        int, typer.Option(help="The largest k to compare: rollouts the pilot draws per row.")
+    ] = DEFAULT_MAX_K,
+    price_per_hour: Annotated[
+        float | None, typer.Option(help="What the machine costs per hour, to turn times into money.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder for the pilot and then the full run [default: <source>-scored]."),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Plan for this split only.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start afresh in OUT even if it holds another run.")
+    ] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Before the big run: score a pilot at --max-k and say which k, how many new tokens, how long and how much.
+
+    Compares k = 4, 8, 16, 32 (up to --max-k) on the pilot's own rollouts: buckets, agreement with the
+    max-k buckets, rollouts with and without --adaptive, answer lengths, and time and cost extrapolated
+    from the pilot. Ends with the `curate score` command to run; it reuses the pilot's rollouts.
+
+    Example: curate plan train.parquet --model my-org/my-vlm --pilot 256 --max-k 32 --price-per-hour 2.5
+    """
+    from difficulty_curation.config import parse_engine_options
+    from difficulty_curation.plan import plan_run
+    from difficulty_curation.scoring import score_difficulty
+    from difficulty_curation.sources import load_source, scored_folder
+
+    with _errors(resumable=True):
+        batch_size = scoring.pop("batch_size")
+        scoring["engine_options"] = parse_engine_options(scoring.pop("engine_option"))
+        scoring["chat_template_kwargs"] = parse_engine_options(
+            scoring["chat_template_kwargs"], flag="--chat-template-kwargs"
+        )
+        scoring["max_pixels"] = scoring["max_pixels"] or None
+        scorer = score_difficulty(**scoring)
+        destination = out or scored_folder(source)
+        made = plan_run(
+            load_source(source, split=split),
+            scorer,
+            destination,
+            pilot=pilot,
+            max_k=max_k,
+            price_per_hour=price_per_hour,
+            batch_size=batch_size,
+            source=source,
+            progress=not quiet,
+            overwrite=overwrite,
+        )
+        if json_output:
+            typer.echo(json.dumps(made.to_dict(), indent=1))
+            return
+        _print_plan(made)
+
+
+def _print_plan(made: Any) -> None:
+    """A plan as a table, then its answer lengths, rates, notes, recommendation and command."""
+    money = made.price_per_hour is not None
+
+    def hours(value: float | None) -> str:
+        if value is None:
+            return "-"
+        seconds = value * 3600
+        return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if value < 2 else f"{value:.1f} h"
+
+    rows = []
+    for estimate in made.estimates:
+        row = [
+            str(estimate.num_rollouts),
+            " / ".join(f"{estimate.buckets[name]:.0%}" for name in ("easy", "medium", "hard")),
+            f"{estimate.agreement:.0%} ({estimate.agreement_low:.0%}-{estimate.agreement_high:.0%})",
+            f"{estimate.rollouts_per_row:g} / {estimate.adaptive_rollouts_per_row:.1f}",
+            f"{hours(estimate.hours)} / {hours(estimate.adaptive_hours)}",
+        ]
+        if money:
+            row.append(f"{estimate.cost:.2f} / {estimate.adaptive_cost:.2f}" if estimate.cost is not None else "-")
+        rows.append(row)
+    header = ["k", "easy / medium / hard", f"agrees with k={made.max_k} (95%)", "rollouts/row (adaptive)"]
+    header += ["time (adaptive)"] + (["cost (adaptive)"] if money else [])
+    _table(f"Plan from a pilot of {made.pilot_rows} of {made.dataset_rows} rows", header, rows)
+    lengths = made.lengths
+    if "p50" in lengths:
+        typer.echo(
+            f"Answer tokens: median {lengths['p50']}, 90% {lengths['p90']}, 99% {lengths['p99']}, longest finished "
+            f"{lengths['longest_finished']}; {lengths['cut_off']} of {lengths['answers']} cut off at "
+            f"--max-new-tokens {lengths['max_new_tokens']}."
+        )
+    if lengths.get("smallest_limit") is not None:
+        typer.echo(
+            f"Smallest --max-new-tokens that cuts off under 1% of the pilot's answers: {lengths['smallest_limit']}."
+        )
+    rates = made.throughput
+    if rates.get("rollouts_per_second"):
+        tokens = rates.get("tokens_per_second")
+        typer.echo(
+            f"Pilot throughput: {rates['rollouts_per_second']:.2f} rollouts/s"
+            + (f", {tokens:.1f} tokens/s" if tokens else "")
+            + f", {rates['rows_per_second']:.2f} rows/s (engine start-up apart: {rates['startup_seconds']:.1f} s)."
+        )
+    for note in [lengths.get("note"), *made.notes]:
+        if note:
+            typer.echo(f"Note: {note}")
+    typer.echo(f"Recommended: {made.recommendation}\nRun: {made.command}")
 
 
 @app.command("filter")

@@ -20,6 +20,9 @@ from difficulty_curation.redact import register_secret, strip_url_credentials, u
 
 #: Rows per engine call in every runner (part of a run folder's settings: keep it to resume).
 DEFAULT_BATCH_SIZE = 64
+#: `curate plan`: rows in the pilot, and the largest k it compares (the rollouts it draws per pilot row).
+DEFAULT_PILOT = 256
+DEFAULT_MAX_K = 32
 
 BACKENDS = ("auto", "transformers", "vllm", "openai")
 #: What a rollout that hit max_new_tokens counts as (see docs/answers.md).

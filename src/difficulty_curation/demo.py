@@ -306,6 +306,7 @@ def next_commands(saved_to: str | os.PathLike[str] | None = None) -> str:
             f"curate export {scored} --format trl --bucket medium --out sft-m-trl",
             "for TRL; also swift, llamafactory, verl",
         ),
+        ("curate plan your.parquet --model your-org/your-vlm --out scored", "which k, how long: a pilot first"),
         ("curate score your.parquet --model your-org/your-vlm --out scored", "your own dataset, your own model"),
     ]
     width = max(len(command) for command, _ in steps)

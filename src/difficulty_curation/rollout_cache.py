@@ -30,9 +30,22 @@ ROLLOUT_KEY_VERSION = 2
 
 
 def rollout_key(config: ScoringConfig, content_hash: str) -> str:
-    """The cache key of one row's rollouts: generation settings + content + `ROLLOUT_KEY_VERSION`, never the verifier."""
+    """The cache key of one row's rollouts: generation settings + content + `ROLLOUT_KEY_VERSION`, never the verifier.
+
+    Without `adaptive`, never k either: rollout j of a row is the same draw whatever k, so the entry
+    holds the longest prefix drawn so far and serves any k up to its length (a `curate plan` pilot
+    at k=32 serves the full run at k=8). An adaptive entry depends on where the verifier stopped the
+    row, so its key keeps k (a rescore with another verifier reads exactly what was drawn).
+    """
     identity = {**config.rollout_identity(), "content": content_hash, "key_version": ROLLOUT_KEY_VERSION}
+    if not config.adaptive:
+        del identity["num_rollouts"]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def draws_identity(config: ScoringConfig) -> str:
+    """Which draws `config` samples, whatever its k and adaptive: runs with the same identity share rollouts."""
+    return rollout_key(config.replace(adaptive=False), "")
 
 
 class RolloutCache:
@@ -70,7 +83,9 @@ class RolloutCache:
         return found
 
     def put_many(self, items: Mapping[str, list[str]]) -> None:
-        """Store rollouts durably (one committed transaction)."""
+        """Store rollouts durably (one committed transaction); an entry is never replaced by a shorter one."""
+        existing = self.get_many(items)
+        items = {key: value for key, value in items.items() if len(existing.get(key, ())) <= len(value)}
         if not items:
             return
         try:

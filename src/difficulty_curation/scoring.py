@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,7 +248,7 @@ class DifficultyScorer:
         Returns the outcome per row and how many rollouts were generated.
         """
         keys = {index: rollout_key(self.config, request.content_hash) for index, request in requests.items()}
-        cached = self.rollout_cache.get_many(keys.values()) if self.rollout_cache is not None else {}
+        cached = self._cached(keys, requests, references)
         pending: dict[str, int] = {}
         for index, key in keys.items():
             if key not in cached and key not in pending:
@@ -257,7 +258,7 @@ class DifficultyScorer:
         drawn: dict[str, list[str]] = {key: [] for key in order}
         failed: dict[str, RowError] = {}
         k = self.config.rollout.num_rollouts
-        streams = bool(self.config.adaptive and order) and isinstance(self.engine, AdaptiveEngine)
+        streams = bool(self.config.adaptive and order) and self._streams
         if self.config.adaptive and order and not streams:
             sample = self._round_sampler(prompts)  # each prompt is prefilled once, for all rounds
             active, first = list(range(len(order))), 0
@@ -299,6 +300,52 @@ class DifficultyScorer:
         for index, key in keys.items():
             outcomes_by_row[index] = cached.get(key) or failed.get(key) or generated[key]
         return outcomes_by_row, sum(len(rollouts) for rollouts in drawn.values())
+
+    def _cached(
+        self, keys: dict[int, str], requests: dict[int, PromptRequest], references: list[Any]
+    ) -> dict[str, list[str]]:
+        """The rows' rollouts the cache can serve, by key: the first k of a longer draw (rollout j is the same
+        draw whatever k), and for an adaptive run, also the prefix of a plain draw where it stops the row."""
+        if self.rollout_cache is None:
+            return {}
+        k = self.config.rollout.num_rollouts
+        found = self.rollout_cache.get_many(keys.values())
+        if not self.config.adaptive:
+            return {key: rollouts[:k] for key, rollouts in found.items() if len(rollouts) >= k}
+        plain = self.config.replace(adaptive=False)
+        draws = {
+            keys[index]: (rollout_key(plain, request.content_hash), index)
+            for index, request in requests.items()
+            if keys[index] not in found
+        }
+        drawn = self.rollout_cache.get_many(key for key, _ in draws.values()) if draws else {}
+        for key, (draw_key, index) in draws.items():
+            if draw_key in drawn:
+                stop = self.adaptive_stop(drawn[draw_key], references[index])
+                if stop is not None:
+                    found[key] = drawn[draw_key][:stop]
+        return found
+
+    @property
+    def _streams(self) -> bool:
+        """Whether the engine draws adaptively itself, judging each rollout as it finishes (vLLM), not in rounds."""
+        return isinstance(self.engine, AdaptiveEngine)
+
+    def adaptive_stop(self, completions: Sequence[str], reference: Any, num_rollouts: int | None = None) -> int | None:
+        """How many rollouts an adaptive run at `num_rollouts` (default: this scorer's k) keeps of a row whose
+        draw, in index order, begins with `completions`; None when they are too few to say.
+
+        The decision adaptive scoring makes: `_bucket_is_certain` after each round of `adaptive_rounds`, or
+        after every rollout on an engine that streams. `curate plan` simulates adaptive runs with it.
+        """
+        k = num_rollouts or self.config.rollout.num_rollouts
+        checkpoints = range(1, k + 1) if self._streams else itertools.accumulate(adaptive_rounds(k))
+        for stop in checkpoints:
+            if stop > len(completions):
+                return None
+            if self._bucket_is_certain(list(completions[:stop]), reference):
+                return stop
+        return k
 
     def _round_sampler(self, prompts: list[PromptRequest]) -> Callable[[list[int], int, int], list[Any]]:
         """Adaptive rounds from one prefill of `prompts`; if the batch cannot be prefilled as a whole

@@ -47,6 +47,7 @@ def score_to_dir(
     overwrite: bool = False,
     retry_failed: bool = False,
     ray: RayOptions | None = None,
+    pilot: bool = False,
 ) -> Dataset | DatasetDict:
     """Score `dataset` into the run folder `out_dir`, resuming whatever an earlier run finished.
 
@@ -61,6 +62,9 @@ def score_to_dir(
     worker, into the same run folder: each batch is recorded as it lands, so a run whose driver
     dies resumes like a local one (on Ray or not). Where the work runs is not part of the run's
     settings; the rows and scores are the same.
+
+    `pilot=True` marks the run as a `curate plan` pilot: the next run in `out_dir` replaces it (whatever
+    its settings), its rollouts staying cached, and a plan the folder holds goes into that run's provenance.
 
     Raises:
         EngineError: the engine or endpoint failed in a way that is not a row's fault; what was
@@ -77,6 +81,7 @@ def score_to_dir(
         splits={name: len(part) for name, part in inputs.splits.items()},
         batch_size=batch_size,
         source=source,
+        pilot=pilot,
     )
     run = RunFolder.open(out_dir, spec, overwrite=overwrite)
     try:
@@ -98,7 +103,9 @@ def score_to_dir(
         finally:
             bar.close()
             cache.close()
-        scored = run.assemble(dataset, scoring_provenance(scorer, source=source))
+        provenance = scoring_provenance(scorer, source=source)
+        plan = run.plan(scorer.config)
+        scored = run.assemble(dataset, {**provenance, "plan": plan} if plan else provenance)
     finally:
         run.close()
     warn_about(scored, where=run.root)

@@ -41,6 +41,7 @@ from difficulty_curation.outputs import (
 )
 from difficulty_curation.provenance import attach_provenance, with_finish_counts
 from difficulty_curation.redact import get_logger
+from difficulty_curation.rollout_cache import draws_identity
 from difficulty_curation.runlock import RunLock
 from difficulty_curation.schema import ALL_SCORE_COLUMNS, replace_image_features, score_features
 from difficulty_curation.splits import as_splits, first_split
@@ -52,6 +53,8 @@ logger = get_logger(__name__)
 #: compared by content (each batch's rows' fingerprint), not by how its path is spelled.
 #: An endpoint that moved to another host or port still serves the same model.
 _RUNTIME_FIELDS = {"toolkit_version", "source", "api_base"}
+#: Where `curate plan` leaves its plan in a run folder's state (read back into the full run's provenance).
+PLAN_FILE = "plan.json"
 #: Parquet metadata key of a shard: which batch it is and the fingerprint of the rows it scored.
 SHARD_METADATA_KEY = b"difficulty_curation"
 
@@ -65,16 +68,19 @@ class RunSpec:
     batch_size: int
     source: str | None = None
     toolkit_version: str = __version__
+    #: A `curate plan` pilot: the next run in the folder replaces it, keeping its rollouts cached.
+    pilot: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {
+        record = {
             "scoring": self.scoring,
             "splits": self.splits,
             "batch_size": self.batch_size,
             "source": self.source,
             "toolkit_version": self.toolkit_version,
         }
+        return {**record, "pilot": True} if self.pilot else record
 
 
 class RunFolder:
@@ -106,7 +112,7 @@ class RunFolder:
             )
         lock = RunLock(state).acquire()
         try:
-            if is_run and overwrite:
+            if is_run and (overwrite or cls.read_spec(root).pilot):  # a pilot's rollouts stay in the cache
                 _unfinish(root)  # first: from here on every reader sees an unfinished run, not the old data
                 shutil.rmtree(state / "shards", ignore_errors=True)
                 (state / "manifest.json").unlink(missing_ok=True)
@@ -149,6 +155,18 @@ class RunFolder:
             raise RunStateError(
                 f"{str(path)!r} is damaged ({error}); pass --overwrite to start the run afresh."
             ) from None
+
+    def plan(self, config: ScoringConfig) -> dict[str, Any] | None:
+        """What the folder's `curate plan` (`PLAN_FILE`) said, for the provenance: None without a plan, or if it
+        was made for other draws (another model, seed or sampling option; k and adaptive are what it plans)."""
+        path = self.state / PLAN_FILE
+        try:
+            plan = json.loads(path.read_text()) if path.exists() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if not isinstance(plan, dict) or plan.get("draws") != draws_identity(config):
+            return None
+        return plan.get("summary")
 
     @staticmethod
     def load_finished(root: str | Path) -> Dataset | DatasetDict:
