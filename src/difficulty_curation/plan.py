@@ -386,6 +386,7 @@ def _estimate(k: int, rows: list[dict[str, Any]], max_k: int, scorer: Difficulty
     low, high = pass_rate_interval(agree, len(compared)) if compared else (0.0, 1.0)
     scored = [b for b in buckets if b is not None]
     stops = [scorer.adaptive_stop(row["completions"][:k], row["reference"], num_rollouts=k) or k for row in rows]
+    stops = [scorer.adaptive_drawn(stop, k) for stop in stops]  # what the engine draws to keep them
     return KEstimate(
         num_rollouts=k,
         buckets={name: (scored.count(name) / len(scored) if scored else 0.0) for name in PAPER_BUCKETS},

@@ -347,6 +347,20 @@ class DifficultyScorer:
                 return stop
         return k
 
+    def adaptive_drawn(self, stop: int, num_rollouts: int | None = None) -> int:
+        """How many rollouts an adaptive run draws for a row it keeps `stop` of: as many on an engine that
+        draws in rounds; on one that draws in windows (vLLM's `adaptive_windows`), the whole window in which
+        the row was decided. `curate plan` prices adaptive runs with it."""
+        k = num_rollouts or self.config.rollout.num_rollouts
+        windows = getattr(self.engine, "adaptive_windows", None) if self._streams else None
+        if not windows:
+            return stop
+        first, later = windows
+        drawn = first
+        while drawn < stop:
+            drawn += later
+        return min(drawn, k)
+
     def _round_sampler(self, prompts: list[PromptRequest]) -> Callable[[list[int], int, int], list[Any]]:
         """Adaptive rounds from one prefill of `prompts`; if the batch cannot be prefilled as a whole
         (one bad row can fail it), each round is generated with `_generate`, which isolates that row."""
