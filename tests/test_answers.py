@@ -23,6 +23,7 @@ from difficulty_curation.audit import audit_hard_rows
 from difficulty_curation.cards import render_card
 from difficulty_curation.config import ANSWER_EXTRACTORS, ScoringConfig, parse_chat_template_kwargs
 from difficulty_curation.engines.openai import chat_request_body, parse_chat_response
+from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.provenance import attach_provenance, provenance_record, with_finish_counts
 from difficulty_curation.rollout_cache import RolloutCache, rollout_key
@@ -336,3 +337,15 @@ def test_every_verifier_judges_the_answer_after_the_reasoning_and_the_policy_dec
     assert math._verify_all([cut, Completion(late, "stop")], "1/2") == [0.0, 1.0]  # wrong: judged as written
     excluding = score_difficulty("m", verifier="math", truncated="exclude")
     assert excluding._verify_all([cut, Completion(late, "stop"), late], "1/2") == [None, 1.0, 1.0]  # unknown: judged
+
+
+def test_content_sent_as_a_list_of_text_parts_is_joined_and_other_parts_fail_the_row():
+    payload = {
+        "choices": [
+            {"index": 0, "message": {"content": [{"type": "text", "text": "so "}, {"type": "text", "text": "7"}]}}
+        ]
+    }
+    assert parse_chat_response(payload, 1) == ["so 7"]
+    image = {"choices": [{"index": 0, "message": {"content": [{"type": "image_url", "image_url": {"url": "x"}}]}}]}
+    with pytest.raises(RowError, match=r"content that is not text \(image_url\)"):
+        parse_chat_response(image, 1)
