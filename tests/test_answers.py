@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import sqlite3
+import time
 
 import pytest
 from datasets import Dataset
@@ -20,8 +21,9 @@ from difficulty_curation.answers import (
 )
 from difficulty_curation.audit import audit_hard_rows
 from difficulty_curation.cards import render_card
-from difficulty_curation.config import ANSWER_EXTRACTORS, ScoringConfig, parse_engine_options
+from difficulty_curation.config import ANSWER_EXTRACTORS, ScoringConfig, parse_chat_template_kwargs
 from difficulty_curation.engines.openai import chat_request_body, parse_chat_response
+from difficulty_curation.errors import RowError
 from difficulty_curation.prompts import PromptRequest
 from difficulty_curation.provenance import attach_provenance, provenance_record, with_finish_counts
 from difficulty_curation.rollout_cache import RolloutCache, rollout_key
@@ -32,7 +34,7 @@ from difficulty_curation.verifiers import get_verifier
 EXTRACTIONS = [
     ("auto", "7", "7"),
     ("auto", "<think>maybe 3... no, 7</think>7", "7"),
-    ("auto", "<think>The answer is 3.</think>\n<answer> 7 </answer>", " 7 "),
+    ("auto", "<think>The answer is 3.</think>\n<answer> 7 </answer>", "7"),
     ("auto", "<think>3? 5? still counting", None),  # never closed: no answer
     ("auto", "<THINK>upper case</THINK>7", "7"),
     ("auto", "<answer>7</answer> and later <answer>3</answer>", "7"),  # the first tags, as before extractors
@@ -47,7 +49,7 @@ EXTRACTIONS = [
     ("answer-is", "Answer: **7**", "7"),
     ("answer-is", "I first thought the answer is 3. Final answer: $7$", "7"),
     ("answer-is", "<think>the answer is 3</think>The answer is \\boxed{7}.", "7"),
-    ("answer-is", "So the answer is 7.\nThat was easy.", "7."),
+    ("answer-is", "So the answer is 7.\nThat was easy.", "7"),
     ("answer-is", "It looks like a seven to me.", None),
 ]
 
@@ -62,6 +64,108 @@ def test_every_extracted_answer_of_a_seven_is_judged_right_by_exact(name, comple
     if "\\frac" in completion:
         return
     assert get_verifier("exact")(extract_answer(completion, name), "7") == 1.0
+
+
+# (extractor, completion, the answer as written): what surrounds an answer in prose goes, nothing inside it.
+AS_WRITTEN = [
+    ("answer-is", "The answer is: **7**.", "7"),
+    ("last-line", "The answer is: **7**.", "The answer is: **7**"),
+    ("answer-is", "Final Answer: 7!", "7"),
+    ("last-line", "Counting the strokes...\n**7**.", "7"),
+    ("last-line", "Counting the strokes...\n7!", "7"),
+    ("answer-is", "The answer is A.", "A"),
+    ("answer-is", "The answer is 7.", "7"),
+    ("answer-is", "The answer is 3.14.", "3.14"),
+    ("answer-is", "The answer is -2", "-2"),
+    ("answer-is", "The answer is x^2.", "x^2"),
+    ("answer-is", "The answer is $7$.", "7"),
+    ("answer-is", "The answer is `7`;", "7"),
+    ("answer-is", "The answer is $5!$.", "5!"),  # inside math, ! is a factorial
+    ("boxed", "So \\boxed{5!}.", "5!"),
+    ("boxed", "So \\boxed{z^*}", "z^*"),
+    ("boxed", "So \\boxed{ 7. }", "7"),
+    ("answer-is", "The answer is \\boxed{5!}!", "5!"),
+    ("last-line", "**$\\boxed{7}$**.", "7"),
+    ("last-line", "$a$ and $b$", "$a$ and $b$"),  # not one wrapper around the whole answer
+    ("regex", "Digit: **7**.", "7"),
+    ("auto", "<answer>**7**.</answer>", "7"),
+    ("auto", "\x00 7 \x1b\u200b", "7"),
+    ("last-line", "7\n**\n...\n", "7"),  # a line of only emphasis or punctuation holds no answer
+    ("answer-is", "The answer is ...", None),
+    ("boxed", "\\boxed{}", None),
+    ("auto", "", None),
+    ("auto", "!?.", None),
+]
+
+
+@pytest.mark.parametrize(("name", "completion", "expected"), AS_WRITTEN)
+def test_every_extractor_drops_emphasis_and_sentence_punctuation_but_nothing_inside_the_answer(
+    name, completion, expected
+):
+    assert extract_answer(completion, name, r"Digit: (.*)" if name == "regex" else None) == expected
+
+
+@pytest.mark.parametrize("name", ["boxed", "answer-is"])
+def test_a_last_box_that_is_never_closed_is_no_answer_even_after_a_closed_one(name):
+    cut_off = "First \\boxed{7}. Hmm, the answer is \\boxed{\\frac{14}{2"
+    assert extract_answer(cut_off, name) is None
+    assert extract_answer("\\boxed{\\{1, 2\\}} is the set", "boxed") == "\\{1, 2\\}"  # escaped braces are text
+
+
+def seconds_to_extract(text, name):
+    """The fastest of three extractions of `text` (the others carry the noise of a shared machine)."""
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        extract_answer(text, name, r"(\d)" if name == "regex" else None)
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def assert_linear(name, unit, repeats):
+    """Ten times the input takes well under 100 times as long (quadratic), with slack for tiny timings."""
+    small = seconds_to_extract(unit * repeats, name)
+    large = seconds_to_extract(unit * (10 * repeats), name)
+    assert large < 25 * small + 0.05, f"{name} on {unit!r}: {small:.4f}s, 10x the input {large:.4f}s"
+
+
+def test_the_boxed_extractor_is_linear_on_repeated_unclosed_boxes():
+    assert_linear("boxed", "\\boxed{", 300)
+
+
+#: Hostile completions, each repeated: unclosed boxes and tags, nested braces, markers, only markup.
+HOSTILE = [
+    "\\boxed{",
+    "\\boxed{{",
+    "\\boxed{7}}{",
+    "\\boxed ",
+    "<answer>",
+    "<think>",
+    "</think ",
+    "the answer is ",
+    "answer" + " " * 50,
+    "*\n",
+    ".!?*_`$",
+    "\\(",
+    "\\",
+    "\x00\x1b\u200b\u0130",
+    "$",
+]
+
+
+@pytest.mark.parametrize("unit", HOSTILE)
+@pytest.mark.parametrize("name", [*EXTRACTORS, "regex"])
+def test_every_extractor_is_linear_on_hostile_completions(name, unit):
+    assert_linear(name, unit, 300)
+
+
+def test_a_300k_character_completion_of_nested_boxes_is_extracted_at_once():
+    nested = "\\boxed{" * 40_000 + "7" + "}" * 40_000
+    start = time.perf_counter()
+    assert extract_answer(nested, "boxed") == "7"  # the last box opened: the innermost
+    for name in EXTRACTORS:
+        extract_answer(nested, name)
+    assert time.perf_counter() - start < 10
 
 
 def test_a_regex_extractor_takes_the_last_match_of_its_one_group_after_the_reasoning():
@@ -100,10 +204,10 @@ def test_a_pattern_alone_chooses_the_regex_extractor_and_survives_the_record():
     assert config.replace(answer_extractor="boxed", answer_pattern=None).answer_extractor == "boxed"
 
 
-def test_chat_template_kwargs_are_read_like_engine_options_and_named_in_errors():
-    assert parse_engine_options(["enable_thinking=false"], flag="--chat-template-kwargs") == {"enable_thinking": False}
+def test_chat_template_kwargs_are_read_as_json_and_named_in_errors():
+    assert parse_chat_template_kwargs(["enable_thinking=false"]) == {"enable_thinking": False}
     with pytest.raises(ConfigError, match=r"--chat-template-kwargs 'thinking' is not KEY=VALUE; write e.g. "):
-        parse_engine_options(["thinking"], flag="--chat-template-kwargs")
+        parse_chat_template_kwargs(["thinking"])
 
 
 def test_chat_template_kwargs_are_in_the_rollout_key_and_keys_without_them_are_unchanged():
@@ -213,12 +317,12 @@ def test_the_audit_groups_hard_rows_by_the_extracted_answer():
             "solution": ["7", "7"],
             "rollouts": [
                 ["<think>is it 7?</think>1", "<think>7 or 1</think>1", "1"],
-                ["<think>a 7</think>\\boxed{1}", "<think>7</think>\\boxed{1}", "\\boxed{2}"],
+                ["<think>a 7</think>so \\boxed{1}", "<think>7</think>so \\boxed{1}", "\\boxed{2}"],
             ],
         }
     )
     groups = audit_hard_rows(rows)  # auto: the text after </think>, boxes and all
-    assert [(g.majority_answer, g.rows) for g in groups] == [("1", [0]), ("\\boxed{1}", [1])]
+    assert [(g.majority_answer, g.rows) for g in groups] == [("1", [0]), ("so \\boxed{1}", [1])]
     attach_provenance(rows, provenance_record(ScoringConfig(model="m", answer_extractor="boxed")))
     groups = audit_hard_rows(rows)  # the run's own extractor, from its provenance
     assert [(g.majority_answer, g.rows) for g in groups] == [("1", [1])]
@@ -233,3 +337,15 @@ def test_every_verifier_judges_the_answer_after_the_reasoning_and_the_policy_dec
     assert math._verify_all([cut, Completion(late, "stop")], "1/2") == [0.0, 1.0]  # wrong: judged as written
     excluding = score_difficulty("m", verifier="math", truncated="exclude")
     assert excluding._verify_all([cut, Completion(late, "stop"), late], "1/2") == [None, 1.0, 1.0]  # unknown: judged
+
+
+def test_content_sent_as_a_list_of_text_parts_is_joined_and_other_parts_fail_the_row():
+    payload = {
+        "choices": [
+            {"index": 0, "message": {"content": [{"type": "text", "text": "so "}, {"type": "text", "text": "7"}]}}
+        ]
+    }
+    assert parse_chat_response(payload, 1) == ["so 7"]
+    image = {"choices": [{"index": 0, "message": {"content": [{"type": "image_url", "image_url": {"url": "x"}}]}}]}
+    with pytest.raises(RowError, match=r"content that is not text \(image_url\)"):
+        parse_chat_response(image, 1)

@@ -18,6 +18,7 @@ the last `</think>` counts, and a `<think>` that is never closed leaves no answe
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,61 +81,143 @@ def count_truncated(completions: Sequence[str]) -> int | None:
 
 _THINK_CLOSE = re.compile(r"</think\s*>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think\s*>", re.IGNORECASE)
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_IS = re.compile(r"\banswer\b\s*(?:\bis\b\s*:?|:)", re.IGNORECASE)
-_MARKUP = "*_`$ \t\r\n"
+_BOX_OPEN = re.compile(r"\\boxed\s*\{")
+#: A brace, or an escaped character that is not one (`\{`, `\}`, `\\`).
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+#: Whitespace (Unicode's, zero-width ones too) and control characters (`str.strip()` keeps NUL, ESC, ...).
+_SPACE = "".join(map(chr, [*range(0x21), *range(0x7F, 0xA1), 0x1680, *range(0x2000, 0x200C), 0x2028, 0x2029]))
+_SPACE += "\u202f\u205f\u2060\u3000\ufeff"
+#: Markdown emphasis and code marks around an answer (`**7**`, `_7_`, `` `7` ``).
+_EMPHASIS = "*_`"
+#: What ends a sentence after an answer; `!` too, outside math (inside, `$5!$` is a factorial).
+_SENTENCE_END = ".,;:?\u3002\uff0c\uff1b\uff1a\uff1f"
+_EXCLAMATION = "!\uff01"
+_MATH_WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+#: At most this many passes clean one answer (`**$\boxed{7}$**.` needs four): linear time on any input.
+_MAX_PASSES = 8
+_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The last match of `pattern` in `text`, in one pass that keeps no list of them."""
+    last = deque(pattern.finditer(text), maxlen=1)
+    return last[0] if last else None
 
 
 def after_reasoning(completion: str) -> str | None:
     """The text after the last `</think>`; the whole text without think tags; None for an unclosed `<think>`."""
-    closes = list(_THINK_CLOSE.finditer(completion))
-    if closes:
-        return completion[closes[-1].end() :]
+    last = _last_match(_THINK_CLOSE, completion)
+    if last is not None:
+        return completion[last.end() :]
     if _THINK_OPEN.search(completion):
         return None  # still thinking when it stopped: no answer
     return completion
 
 
+def answer_tag_content(text: str) -> str | None:
+    """The text inside the first `<answer>...</answer>` tags (any case), or None; linear in `len(text)`."""
+    opening = _ANSWER_OPEN.search(text)
+    closing = opening and _ANSWER_CLOSE.search(text, opening.end())
+    return text[opening.end() : closing.start()] if opening and closing else None
+
+
+def clean_answer(answer: str | None) -> str | None:
+    """An answer as written, without what surrounds it in prose; None when nothing is left.
+
+    Every extractor's answer goes through here. Taken off the ends: whitespace and control
+    characters, markdown emphasis in pairs (`**7**`, `` `7` ``), sentence punctuation after it
+    (`7.`, `A.`, `7!`, `7;`), and math wrappers around the whole answer (`$7$`, `\\(7\\)`,
+    `\\boxed{7}`), inside which `!`, `*` and `_` mean something and stay (`$5!$`, `\\boxed{z^*}`).
+    Nothing inside an answer changes: `3.14`, `-2`, `x^2` and `\\frac{1}{2}` stay as written.
+    Linear in `len(answer)`: at most `_MAX_PASSES` passes.
+
+        >>> clean_answer("The answer is: **7**."[15:]), clean_answer("$5!$"), clean_answer("A.")
+        ('7', '5!', 'A')
+    """
+    if answer is None:
+        return None
+    text, in_math = answer, False
+    for _ in range(_MAX_PASSES):
+        before = text
+        ends = _SENTENCE_END if in_math else _SENTENCE_END + _EXCLAMATION
+        text = text.strip(_SPACE).rstrip(_SPACE + ends)
+        if not in_math:
+            emphasis = min(len(text) - len(text.lstrip(_EMPHASIS)), len(text) - len(text.rstrip(_EMPHASIS)))
+            text = text[emphasis : len(text) - emphasis]
+        inner = _unwrap_math(text)
+        if inner is not None:
+            text, in_math = inner, True
+        elif text == before:
+            break
+    return text or None
+
+
+def _unwrap_math(text: str) -> str | None:
+    """What is inside math wrapping the whole of `text` (`$..$`, `\\(..\\)`, `\\[..\\]`, one `\\boxed{..}`), else None."""
+    for opening, closing in _MATH_WRAPPERS:
+        if len(text) >= len(opening) + len(closing) and text.startswith(opening) and text.endswith(closing):
+            inner = text[len(opening) : len(text) - len(closing)]
+            return inner if opening not in inner and closing not in inner else None
+    match = _BOX_OPEN.match(text)
+    if match and _closing_brace(text, match.end()) == len(text) - 1:
+        return text[match.end() : -1]
+    return None
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """The position of the `}` closing a `{` opened just before `start` (`\\{`, `\\}` are text), or None."""
+    depth = 1
+    for token in _BRACE_TOKEN.finditer(text, start):
+        if token[0] == "{":
+            depth += 1
+        elif token[0] == "}":
+            depth -= 1
+            if depth == 0:
+                return token.start()
+    return None
+
+
 def _auto(text: str) -> str | None:
     """The text inside the first `<answer>...</answer>` tags, else the whole text (the behaviour before extractors)."""
-    match = _ANSWER_TAG.search(text)
-    return match.group(1) if match else text
+    tagged = answer_tag_content(text)
+    return text if tagged is None else tagged
+
+
+def _last_box(text: str) -> str | None:
+    """The last `\\boxed{...}` of `text` as written (nested braces kept); None when there is none or it is never
+    closed (a cut-off answer has no final answer, whatever it boxed before). One pass: linear in `len(text)`."""
+    last = _last_match(_BOX_OPEN, text)
+    if last is None:
+        return None
+    closing = _closing_brace(text, last.end())
+    return None if closing is None else text[last.start() : closing + 1]
 
 
 def _boxed(text: str) -> str | None:
-    """The contents of the last `\\boxed{...}` (nested braces kept), or None."""
-    found = None
-    for match in re.finditer(r"\\boxed\s*\{", text):
-        depth, start = 1, match.end()
-        for position in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[position], 0)
-            if depth == 0:
-                found = text[start:position]
-                break
-    return None if found is None else found.strip()
+    """The contents of the last `\\boxed{...}` (nested braces kept), or None (none, or the last never closed)."""
+    return _last_box(text)  # `clean_answer` takes the box off
 
 
 def _last_line(text: str) -> str | None:
-    """The last line with text on it, markdown emphasis stripped, or None."""
-    lines = [_unmark(line) for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    return lines[-1] if lines else None
+    """The last line with an answer on it (not only emphasis or punctuation), or None."""
+    for line in reversed(text.splitlines()):
+        if clean_answer(line) is not None:
+            return line
+    return None
 
 
 def _answer_is(text: str) -> str | None:
-    """What follows the last "the answer is" / "Answer:" / "Final answer:", to the end of its line, or None."""
-    markers = list(_ANSWER_IS.finditer(text))
-    if not markers:
+    """What follows the last "the answer is" / "Answer:" / "Final answer:", to the end of its line, or None.
+
+    A box on that line is the answer (`The answer is \\boxed{7} since ...`), and one never closed is none.
+    """
+    marker = _last_match(_ANSWER_IS, text)
+    if marker is None:
         return None
-    answer = text[markers[-1].end() :].split("\n", 1)[0]
-    boxed = _boxed(answer)
-    answer = _unmark(boxed if boxed is not None else answer)
-    return answer or None
-
-
-def _unmark(text: str) -> str:
-    """`text` without surrounding whitespace and markdown/LaTeX emphasis (`**7**`, `` `7` ``, `$7$`)."""
-    return text.strip(_MARKUP)
+    answer = text[marker.end() :].split("\n", 1)[0]
+    return _last_box(answer) if _BOX_OPEN.search(answer) else answer
 
 
 #: Extractor name -> function of the text after the reasoning; each returns None for "no answer".
@@ -158,15 +241,15 @@ def extractor_for(name: str = "auto", pattern: str | None = None) -> Callable[[s
         compiled = re.compile(pattern)
 
         def extract(text: str) -> str | None:
-            matches = list(compiled.finditer(text))
-            return matches[-1].group(1) if matches and matches[-1].group(1) is not None else None
+            last = _last_match(compiled, text)
+            return None if last is None else last.group(1)
 
     else:
         extract = EXTRACTORS[name]
 
     def from_completion(completion: str) -> str | None:
         text = after_reasoning(completion)
-        return None if text is None else extract(text)
+        return None if text is None else clean_answer(extract(text))
 
     return from_completion
 

@@ -138,8 +138,9 @@ def score(
         list[str] | None,
         typer.Option(
             "--chat-template-kwargs",
-            help="KEY=VALUE, repeatable; VALUE is read as JSON when it parses, e.g. --chat-template-kwargs "
-            "enable_thinking=false. " + option_help("chat_template_kwargs"),
+            help="KEY=VALUE, repeatable; VALUE is JSON (Python's True/False/None too), a string in JSON quotes, e.g. "
+            "--chat-template-kwargs enable_thinking=false --chat-template-kwargs 'reasoning_effort=\"high\"'. "
+            + option_help("chat_template_kwargs"),
         ),
     ] = None,
     correct_threshold: Annotated[
@@ -199,7 +200,7 @@ def score(
 
     Example: curate score train.parquet --model my-org/my-vlm -k 8 --verifier exact --out scored/
     """
-    from difficulty_curation.config import parse_engine_options
+    from difficulty_curation.config import parse_chat_template_kwargs, parse_engine_options
     from difficulty_curation.runners.run_folder import score_to_dir
     from difficulty_curation.scoring import score_difficulty
     from difficulty_curation.sources import load_source, scored_folder
@@ -230,7 +231,7 @@ def score(
             pass_rate_interval=pass_rate_interval,
             api_base=api_base,
             engine_options=parse_engine_options(engine_option),
-            chat_template_kwargs=parse_engine_options(chat_template_kwargs, flag="--chat-template-kwargs"),
+            chat_template_kwargs=parse_chat_template_kwargs(chat_template_kwargs),
         )
         dataset = load_source(source, split=split)
         destination = out or scored_folder(source)

@@ -51,6 +51,31 @@ TOKEN_ENGINE_OPTIONS = frozenset(
 )
 #: Set by the toolkit itself from the config; never through engine options.
 RESERVED_ENGINE_OPTIONS = {"model": "model", "revision": "revision", "seed": "seed"}
+#: Never chat template variables: the arguments of transformers' `apply_chat_template` (tokenizer's and
+#: processor's) and `render_jinja_template`, which the toolkit sets itself or does not pass, and `messages`.
+RESERVED_CHAT_TEMPLATE_KWARGS = frozenset(
+    {
+        "messages",
+        "conversation",
+        "conversations",
+        "add_generation_prompt",
+        "continue_final_message",
+        "tokenize",
+        "chat_template",
+        "tools",
+        "documents",
+        "padding",
+        "truncation",
+        "max_length",
+        "return_tensors",
+        "return_dict",
+        "return_assistant_tokens_mask",
+        "tokenizer_kwargs",
+        "processor_kwargs",
+        "load_audio_from_video",
+        "sanitize_control_tokens",
+    }
+)
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, rollouts: bool = False, flag: bool = True) -> Any:
@@ -161,7 +186,8 @@ class ScoringConfig:
         default_factory=dict,
         metadata={
             "help": "Variables for the model's chat template, e.g. enable_thinking=false; on every backend, "
-            "recorded with the scores and in the rollout-cache key."
+            'recorded with the scores and in the rollout-cache key. Values are JSON (true, 2, "text", [..], {..}); '
+            "apply_chat_template's own arguments (messages, add_generation_prompt, tokenize, ...) are refused."
         },
     )
 
@@ -285,6 +311,46 @@ def parse_engine_options(items: list[str] | None, *, flag: str = "--engine-optio
     return options
 
 
+#: Python's spellings of JSON's constants, as `--chat-template-kwargs enable_thinking=False` writes them.
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
+def parse_chat_template_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """`["KEY=VALUE", ...]` (the CLI's `--chat-template-kwargs`) as a dict; each VALUE must be JSON.
+
+    `enable_thinking=false` and `enable_thinking=False` give the bool (Python's `True`, `False` and
+    `None` are read as JSON's), `n=2` an int, `tags=["a"]` a list. A VALUE that is not JSON is refused
+    rather than sent as a string, which a template would read as true (`"False"` is a non-empty
+    string): a string is written in JSON quotes, `'reasoning_effort="high"'`.
+
+    Raises:
+        ConfigError: an item that is not KEY=VALUE, or a VALUE that is not JSON.
+    """
+    flag = "--chat-template-kwargs"
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, equals, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not equals or not key.isidentifier():
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} enable_thinking=false.")
+        if text in _PYTHON_CONSTANTS:
+            options[key] = _PYTHON_CONSTANTS[text]
+            continue
+        try:
+            options[key] = json.loads(text, parse_constant=_refuse_constant)
+        except ValueError:
+            quoted = json.dumps(text)
+            raise ConfigError(
+                f"{flag} {key}={text} is not a JSON value (true, false, a number, null, [...], {{...}} or a "
+                f"\"string\"); write a string in JSON quotes, e.g. {flag} '{key}={quoted}'."
+            ) from None
+    return options
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _check_engine_options(options: Any) -> None:
     if not isinstance(options, dict):
         raise ConfigError(f"engine_options must be a dict of option name -> value, got {options!r}.")
@@ -320,10 +386,20 @@ def _check_answer_options(config: ScoringConfig) -> None:
         raise ConfigError(
             f"chat_template_kwargs must be a dict of variable name -> value, got {config.chat_template_kwargs!r}."
         )
+    reserved = sorted(RESERVED_CHAT_TEMPLATE_KWARGS.intersection(config.chat_template_kwargs))
+    if reserved:
+        raise ConfigError(
+            f"chat_template_kwargs[{reserved[0]!r}] (--chat-template-kwargs) is an argument of apply_chat_template, "
+            "which the toolkit sets itself (messages, add_generation_prompt=True, tokenize=False) or does not "
+            "pass, not a variable of the template; drop it."
+        )
     try:
-        json.dumps(config.chat_template_kwargs)
+        json.dumps(config.chat_template_kwargs, allow_nan=False)
     except (TypeError, ValueError):
-        raise ConfigError(f"chat_template_kwargs must hold JSON values, got {config.chat_template_kwargs!r}.") from None
+        raise ConfigError(
+            f"chat_template_kwargs must hold JSON values (finite numbers, strings, bools, None, lists, dicts), "
+            f"got {config.chat_template_kwargs!r}."
+        ) from None
     pattern = config.answer_pattern
     if pattern is None:
         if config.answer_extractor == "regex":

@@ -17,20 +17,20 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from difficulty_curation.answers import answer_tag_content
 from difficulty_curation.errors import ConfigError
 
 Verifier = Callable[[str, Any], float]
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _NUMERIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?")
 _BOX = re.compile(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]")
 
 
 def extract_answer(completion: str) -> str:
-    """The text inside the first `<answer>...</answer>` tags, or the whole completion."""
-    match = _ANSWER_TAG.search(completion)
-    return match.group(1) if match else completion
+    """The text inside the first `<answer>...</answer>` tags, or the whole completion (linear time)."""
+    tagged = answer_tag_content(completion)
+    return completion if tagged is None else tagged
 
 
 def normalize_label(text: Any) -> str:

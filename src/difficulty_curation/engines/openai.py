@@ -101,9 +101,7 @@ def parse_chat_response(payload: dict[str, Any], num_rollouts: int) -> list[str]
     if len(choices) != num_rollouts:
         raise EndpointError(f"the endpoint returned {len(choices)} choices, expected n={num_rollouts}")
     return [
-        Completion(
-            (choice.get("message") or {}).get("content") or "", server_finish_reason(choice.get("finish_reason"))
-        )
+        Completion(message_text(choice.get("message") or {}), server_finish_reason(choice.get("finish_reason")))
         for choice in choices
     ]
 
@@ -125,6 +123,30 @@ def child_seeds_match(pair: Sequence[str], single: Sequence[str]) -> bool | None
     if str(pair[0]) == str(pair[1]):
         return None
     return str(pair[1]) == str(single[0])
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's `content` as text: a string, or a list of parts whose `text` parts are joined.
+
+    Raises:
+        RowError: content of another shape, or parts that are not text (an image, a refusal):
+            that rollout has no answer we can judge, so its row fails naming what came back.
+    """
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in content
+    ):
+        return "".join(part["text"] for part in content)
+    kinds = (
+        sorted({str(part.get("type")) if isinstance(part, dict) else type(part).__name__ for part in content})
+        if isinstance(content, list)
+        else [type(content).__name__]
+    )
+    raise RowError(
+        "prompt", f"the endpoint answered content that is not text ({', '.join(kinds)}); only text parts can be judged"
+    )
 
 
 def check_api_base(url: str, *, key: str = "") -> None:
@@ -365,7 +387,10 @@ class OpenAIEngine:
                     f"{shown} answered {response.status_code} after {tries[0]} tries; "
                     "is the server up and the model served?"
                 )
-            return parse_chat_response(response.json(), num_rollouts)
+            try:
+                return parse_chat_response(response.json(), num_rollouts)
+            except RowError as error:
+                return RowError(self.config.prompt_column, error.reason)
 
         def problem(error: BaseException) -> str:
             if isinstance(error, httpx.HTTPStatusError):
