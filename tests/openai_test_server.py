@@ -12,6 +12,7 @@ revoked mid-run), echo the Authorization header in its error bodies as careless 
 (`GET /stats`). With `--vllm-child-seeds` it seeds the children of an `n>1` request `seed, seed+1, ...`
 as vLLM does (child i = the `n=1` answer seeded `seed + i`); without it, in a way of its own (child i is
 not that answer), so the openai backend's start-up probe finds one request per rollout is needed.
+With `--ignore-seed` it draws every request anew whatever its `seed`, as many hosted APIs do.
 The probe's requests (`user` = `PROBE_USER`) are answered without counting towards `/stats` or the
 injected failures, which target the scoring requests.
 
@@ -47,11 +48,14 @@ class State:
         revoke_after: int | None = None,
         echo_auth: bool = False,
         vllm_child_seeds: bool = False,
+        ignore_seed: bool = False,
     ) -> None:
         self.engine, self.api_key, self.fail_first = engine, api_key, fail_first
         self.reject_first, self.revoke_after, self.echo_auth = reject_first, revoke_after, echo_auth
         self.answered = 0
         self.vllm_child_seeds = vllm_child_seeds
+        self.ignore_seed = ignore_seed  # as many hosted APIs: each request draws anew, whatever its seed
+        self.draws = 0
         self.lock, self.generate_lock = threading.Lock(), threading.Lock()
         self.requests = self.in_flight = self.max_in_flight = 0
 
@@ -134,6 +138,10 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 max_new_tokens=int(body.get("max_tokens", 16)),
                 seed=int(body.get("seed", 0)),
             )
+            if state.ignore_seed:
+                with state.lock:
+                    state.draws += 1
+                    rollout = dataclasses.replace(rollout, seed=state.draws)
             request = to_request(body["messages"])
             with state.generate_lock:  # one generation at a time; requests still queue concurrently
                 state.engine.rollout = rollout
@@ -174,6 +182,7 @@ def main() -> None:
     parser.add_argument("--revoke-after", type=int)
     parser.add_argument("--echo-auth", action="store_true")
     parser.add_argument("--vllm-child-seeds", action="store_true")
+    parser.add_argument("--ignore-seed", action="store_true")
     args = parser.parse_args()
     engine = TransformersEngine(ScoringConfig(model=args.model), device="cpu")
     state = State(
@@ -184,6 +193,7 @@ def main() -> None:
         args.revoke_after,
         args.echo_auth,
         vllm_child_seeds=args.vllm_child_seeds,
+        ignore_seed=args.ignore_seed,
     )
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)

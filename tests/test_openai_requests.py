@@ -92,3 +92,30 @@ def test_adaptive_rounds_in_window_requests_are_a_prefix_of_the_full_draw(vllm_l
     for index, (whole, row) in enumerate(zip(full, adaptive)):
         assert row["rollouts"] == whole["rollouts"][: row["num_rollouts"]], f"row {index}"
         assert bucket_of(row["difficulty"]) == bucket_of(whole["difficulty"]), f"row {index}"
+
+
+@pytest.fixture(scope="module")
+def seedless_server(trained_vlm):
+    process, url = start_openai_server(trained_vlm, "--ignore-seed")
+    yield url
+    process.kill()
+    process.wait()
+
+
+def test_adaptive_against_a_server_that_ignores_seed_warns_and_records_it(seedless_server, trained_vlm, digits, caplog):
+    with caplog.at_level(logging.WARNING, logger="difficulty_curation"):
+        scored = score_dataset(
+            digits.select(range(2)), scorer_for(trained_vlm, seedless_server, adaptive=True), progress=False
+        )
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("ignores the `seed`" in record.getMessage() for record in warnings)
+    assert read_provenance(scored)["openai_seed_honoured"] is False
+
+
+def test_adaptive_against_a_server_that_honours_seed_runs_without_a_warning(other_server, trained_vlm, digits, caplog):
+    with caplog.at_level(logging.WARNING, logger="difficulty_curation"):
+        scored = score_dataset(
+            digits.select(range(2)), scorer_for(trained_vlm, other_server, adaptive=True), progress=False
+        )
+    assert not [record for record in caplog.records if "seed" in record.getMessage()]
+    assert read_provenance(scored)["openai_seed_honoured"] is True

@@ -212,12 +212,10 @@ class OpenAIEngine:
         #: Whether the server seeds `n=m` children `seed, seed+1, ...` (one request per row window);
         #: probed before the first draw of more than one rollout, None until then.
         self.child_seeds: bool | None = None
-        if config.adaptive:
-            logger.info(
-                "adaptive with backend='openai' keeps full k's buckets only where %s honours the `seed` of each "
-                "request (vLLM, SGLang do; many hosted APIs do not)",
-                self.shown_url,
-            )
+        #: Whether the server honours `seed` (two requests with one seed get one answer); probed before the
+        #: first draw of an adaptive run, which is exact only where it does. None: not probed, or not known.
+        self.seed_honoured: bool | None = None
+        self._seed_probed = False
 
     @property
     def shown_url(self) -> str:
@@ -232,18 +230,65 @@ class OpenAIEngine:
         return "one n=1 request per rollout"
 
     def provenance_details(self) -> dict[str, Any]:
-        """What this engine adds to the provenance: how it grouped its requests."""
-        return {"openai_requests": self.request_path}
+        """What this engine adds to the provenance: how it grouped its requests, and whether the server
+        honoured `seed` where an adaptive run asked (None: not probed, or the probe could not tell)."""
+        details: dict[str, Any] = {"openai_requests": self.request_path}
+        if self.config.adaptive:
+            details["openai_seed_honoured"] = self.seed_honoured
+        return details
+
+    def probe_seed_honoured(self) -> bool | None:
+        """Whether the server honours `seed`: two `n=1` requests with seed s get one answer, and seed s+1 another.
+
+        Three seeds are tried: False as soon as one seed gives two answers; True when none did and some
+        s+1 answered otherwise than s; None when every seed gave one answer (nothing learnt) or a probe was refused.
+        """
+        request = PromptRequest(messages=_PROBE_MESSAGES, images=[], content_hash="seed-probe")
+        sampling = dataclasses.replace(self.config.rollout, **_PROBE_SAMPLING)
+        stop = threading.Event()
+        learnt = False
+        for attempt in range(3):
+            seed = rollout_seed(self.config.rollout.seed, request.content_hash, 16 * attempt)
+            answers = []
+            for probe_seed in (seed, seed, seed + 1):
+                body = chat_request_body(
+                    request, model=self.config.model, rollout=sampling, num_rollouts=1, seed=probe_seed
+                )
+                answer = self._post({**body, "user": PROBE_USER}, 1, stop)
+                if isinstance(answer, RowError):
+                    return None
+                answers.append(str(answer[0]))
+            if answers[0] != answers[1]:
+                return False  # certain: one seed, two answers
+            learnt = learnt or answers[0] != answers[2]
+        return True if learnt else None
+
+    def _check_seeds_for_adaptive(self) -> None:
+        """Before an adaptive run's first draw: warn, visibly, where the server ignores `seed`."""
+        self.seed_honoured = self.probe_seed_honoured()
+        if self.seed_honoured is False:
+            logger.warning(
+                "%s ignores the `seed` of a request (one seed gave two answers): --adaptive is not exact there, "
+                "its buckets can differ from a full draw's and a resumed run draws other rollouts; score without "
+                "--adaptive, or against a server that honours seed (vLLM, SGLang)",
+                self.shown_url,
+            )
+        elif self.seed_honoured is None:
+            logger.warning(
+                "could not tell whether %s honours the `seed` of a request; --adaptive is exact only where it does",
+                self.shown_url,
+            )
 
     def probe_child_seeds(self) -> bool:
         """Whether the server seeds the children of an `n=m` request `seed, seed+1, ...` (`vllm serve` does).
 
-        Asks for `n=2` seeded s and `n=1` seeded s+1 on one tiny prompt (tried with up to three seeds
-        while the pair's answers are equal); a refused probe (4xx) counts as no.
+        Asks for `n=2` seeded s and `n=1` seeded s+1 on one tiny prompt, with three seeds: yes only if no
+        seed says no and one says yes (a model with few answers can match by chance); a refused probe (4xx) is no.
         """
         request = PromptRequest(messages=_PROBE_MESSAGES, images=[], content_hash="child-seed-probe")
         sampling = dataclasses.replace(self.config.rollout, **_PROBE_SAMPLING)
         stop = threading.Event()
+        verdicts: list[bool | None] = []
         for attempt in range(3):
             seed = rollout_seed(self.config.rollout.seed, request.content_hash, 16 * attempt)
             answers = []
@@ -254,16 +299,17 @@ class OpenAIEngine:
                 answers.append(self._post({**body, "user": PROBE_USER}, count, stop))
             if any(isinstance(answer, RowError) for answer in answers):
                 return False
-            verdict = child_seeds_match(*answers)
-            if verdict is not None:
-                return verdict
-        return False
+            verdicts.append(child_seeds_match(*answers))
+        return True in verdicts and False not in verdicts  # one match by chance is not enough
 
     def _windows(self, num_rollouts: int, first_rollout: int) -> list[tuple[int, int]]:
         """(first rollout, count) of each request a row's rollouts travel in."""
         if num_rollouts > 1 and self.child_seeds is None:
             self.child_seeds = self.probe_child_seeds()
             logger.info("%s: %s", self.shown_url, self.request_path)
+        if self.config.adaptive and not self._seed_probed:
+            self._seed_probed = True
+            self._check_seeds_for_adaptive()
         if self.child_seeds:
             return [(first_rollout, num_rollouts)]
         return [(rollout, 1) for rollout in range(first_rollout, first_rollout + num_rollouts)]
