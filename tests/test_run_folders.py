@@ -201,7 +201,10 @@ def test_overwrite_never_replaces_a_run_folder_and_its_rollout_cache(reference_r
     run = Path(reference_run.cache_files[0]["filename"]).parent
     before = snapshot(run)
     result = runner.invoke(app, ["filter", str(run), "--bucket", "hard", "--out", str(run), "--overwrite"])
-    assert result.exit_code == 2 and "holds a scoring run" in result.output
+    assert result.exit_code == 2 and "which this command reads" in result.output  # its own input
+    reference_run.save_to_disk(str(tmp_path / "copy"))
+    result = runner.invoke(app, ["filter", str(tmp_path / "copy"), "--out", str(run), "--overwrite"])
+    assert result.exit_code == 2 and "holds a scoring run" in result.output  # any run
     assert snapshot(run) == before
 
 
