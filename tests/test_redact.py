@@ -1,6 +1,9 @@
 """Secrets never leave the process: one redaction helper for what we print, log and store."""
 
 import logging
+import time
+
+import pytest
 
 from difficulty_curation import ScoringConfig
 from difficulty_curation.provenance import provenance_record
@@ -36,3 +39,26 @@ def test_log_records_of_our_loggers_are_redacted(caplog):
     with caplog.at_level(logging.INFO):
         get_logger("difficulty_curation.tests").warning("calling %s with %s", "http://u:p4ss@h/v1", "sk-logged-key-31")
     assert caplog.records[-1].getMessage() == "calling http://***@h/v1 with ***"
+
+
+def _seconds(text: str) -> float:
+    """The fastest of five `redact(text)` timings."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        redact(text)
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+@pytest.mark.parametrize("make", [lambda n: "a" * n, lambda n: "http://" + "a1." * (n // 3)], ids=["word", "url"])
+def test_redaction_time_grows_linearly_with_unbroken_text(make):
+    short, long = _seconds(make(20_000)), _seconds(make(200_000))
+    assert long < 20 * short + 0.01, (short, long)  # 10x the text: about 10x the time, not 100x
+
+
+def test_secrets_inside_a_megabyte_of_unbroken_text_are_still_masked():
+    register_secret("sk-buried-key-42")
+    filler = "a" * 500_000
+    text = f"{filler}sk-buried-key-42{filler} https://me:p4ss@{filler}.example.com Bearer {filler}"
+    assert redact(text) == f"{filler}***{filler} https://***@{filler}.example.com Bearer ***"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
+import time
 
+import numpy as np
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Image, List
 from markupsafe import escape
-from report_data import INJECTED_PROMPT, scored_digits
+from PIL import Image as PILImage
+from report_data import INJECTED_PROMPT, png, scored_digits
 from typer.testing import CliRunner
 
 from difficulty_curation.audit import audit_hard_rows
@@ -185,6 +190,125 @@ def test_bad_options_are_config_errors(scored, tmp_path):
         write_report(scored, tmp_path)
     with pytest.raises(ConfigError, match="no `difficulty` column"):
         write_report(scored.remove_columns("difficulty"), tmp_path / "x.html")
+
+
+# -- odd images and hostile text -----------------------------------------------------------------------
+def with_images(digits, cells: list, feature=None) -> Dataset:
+    """`scored_digits(digits, 6)` (rows 0-3 and 5 scored, row 4 failed) with `cells` as its image column."""
+    base = scored_digits(digits, len(cells))
+    dataset = base.remove_columns("image").add_column("image", cells, feature=feature or List(Image()))
+    return attach_provenance(dataset, read_provenance(base))
+
+
+def placeholders(page: str) -> list[str]:
+    return re.findall(r'<span class="missing">([^<]*)</span>', page)
+
+
+def thumbnail_pixels(page: str) -> list[PILImage.Image]:
+    return [
+        PILImage.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+        for data in re.findall(r'<img class="\w+" src="data:image/\w+;base64,([^"]+)" alt="image', page)
+    ]
+
+
+def test_a_row_with_more_than_four_images_shows_four_and_says_how_many_more(digits, tmp_path):
+    image = {"bytes": png(digits[0]["image"]), "path": None}
+    page = render(with_images(digits, [[image] * 7] + [[image]] * 5), tmp_path, rows_per_bucket=1)
+    card = page[page.index('<span class="label">row 0</span>') :]
+    card = card[: card.index('<div class="card')]
+    assert card.count("<img ") == 4
+    assert placeholders(card) == ["+3 more images (7 in all)"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        (None, "no image (None)"),
+        ([None], "no image (None)"),
+        ({"bytes": b"not an image", "path": None}, "image: image cannot be decoded (not a recognised image format)"),
+        ([{"bytes": png(PILImage.new("RGB", (64, 64), "red"))[:-40], "path": None}], "image file is truncated"),
+    ],
+    ids=["none", "none-in-a-list", "undecodable", "truncated-png"],
+)
+def test_a_missing_or_undecodable_image_shows_a_placeholder_saying_why(digits, tmp_path, cell, reason):
+    single = not isinstance(cell, list)
+    cells = [cell] * 6
+    page = render(with_images(digits, cells, Image() if single else None), tmp_path)
+    shown = placeholders(page)
+    assert len(shown) == 5 + 1 and all(reason in text for text in shown), shown  # 5 scored rows, 1 audit example
+    assert "<img " not in page
+
+
+def test_a_16_bit_image_is_shown_mid_gray_not_white(digits, tmp_path):
+    sixteen_bit = PILImage.fromarray(np.full((8, 8), 32768, dtype=np.uint16))
+    page = render(with_images(digits, [[{"bytes": png(sixteen_bit), "path": None}]] * 6), tmp_path)
+    thumbnails = thumbnail_pixels(page)
+    assert len(thumbnails) == 5 and {thumb.getpixel((0, 0)) for thumb in thumbnails} == {(128, 128, 128)}
+
+
+def test_one_pixel_and_long_thin_images_get_thumbnails_that_fit_the_card(digits, tmp_path):
+    cells = [[{"bytes": png(PILImage.new("RGB", size, "blue")), "path": None}] for size in [(1, 1), (5000, 20)] * 3]
+    page = render(with_images(digits, cells), tmp_path)
+    assert sorted(re.findall(r'alt="image \((\d+x\d+)\)"', page)) == ["1x1"] * 2 + ["5000x20"] * 3
+    assert {thumb.size for thumb in thumbnail_pixels(page)} == {(1, 1), (128, 1)}
+    assert "max-width: 100%; object-fit: contain" in page  # a 128x1 thumbnail is not drawn 12,288 px wide
+
+
+#: Text a model or a dataset may hold: markup, brackets, and characters HTML may not hold.
+HOSTILE = "[/INST] [b]3[/b] <b>4</b>\x00nul\x01\x1b[31mred\x7f\x85\ufffe\tend\r\nnext"
+
+
+def test_control_characters_in_any_text_are_shown_as_visible_stand_ins(scored, tmp_path):
+    hostile = scored.map(
+        lambda row: {
+            "problem": f"{row['problem']} {HOSTILE}",
+            "solution": f"{row['solution']}{HOSTILE}",
+            "rollouts": [f"{text} {HOSTILE}" for text in row["rollouts"]],
+        }
+    )
+    attach_provenance(hostile, {**read_provenance(scored), "system_prompt": HOSTILE})
+    page = render(hostile, tmp_path, title=f"run {HOSTILE}")
+    forbidden = [c for c in page if (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 or c == "\ufffe"]
+    assert forbidden == []
+    shown = "[/INST] [b]3[/b] &lt;b&gt;4&lt;/b&gt;␀nul␁␛[31mred␡\ufffd\ufffd\tend\nnext"
+    assert page.count(shown) >= 1 + 5 + 4 * 30  # the title, the settings, each shown prompt and rollout
+
+
+def test_a_300k_character_field_is_clipped_and_says_how_many_more(scored, tmp_path):
+    long = "x" * 300_000
+    hostile = scored.map(
+        lambda row: {
+            "problem": long,
+            "solution": long,
+            "rollouts": [long] * len(row["rollouts"]),
+            "difficulty_error": long if row["difficulty_error"] else "",
+        }
+    )
+    attach_provenance(hostile, {**read_provenance(scored), "system_prompt": long})
+    info = write_report(hostile, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert info.size_bytes < 1_000_000 and "x" * 3_001 not in page
+    for shown in (3_000, 1_500, 1_000, 200):  # prompts, rollouts, references and reasons, answers
+        assert f"{'x' * shown}… ({300_000 - shown} more characters)" in page, shown
+
+
+def test_a_megabyte_long_reference_renders_in_seconds(scored, tmp_path):
+    long = "a" * 1_000_000  # one unbroken word: what made redaction quadratic
+    started = time.perf_counter()
+    render(scored.map(lambda row: {"solution": long, "problem": long}), tmp_path)
+    assert time.perf_counter() - started < 30
+
+
+def test_an_empty_dataset_gets_a_page_with_empty_buckets(scored, tmp_path):
+    page = render(scored.select([]), tmp_path)
+    assert page_counts(page) == {"easy": 0, "medium": 0, "hard": 0, "failed": 0, "total": 0}
+    assert page.count("No rows in this bucket.") == 3 and "Every row was scored." in page
+
+
+def test_a_one_row_dataset_gets_a_page_with_that_row(scored, tmp_path):
+    page = render(scored.select([1]), tmp_path)
+    assert page_counts(page) == {"easy": 0, "medium": 1, "hard": 0, "failed": 0, "total": 1}
+    assert row_labels(page, "medium") == ["row 0"] and page.count("No rows in this bucket.") == 2
 
 
 # -- the command ------------------------------------------------------------------------------------

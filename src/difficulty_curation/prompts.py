@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from difficulty_curation.columns import Columns
 from difficulty_curation.errors import RowError
+from difficulty_curation.images import load_image
 
 
 @dataclass
@@ -54,54 +54,6 @@ def row_reference(row: Mapping[str, Any], columns: Columns) -> Any:
     if isinstance(reference, (list, tuple)) and len(reference) == 0:
         raise RowError(column, "answer is an empty list")
     return reference
-
-
-def load_image(value: Any, *, column: str, max_pixels: int | None = None) -> Image.Image:
-    """Decode one image cell (PIL image, `{"bytes", "path"}` dict, path or bytes) to an RGB image.
-
-    Images larger than `max_pixels` are resized, keeping their aspect ratio.
-    """
-    try:
-        image = _open_image(value)
-        image.load()
-    except RowError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise RowError(column, f"image is too large to decode safely ({error})") from None
-    except UnidentifiedImageError:
-        raise RowError(column, "image cannot be decoded (not a recognised image format)") from None
-    except FileNotFoundError as error:
-        raise RowError(column, f"image file not found ({error.filename})") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise RowError(column, f"image cannot be decoded ({type(error).__name__}: {error})") from None
-    if image.width == 0 or image.height == 0:
-        raise RowError(column, f"image has zero size ({image.width}x{image.height})")
-    if image.mode != "RGB":
-        try:
-            image = image.convert("RGB")
-        except (ValueError, OSError) as error:
-            raise RowError(column, f"image mode {image.mode!r} cannot be converted to RGB ({error})") from None
-    if max_pixels is not None and image.width * image.height > max_pixels:
-        scale = math.sqrt(max_pixels / (image.width * image.height))
-        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BICUBIC)
-    return image
-
-
-def _open_image(value: Any) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value
-    if isinstance(value, Mapping):
-        if value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"]))
-        if value.get("path"):
-            return Image.open(value["path"])
-        raise ValueError("image cell has neither bytes nor a path")
-    if isinstance(value, (bytes, bytearray)):
-        return Image.open(io.BytesIO(value))
-    if isinstance(value, str):
-        return Image.open(value)
-    raise ValueError(f"unsupported image value of type {type(value).__name__}")
 
 
 def _row_images(row: Mapping[str, Any], column: str | None, max_pixels: int | None) -> list[Image.Image]:

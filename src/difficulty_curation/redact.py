@@ -24,7 +24,10 @@ SECRET_ENV_VARS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGG
 MASK = "***"
 #: Shorter values are too likely to be ordinary words to be masked everywhere.
 _MIN_SECRET_LENGTH = 4
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+#: `://user:password@` in a URL. It starts at the literal `://` and no character class repeats before it,
+#: so a search is linear: a scheme pattern in front (`[a-z][a-z0-9+.-]*://`) was retried from every letter
+#: of a long run of them, quadratic (a 1 MB reference never finished). Any scheme's credentials go.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>://)(?P<userinfo>[^/\s@'\"]+)@")
 _AUTH_HEADER = re.compile(r"(?i)\b((?:bearer|basic)\s+)[^\s'\",}]+")
 
 _registered: set[str] = set()

@@ -18,6 +18,7 @@ from PIL import Image
 
 from difficulty_curation.columns import Columns
 from difficulty_curation.errors import CurationError, RowError
+from difficulty_curation.images import is_plain_8bit
 from difficulty_curation.prompts import build_request, row_reference
 
 #: The column that carries each row's index in its split through the bucket filter.
@@ -95,7 +96,11 @@ def read_rows(
 
 
 def image_bytes(cell: Any, decoded: Image.Image) -> tuple[bytes, str]:
-    """The image's original encoded bytes and file suffix; re-encoded as PNG when it has none we know."""
+    """The image's original encoded bytes and file suffix, where every reader decodes them alike.
+
+    Otherwise (a format we do not know, 16-bit, transparency, a palette, CMYK) the image the row was
+    scored on (`decoded`, from `images.load_image`) is re-encoded as PNG, so a trainer sees those pixels.
+    """
     data = None
     if isinstance(cell, dict):
         data = cell.get("bytes")
@@ -107,7 +112,7 @@ def image_bytes(cell: Any, decoded: Image.Image) -> tuple[bytes, str]:
         data = Path(cell).read_bytes()
     if data:
         with Image.open(io.BytesIO(data)) as image:
-            suffix = IMAGE_SUFFIXES.get(image.format or "")
+            suffix = IMAGE_SUFFIXES.get(image.format or "") if is_plain_8bit(image) else None
         if suffix:
             return data, suffix
     buffer = io.BytesIO()

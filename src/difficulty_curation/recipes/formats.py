@@ -8,6 +8,7 @@ from datasets import Dataset
 
 from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError, RowError
+from difficulty_curation.images import load_image
 from difficulty_curation.prompts import build_messages
 
 
@@ -45,10 +46,12 @@ def to_trl_format(dataset: Dataset, *, style: str = "prompt-completion", columns
                 system_prompt=columns.system_prompt,
                 prompt_column=columns.prompt_column,
             )
+            # the scoring decoder: a 16-bit or transparent image is trained on as it was scored
+            images = [load_image(image, column=columns.image_column or "image") for image in images]
         except RowError as error:
             raise ConfigError(f"row {index}: {error}; fix or drop that row before training.") from None
         converted = trl_conversation(prompt, str(row[columns.answer_column]), style=style)
-        return {**converted, "images": [image.convert("RGB") for image in images]}
+        return {**converted, "images": images}
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, desc="To TRL format")
 

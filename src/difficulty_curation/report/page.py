@@ -1,7 +1,8 @@
 """What the report page shows, gathered from one scored dataset: settings, buckets, sampled rows, audit, failures.
 
 Only the sampled rows are read and decoded (`select`), so a large dataset is gathered in seconds.
-Every text is redacted here; the template escapes it.
+Every text is redacted and clipped here (`_text`); the template escapes it, and `html_text` (the
+template's `finalize`) replaces the characters HTML may not hold.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 MAX_IMAGES_PER_ROW = 4
 MAX_ROLLOUT_CHARS = 1_500
 MAX_PROMPT_CHARS = 3_000
+#: Any other text (references, answers, reasons, settings): longer ones end in "… (N more characters)".
+MAX_TEXT_CHARS = 1_000
+MAX_ANSWER_CHARS = 200
 MAX_AUDIT_GROUPS = 20
 MAX_MOVED_ROWS = 12
 AUDIT_EXAMPLES = 4
@@ -147,14 +151,14 @@ class ReportPage:
         return {
             "label": f"{split} row {index}" if self.multi_split else f"row {index}",
             "thumbnails": self.thumbnails(row),
-            "prompt": _clip(_prompt_text(row.get(self.columns.prompt_column)), MAX_PROMPT_CHARS),
+            "prompt": _text(_prompt_text(row.get(self.columns.prompt_column)), MAX_PROMPT_CHARS),
             "reference": _text(row.get(self.columns.answer_column)),
             "difficulty": None if difficulty is None else f"{float(difficulty):.3f}",
             "interval": interval,
             "num_correct": row.get("num_correct"),
             "num_rollouts": row.get("num_rollouts"),
             "num_truncated": row.get("num_truncated"),
-            "error": redact(row.get("difficulty_error") or ""),
+            "error": _text(row.get("difficulty_error")),
             "rollouts": self.rollouts(row),
         }
 
@@ -171,43 +175,47 @@ class ReportPage:
             answer = self.extract(completion or "")
             shown.append(
                 {
-                    "text": _clip(redact(completion or ""), MAX_ROLLOUT_CHARS),
+                    "text": _text(completion, MAX_ROLLOUT_CHARS),
                     "score": None if score is None else f"{float(score):.2f}",
                     "verdict": "truncated" if truncated else "right" if right else "wrong",
-                    "answer": _clip(redact(answer if answer is not None else ""), 200),
+                    "answer": _text(answer, MAX_ANSWER_CHARS),
                 }
             )
         return shown
 
-    def thumbnails(self, row: dict[str, Any]) -> list[dict[str, str]]:
-        """Up to `MAX_IMAGES_PER_ROW` embedded thumbnails; an image that cannot be decoded says why instead."""
+    def thumbnails(self, row: dict[str, Any]) -> list[dict[str, str | None]]:
+        """Up to `MAX_IMAGES_PER_ROW` embedded thumbnails, then a placeholder saying how many more the row has.
+
+        A missing image, or one that cannot be decoded, is a placeholder that says why.
+        """
         if self.columns.image_column is None:
             return []
         value = row.get(self.columns.image_column)
-        cells = value if isinstance(value, list) else [value]
-        shown = []
-        for cell in cells[:MAX_IMAGES_PER_ROW]:
-            shown.append(self.thumbnail(cell))
+        cells = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = [self.thumbnail(cell) for cell in cells[:MAX_IMAGES_PER_ROW]]
         if len(cells) > MAX_IMAGES_PER_ROW:
-            shown.append({"missing": f"+{len(cells) - MAX_IMAGES_PER_ROW} more images"})
+            more = len(cells) - MAX_IMAGES_PER_ROW
+            shown.append(_placeholder(f"+{more} more image{'s' if more > 1 else ''} ({len(cells)} in all)"))
         return shown
 
-    def thumbnail(self, cell: Any) -> dict[str, str]:
+    def thumbnail(self, cell: Any) -> dict[str, str | None]:
+        """One embedded thumbnail (`src`), or a placeholder (`missing`) saying why there is none."""
         from difficulty_curation.errors import RowError
-        from difficulty_curation.prompts import load_image
+        from difficulty_curation.images import load_image
 
         if cell is None:
-            return {"missing": "no image"}
+            return _placeholder("no image (None)")
         try:
             image = load_image(cell, column=self.columns.image_column or "image", max_pixels=None)
         except RowError as error:
-            return {"missing": redact(str(error))}
+            return _placeholder(_text(str(error)))
         self.num_thumbnails += 1
         small = max(image.size) <= 64  # shown enlarged: keep its pixels sharp
         return {
             "src": _data_uri(image, self.thumbnail_size),
             "size": f"{image.width}x{image.height}",
             "class": "pixels" if small else "photo",
+            "missing": None,
         }
 
     def audit(self) -> dict[str, Any] | None:
@@ -226,8 +234,8 @@ class ReportPage:
             examples = self.splits[split].select(group.rows[:AUDIT_EXAMPLES])
             shown.append(
                 {
-                    "reference": redact(group.reference),
-                    "majority": redact(group.majority_answer),
+                    "reference": _text(group.reference, MAX_ANSWER_CHARS),
+                    "majority": _text(group.majority_answer, MAX_ANSWER_CHARS),
                     "count": group.count,
                     "agreement": f"{group.agreement:.0%}",
                     "rows": ", ".join(str(i) for i in group.rows[:10]) + (" ..." if group.count > 10 else ""),
@@ -244,8 +252,9 @@ class ReportPage:
         rows = []
         for split, part in self.splits.items():
             found = summary.failed_rows if len(self.splits) == 1 else summarize(part).failed_rows
-            rows += [(f"{split} {index}" if self.multi_split else index, redact(reason)) for index, reason in found]
-        return {"count": summary.num_failed, "reasons": list(summary.failure_reasons.items()), "rows": rows}
+            rows += [(f"{split} {index}" if self.multi_split else index, _text(reason)) for index, reason in found]
+        reasons = [(_text(reason), count) for reason, count in summary.failure_reasons.items()]
+        return {"count": summary.num_failed, "reasons": reasons, "rows": rows}
 
     def comparison(self, second: Any, names: list[str]) -> dict[str, Any]:
         """The transition matrix between this run and `second`, and the rows that moved most (`compare_runs`)."""
@@ -266,7 +275,7 @@ class ReportPage:
             shown = self.row(split, item["index"][0], row)
             shown["difficulties"] = [_text(value) if value is not None else "failed" for value in item["difficulty"]]
             shown["delta"] = f"{item['delta']:+.3f}"
-            shown["majority"] = [_text(answer) for answer in item.get("majority_answer") or []]
+            shown["majority"] = [_text(answer, MAX_ANSWER_CHARS) for answer in item.get("majority_answer") or []]
             moved.append(shown)
         return {
             "names": list(result.names),
@@ -295,42 +304,75 @@ def _is_truncated(finish: Any) -> bool:
 
 def _prompt_text(prompt: Any) -> str:
     """A prompt as text: a string as it is, chat messages as `role: text` lines (image parts as `[image]`)."""
-    if isinstance(prompt, list):
-        lines = []
-        for message in prompt:
-            if not isinstance(message, dict):
-                lines.append(_text(message))
-                continue
-            content = message.get("content")
-            if isinstance(content, list):
-                parts = [
-                    "[image]" if isinstance(part, dict) and part.get("type") == "image" else _part_text(part)
-                    for part in content
-                ]
-                content = " ".join(parts)
-            lines.append(f"{message.get('role', '?')}: {_text(content)}")
-        return redact("\n".join(lines))
-    return redact(_text(prompt))
+    if not isinstance(prompt, list):
+        return _plain(prompt)
+    lines = []
+    for message in prompt:
+        if not isinstance(message, dict):
+            lines.append(_plain(message))
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [
+                "[image]" if isinstance(part, dict) and part.get("type") == "image" else _part_text(part)
+                for part in content
+            ]
+            content = " ".join(parts)
+        lines.append(f"{message.get('role', '?')}: {_plain(content)}")
+    return "\n".join(lines)
 
 
 def _part_text(part: Any) -> str:
     if isinstance(part, dict):
-        return _text(part.get("text") or "")
-    return _text(part)
+        return _plain(part.get("text") or "")
+    return _plain(part)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """`value` as the page shows it: redacted, then clipped to `limit` characters (a list: its items joined)."""
+    return _clip(redact(_plain(value)), limit)
+
+
+def _plain(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_text(item) for item in value)
-    return redact(value)
+        return ", ".join(_plain(item) for item in value)
+    return str(value)
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _placeholder(reason: str) -> dict[str, str | None]:
+    """A thumbnail's stand-in: the reason shown where the image would be."""
+    return {"src": None, "size": None, "class": None, "missing": reason}
+
+
+#: Characters HTML may not hold (C0 and C1 controls but tab and newline, DEL, surrogates, noncharacters)
+#: -> a visible stand-in: the Unicode control picture of a C0 control or DEL ("␀"), else U+FFFD.
+_NOT_IN_HTML = {
+    **{code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"},
+    0x7F: 0x2421,
+    **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),
+    **dict.fromkeys(range(0xD800, 0xE000), 0xFFFD),
+    **dict.fromkeys(range(0xFDD0, 0xFDF0), 0xFFFD),
+    **dict.fromkeys((plane << 16 | low for plane in range(17) for low in (0xFFFE, 0xFFFF)), 0xFFFD),
+}
+
+
+def html_text(value: Any) -> Any:
+    """A string made safe to put in the page's HTML (the template's `finalize`: every `{{ }}` passes here).
+
+    Line endings become `\\n`; other characters HTML may not hold become visible stand-ins (`_NOT_IN_HTML`),
+    so a NUL in a model's output shows as "␀". Anything but a string is returned as it is.
+    """
+    if not isinstance(value, str):
+        return value
+    return value.replace("\r\n", "\n").translate(_NOT_IN_HTML)
 
 
 def _data_uri(image: Any, size: int) -> str:
@@ -371,4 +413,4 @@ def _histogram_svg(histogram: Sequence[tuple[float, int]], width: int = 560, hei
     return {"width": width, "height": height, "bars": bars}
 
 
-__all__ = ["KEY_SETTINGS", "ReportPage"]
+__all__ = ["KEY_SETTINGS", "ReportPage", "html_text"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.outputs import check_output_file, write_file
 from difficulty_curation.redact import get_logger
-from difficulty_curation.report.page import ReportPage
+from difficulty_curation.report.page import ReportPage, html_text
 from difficulty_curation.splits import as_splits
 
 if TYPE_CHECKING:
@@ -141,7 +141,9 @@ def _template() -> Any:
     import jinja2
 
     source = resources.files("difficulty_curation").joinpath("templates", TEMPLATE_FILE).read_text(encoding="utf-8")
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True)
+    environment = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, finalize=html_text
+    )
     return environment.from_string(source)
 
 
