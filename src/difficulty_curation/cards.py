@@ -193,13 +193,29 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
     return sorted(rows.items())
 
 
+def card_paths(out: str | Path) -> tuple[Path, Path]:
+    """Where a card written to `out` and its histogram go: `out` and `HISTOGRAM_FILE` beside it.
+
+    Raises:
+        ConfigError: `out` is the histogram's own path (the PNG would replace the card).
+    """
+    out = Path(out).expanduser()
+    histogram = out.parent / HISTOGRAM_FILE
+    if out.resolve() == histogram.resolve():
+        raise ConfigError(
+            f"--out {str(out)!r} is where the card's histogram goes (the PNG would replace the card); "
+            "pass another file name, e.g. README.md."
+        )
+    return out, histogram
+
+
 def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
     """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
-    out = Path(out)
+    out, histogram = card_paths(out)
     summary = options.pop("summary", None) or summarize(dataset)
     # a bad template fails before any write
     card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, summary=summary, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = plot_histogram(summary, out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
+    figure = plot_histogram(summary, histogram, title=repo_id.split("/")[-1])
     card.save(str(out))
     return out, figure

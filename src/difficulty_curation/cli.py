@@ -568,12 +568,12 @@ def card(
 
     Example: curate card scored/ --repo-id my-org/digits-dc-sft --out card/README.md
     """
-    from difficulty_curation.cards import HISTOGRAM_FILE, write_card
+    from difficulty_curation.cards import card_paths, write_card
     from difficulty_curation.outputs import check_output_file
     from difficulty_curation.sources import load_source
 
     with _errors():
-        for path in (out, out.parent / HISTOGRAM_FILE):
+        for path in card_paths(out):
             check_output_file(path, overwrite=overwrite, inputs=[scored, *([template] if template else [])])
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")

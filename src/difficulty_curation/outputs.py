@@ -46,6 +46,8 @@ MARKER_FILE = ".curate-output.json"
 DATASET_FILES = ("dataset_dict.json", "state.json")
 #: The file types a figure (`--plot`) is written as.
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+#: The file types an HTML page (`report --out`) is written as: never a data or state file.
+PAGE_SUFFIXES = (".html", ".htm")
 
 
 def check_output(
@@ -208,12 +210,12 @@ def check_output_file(
     example = f"{option} {str(out / ('name' + (suffixes[0] if suffixes else '')))!r}"
     if out.is_dir() or spelled.endswith(("/", os.sep)):
         raise ConfigError(f"{option} {spelled!r} is a folder; pass a file path, e.g. {example}.")
+    _refuse_readers_and_runs(out, inputs=inputs, option=option)
     if suffixes and out.suffix.lower() not in suffixes:
         raise ConfigError(
             f"{option} {spelled!r}: cannot write a {out.suffix or 'file without a suffix'!s} file here; "
             f"end it with one of {', '.join(suffixes)}."
         )
-    _refuse_readers_and_runs(out, inputs=inputs, option=option)
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ConfigError(f"{option} {spelled!r} already exists; pass --overwrite to replace it, or a new path.")
     return out

@@ -1,0 +1,65 @@
+"""What a hostile user's last pass found after #30: each test pins one defect, with tiny hand-scored data."""
+
+import pytest
+from merged_data import scored_run
+from typer.testing import CliRunner
+
+from difficulty_curation.cards import write_card
+from difficulty_curation.cli import app
+from difficulty_curation.errors import ConfigError
+from difficulty_curation.sources import load_source, save_dataset
+
+runner = CliRunner()
+
+
+def curate(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def refused(result, message):
+    """The command stopped with one `Error:` line holding `message`."""
+    output = result.output.strip()
+    return result.exit_code == 2 and message in output and len(output.splitlines()) == 1
+
+
+def files(folder):
+    """Every file under `folder` with its bytes."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def two_datasets(tmp_path):
+    """Two saved scored datasets: one to report on, another one that must stay untouched."""
+    source, other = tmp_path / "source", tmp_path / "other"
+    save_dataset(scored_run([0.0, 0.5, 1.0]), source)
+    save_dataset(scored_run([0.25, 0.75], model="other"), other)
+    return source, other
+
+
+def test_report_with_overwrite_never_writes_its_html_over_another_datasets_state_file(two_datasets):
+    source, other = two_datasets
+    before = files(other)
+    result = curate("report", source, "--out", other / "state.json", "--overwrite")
+    assert refused(result, "end it with one of .html, .htm"), result.output
+    assert files(other) == before
+    assert len(load_source(other)) == 2
+
+
+def test_report_still_writes_an_html_page_anywhere_else(two_datasets, tmp_path):
+    source, _ = two_datasets
+    assert curate("report", source, "--out", tmp_path / "page.html").exit_code == 0
+    assert (tmp_path / "page.html").read_text().startswith("<!")
+
+
+def test_card_refuses_an_out_that_is_its_own_histograms_path(two_datasets, tmp_path):
+    source, _ = two_datasets
+    out = tmp_path / "card" / "difficulty_histogram.png"
+    result = curate("card", source, "--out", out)
+    assert refused(result, "where the card's histogram goes"), result.output
+    assert not out.exists()
+
+
+def test_write_card_refuses_an_out_that_is_its_own_histograms_path(tmp_path):
+    with pytest.raises(ConfigError, match="histogram"):
+        write_card(scored_run([0.5]), tmp_path / "difficulty_histogram.png", "me/x")
+    assert not (tmp_path / "difficulty_histogram.png").exists()
