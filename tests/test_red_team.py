@@ -1,11 +1,14 @@
 """What a hostile user's last pass found after #30: each test pins one defect, with tiny hand-scored data."""
 
+import re
+
 import pytest
 from merged_data import scored_run
 from typer.testing import CliRunner
 
-from difficulty_curation.cards import write_card
+from difficulty_curation.cards import render_card, write_card
 from difficulty_curation.cli import app
+from difficulty_curation.compare import merge_scores
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.sources import load_source, save_dataset
 
@@ -63,3 +66,26 @@ def test_write_card_refuses_an_out_that_is_its_own_histograms_path(tmp_path):
     with pytest.raises(ConfigError, match="histogram"):
         write_card(scored_run([0.5]), tmp_path / "difficulty_histogram.png", "me/x")
     assert not (tmp_path / "difficulty_histogram.png").exists()
+
+
+def table_rows(markdown, first_cell):
+    """The cells of every table row of `markdown` starting with `first_cell`, split on unescaped `|`."""
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| {first_cell}")]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+
+
+def test_the_cards_provenance_table_keeps_a_multi_line_system_prompt_and_a_regex_with_a_bar_in_one_cell():
+    scored = scored_run(
+        [0.0, 1.0], answer_pattern=r"Answer: (\d+|none)", system_prompt="Be brief.\nThink | then answer."
+    )
+    card = str(render_card(scored, "me/x"))
+    assert table_rows(card, "answer_pattern") == [["answer_pattern", r"`Answer: (\d+\|none)`"]]
+    assert table_rows(card, "system_prompt") == [["system_prompt", r"`Be brief. Think \| then answer.`"]]
+    assert "\nThink" not in card
+
+
+def test_the_cards_tables_keep_run_names_with_bars_and_backticks_in_their_cells(tmp_path):
+    merged = merge_scores([scored_run([0.0, 0.5], model="a"), scored_run([0.5, 1.0], model="b")], names=["x|y", "b`z"])
+    card = str(render_card(merged, "me/x"))
+    assert table_rows(card, "x") == [[r"x\|y \ b`z", "easy", "medium", "hard", "failed"]]
+    assert table_rows(card, "model |") == [["model", r"``mean of x\|y, b`z``"]]

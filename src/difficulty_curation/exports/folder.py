@@ -120,7 +120,7 @@ def readme_text(
     dataset_name: str,
 ) -> str:
     """The README.md of an export: what it holds, how to train on it, and the scores' provenance."""
-    from difficulty_curation.cards import _provenance_rows
+    from difficulty_curation.cards import _provenance_rows, markdown_cell
 
     kept = (
         "all scored rows"
@@ -146,15 +146,10 @@ def readme_text(
         "",
         "| field | value |",
         "| --- | --- |",
-        *(f"| {key} | {_cell(value)} |" for key, value in _provenance_rows(provenance)),
+        *(f"| {key} | {markdown_cell(value)} |" for key, value in _provenance_rows(provenance)),
         "",
     ]
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    """A value as one markdown table cell."""
-    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 __all__ = ["MARKER_FILE", "ExportResult", "Writer", "write_export"]
