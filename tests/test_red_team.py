@@ -89,3 +89,23 @@ def test_the_cards_tables_keep_run_names_with_bars_and_backticks_in_their_cells(
     card = str(render_card(merged, "me/x"))
     assert table_rows(card, "x") == [[r"x\|y \ b`z", "easy", "medium", "hard", "failed"]]
     assert table_rows(card, "model |") == [["model", r"``mean of x\|y, b`z``"]]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--prompt-column", "question"], "prompt_column='question' is not a column"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["--out", "{other}"], "already holds files that are not a scoring run"),
+        (["--out", "{other}/state.json"], "is a file; pass a folder path"),
+    ],
+)
+def test_plan_refuses_a_bad_column_batch_size_or_out_before_it_loads_the_model(
+    empty_model, two_datasets, options, message
+):
+    source, other = two_datasets
+    options = [option.format(other=other) for option in options]
+    before = files(other)
+    result = curate("plan", source, "--model", empty_model, "--pilot", "2", "--image-column", "none", *options)
+    assert refused(result, message), result.output
+    assert files(other) == before

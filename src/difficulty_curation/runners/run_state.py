@@ -102,14 +102,9 @@ class RunFolder:
         and `overwrite=True` never removes what a live run is writing.
         """
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
+        cls.check_root(root)
         state = root / RUN_STATE_DIR
         is_run = (state / "run.json").exists()
-        if not is_run and root.exists() and any(p.name != RUN_STATE_DIR for p in root.iterdir()):
-            raise RunStateError(
-                f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
-            )
         lock = RunLock(state).acquire()
         try:
             if is_run and (overwrite or cls.read_spec(root).pilot):  # a pilot's rollouts stay in the cache
@@ -136,6 +131,24 @@ class RunFolder:
             raise
         folder.lock = lock
         return folder
+
+    @staticmethod
+    def check_root(root: str | Path) -> None:
+        """Refuse `root` as a run folder before any work (or model load): a file, or a folder holding
+        files that are not a scoring run.
+
+        Raises:
+            ConfigError: `root` is a file.
+            RunStateError: `root` holds files that are not a scoring run.
+        """
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
+        is_run = (root / RUN_STATE_DIR / "run.json").exists()
+        if not is_run and root.exists() and any(p.name != RUN_STATE_DIR for p in root.iterdir()):
+            raise RunStateError(
+                f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
+            )
 
     def close(self) -> None:
         """Release the folder's lock."""
