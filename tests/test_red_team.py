@@ -109,3 +109,11 @@ def test_plan_refuses_a_bad_column_batch_size_or_out_before_it_loads_the_model(
     result = curate("plan", source, "--model", empty_model, "--pilot", "2", "--image-column", "none", *options)
     assert refused(result, message), result.output
     assert files(other) == before
+
+
+def test_mix_of_a_dataset_whose_rows_all_failed_says_so_rather_than_ask_for_at_most_0_rows(tmp_path):
+    source = tmp_path / "failed"
+    save_dataset(scored_run([None, None]), source)
+    result = curate("mix", source, "--ratio", "hard=1", "--rows", "1", "--out", tmp_path / "mixed")
+    assert refused(result, "no scored rows to draw from (2 rows, every one failed to score)"), result.output
+    assert "at most 0" not in result.output
