@@ -117,3 +117,12 @@ def test_mix_of_a_dataset_whose_rows_all_failed_says_so_rather_than_ask_for_at_m
     result = curate("mix", source, "--ratio", "hard=1", "--rows", "1", "--out", tmp_path / "mixed")
     assert refused(result, "no scored rows to draw from (2 rows, every one failed to score)"), result.output
     assert "at most 0" not in result.output
+
+
+def test_the_report_shows_a_bidi_override_in_a_prompt_as_a_stand_in_not_reordered_text(tmp_path):
+    source = tmp_path / "scored"
+    save_dataset(scored_run([0.0, 0.5, 1.0], problems=["Is it 7\u202e12?", "ok \u2067x\u2069", "plain"]), source)
+    assert curate("report", source, "--out", tmp_path / "page.html").exit_code == 0
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "Is it 7\ufffd12?" in page
+    assert not any(chr(code) in page for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
