@@ -126,3 +126,23 @@ def test_the_report_shows_a_bidi_override_in_a_prompt_as_a_stand_in_not_reordere
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert "Is it 7\ufffd12?" in page
     assert not any(chr(code) in page for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["stratify", "{source}", "--out", "{out}"],
+        ["filter", "{source}", "--bucket", "medium", "--out", "{out}"],
+        ["export", "{source}", "--format", "swift", "--out", "{out}"],
+    ],
+)
+def test_a_command_leaves_no_cache_file_in_the_folder_it_reads(tmp_path, command):
+    import datasets
+
+    source = tmp_path / "source"
+    save_dataset(scored_run([0.0, 0.5, 1.0]), source)
+    before = files(source)
+    result = curate(*(part.format(source=source, out=tmp_path / "out") for part in command))
+    assert result.exit_code == 0, result.output
+    assert files(source) == before
+    assert datasets.is_caching_enabled()  # the switch is the command's alone

@@ -102,10 +102,16 @@ WhereOption = Annotated[
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+def _main(
+    context: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
     from difficulty_curation.redact import configure_logging
+    from difficulty_curation.splits import datasets_switched_off
 
     configure_logging(verbose=verbose)
+    # no command writes datasets' cache files into a folder it reads (an input stays as it was); restored after
+    context.with_resource(datasets_switched_off("caching"))
 
 
 @app.command()
