@@ -146,3 +146,11 @@ def test_a_command_leaves_no_cache_file_in_the_folder_it_reads(tmp_path, command
     assert result.exit_code == 0, result.output
     assert files(source) == before
     assert datasets.is_caching_enabled()  # the switch is the command's alone
+
+
+def test_export_of_an_empty_split_says_it_has_no_rows_not_that_every_row_failed(tmp_path):
+    source = tmp_path / "empty"
+    save_dataset(scored_run([0.5]).select([]), source)
+    result = curate("export", source, "--format", "verl", "--out", tmp_path / "out")
+    assert refused(result, "the dataset has none at all (splits: train 0 rows)"), result.output
+    assert "failed" not in result.output

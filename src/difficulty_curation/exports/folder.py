@@ -71,7 +71,14 @@ def write_export(
     selected = {split: select_rows(part, buckets) for split, part in splits.items()}
     if not any(len(part) for part in selected.values()):
         named = buckets if isinstance(buckets, str) else ", ".join(buckets or ())
-        which = f"in bucket(s) {named}" if buckets else "with a difficulty (every row failed to score)"
+        total = sum(len(part) for part in splits.values())
+        which = (
+            f"in bucket(s) {named}"
+            if buckets
+            else "with a difficulty (every row failed to score)"
+            if total
+            else f"at all (splits: {', '.join(f'{name} 0 rows' for name in splits)})"
+        )
         raise ConfigError(f"no rows to export: the dataset has none {which}; pass other --bucket values or rows.")
     with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
