@@ -154,3 +154,13 @@ def test_export_of_an_empty_split_says_it_has_no_rows_not_that_every_row_failed(
     result = curate("export", source, "--format", "verl", "--out", tmp_path / "out")
     assert refused(result, "the dataset has none at all (splits: train 0 rows)"), result.output
     assert "failed" not in result.output
+
+
+def test_plan_refuses_a_run_folder_inside_its_source_before_it_loads_the_model(empty_model, two_datasets):
+    source, _ = two_datasets
+    before = files(source)
+    result = curate(
+        "plan", source, "--model", empty_model, "--pilot", "2", "--image-column", "none", "--out", source / "pilot"
+    )
+    assert refused(result, "which this command reads"), result.output
+    assert files(source) == before and not (source / "pilot").exists()

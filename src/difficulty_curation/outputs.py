@@ -290,10 +290,17 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
     return f"files difficulty-curation did not write (no {MARKER_FILE})"
 
 
-def _refuse_readers_and_runs(
-    out: Path, *, protect: Iterable[str | Path] = (), inputs: Iterable[str | Path] = (), option: str
+def refuse_inputs(
+    out: str | Path, *, inputs: Iterable[str | Path] = (), protect: Iterable[str | Path] = (), option: str = "--out"
 ) -> None:
-    """Refuse `out` where it is, holds or sits in something read (`inputs`, `protect`) or a scoring run."""
+    """Refuse `out` where it is, holds or sits in something this command reads (`inputs`, `protect`), by
+    real path (symlinks and `..` resolved) or as the same file under another name; a path that does not
+    exist (a Hub id) guards nothing.
+
+    Raises:
+        ConfigError: `out` would overwrite or write into an input.
+    """
+    out = Path(out).expanduser()
     real = out.resolve()
     for path, what in [
         *((p, "which this command reads") for p in inputs),
@@ -308,6 +315,14 @@ def _refuse_readers_and_runs(
                 f"{option} {str(out)!r} would overwrite or write into {str(path)!r}, {what}; "
                 f"pass a path outside it for {option}."
             )
+
+
+def _refuse_readers_and_runs(
+    out: Path, *, protect: Iterable[str | Path] = (), inputs: Iterable[str | Path] = (), option: str
+) -> None:
+    """Refuse `out` where it is, holds or sits in something read (`inputs`, `protect`) or a scoring run."""
+    refuse_inputs(out, inputs=inputs, protect=protect, option=option)
+    real = out.resolve()
     for folder in (real, *real.parents):
         if folder.name == RUN_STATE_DIR or (folder / RUN_STATE_DIR).exists():
             run = folder.parent if folder.name == RUN_STATE_DIR else folder

@@ -169,7 +169,7 @@ def plan_run(
     pilot_config = config.replace(num_rollouts=max_k, adaptive=False, keep_rollouts=True)
     pilot_scorer = DifficultyScorer(pilot_config, verifier=scorer.custom_verifier)
     RunInputs(pilot_data, pilot_scorer, batch_size)  # columns and batch size, before the model loads
-    RunFolder.check_root(out_dir)
+    RunFolder.check_root(out_dir, inputs=[source] if source else ())
     started = time.perf_counter()
     _ = pilot_scorer.engine  # start-up apart: the throughput counts the pilot's scoring alone
     startup = time.perf_counter() - started

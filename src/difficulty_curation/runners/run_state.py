@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from difficulty_curation.outputs import (
     MARKER_FILE,
     RUN_STATE_DIR,
     atomic_file,
+    refuse_inputs,
     swap_entries,
     sync_folder,
 )
@@ -133,15 +135,16 @@ class RunFolder:
         return folder
 
     @staticmethod
-    def check_root(root: str | Path) -> None:
-        """Refuse `root` as a run folder before any work (or model load): a file, or a folder holding
-        files that are not a scoring run.
+    def check_root(root: str | Path, *, inputs: Iterable[str | Path] = ()) -> None:
+        """Refuse `root` as a run folder before any work (or model load): a file, a folder holding
+        files that are not a scoring run, or one that is, holds or sits in one of `inputs` (the source).
 
         Raises:
-            ConfigError: `root` is a file.
+            ConfigError: `root` is a file or would write into an input.
             RunStateError: `root` holds files that are not a scoring run.
         """
         root = Path(root)
+        refuse_inputs(root, inputs=inputs)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
         is_run = (root / RUN_STATE_DIR / "run.json").exists()
