@@ -7,6 +7,7 @@ wrote into it, so a folder scored days earlier still gets a complete card. No to
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -105,7 +106,7 @@ def render_card(
             template_path=str(template_file),
             repo_id=repo_id,
             provenance=provenance,
-            provenance_rows=_provenance_rows(provenance),
+            provenance_rows=[(key, markdown_cell(value, code=True)) for key, value in _provenance_rows(provenance)],
             bucket_rows=bucket_rows,
             failed=summary.num_failed,
             config_names=config_names,
@@ -114,6 +115,7 @@ def render_card(
             mix=describe_mix(provenance["mix"]) if isinstance(provenance.get("mix"), Mapping) else None,
             comparison=provenance.get("comparison") if isinstance(provenance.get("comparison"), Mapping) else None,
             comparison_rows=comparison_rows(provenance.get("comparison") or {}),
+            comparison_corner=_comparison_corner(provenance.get("comparison")),
             plan=describe_plan(provenance["plan"]) if isinstance(provenance.get("plan"), Mapping) else None,
             report=report,
         )
@@ -172,6 +174,25 @@ def comparison_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": a, "counts": [transitions[a].get(b, 0) for b in STATES]} for a in STATES if a in transitions]
 
 
+def markdown_cell(value: Any, *, code: bool = False) -> str:
+    """`value` as one Markdown table cell: on one line (runs of whitespace, newlines included, become one
+    space) with `|` escaped, so no value can split or end a row; `code=True` puts it in a code span
+    fenced by more backticks than it holds, so a backtick in it cannot end the span."""
+    text = " ".join(str(value).split())
+    if code:
+        longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+        fence = "`" * (longest + 1)
+        pad = " " if text.startswith("`") or text.endswith("`") else ""
+        text = f"{fence}{pad}{text}{pad}{fence}"
+    return text.replace("|", "\\|")
+
+
+def _comparison_corner(comparison: Any) -> str:
+    """The top-left cell of the card's transition table: `FIRST \\ LAST` run names, as one cell."""
+    names = comparison.get("names") if isinstance(comparison, Mapping) else None
+    return markdown_cell(f"{names[0]} \\ {names[-1]}") if names else ""
+
+
 def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
     rows = {key: value for key, value in provenance.items() if value is not None}
     if isinstance(rows.get("mix"), Mapping):
@@ -193,13 +214,29 @@ def _provenance_rows(provenance: dict[str, Any]) -> list[tuple[str, Any]]:
     return sorted(rows.items())
 
 
+def card_paths(out: str | Path) -> tuple[Path, Path]:
+    """Where a card written to `out` and its histogram go: `out` and `HISTOGRAM_FILE` beside it.
+
+    Raises:
+        ConfigError: `out` is the histogram's own path (the PNG would replace the card).
+    """
+    out = Path(out).expanduser()
+    histogram = out.parent / HISTOGRAM_FILE
+    if out.resolve() == histogram.resolve():
+        raise ConfigError(
+            f"--out {str(out)!r} is where the card's histogram goes (the PNG would replace the card); "
+            "pass another file name, e.g. README.md."
+        )
+    return out, histogram
+
+
 def write_card(dataset: Dataset | DatasetDict, out: str | Path, repo_id: str, **options: Any) -> tuple[Path, Path]:
     """Write the card to `out` (a README.md) and its histogram PNG beside it; returns both paths."""
-    out = Path(out)
+    out, histogram = card_paths(out)
     summary = options.pop("summary", None) or summarize(dataset)
     # a bad template fails before any write
     card = render_card(dataset, repo_id, histogram=HISTOGRAM_FILE, summary=summary, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = plot_histogram(summary, out.parent / HISTOGRAM_FILE, title=repo_id.split("/")[-1])
+    figure = plot_histogram(summary, histogram, title=repo_id.split("/")[-1])
     card.save(str(out))
     return out, figure

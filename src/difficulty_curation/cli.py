@@ -102,10 +102,16 @@ WhereOption = Annotated[
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+def _main(
+    context: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
     from difficulty_curation.redact import configure_logging
+    from difficulty_curation.splits import datasets_switched_off
 
     configure_logging(verbose=verbose)
+    # no command writes datasets' cache files into a folder it reads (an input stays as it was); restored after
+    context.with_resource(datasets_switched_off("caching"))
 
 
 @app.command()
@@ -568,12 +574,12 @@ def card(
 
     Example: curate card scored/ --repo-id my-org/digits-dc-sft --out card/README.md
     """
-    from difficulty_curation.cards import HISTOGRAM_FILE, write_card
+    from difficulty_curation.cards import card_paths, write_card
     from difficulty_curation.outputs import check_output_file
     from difficulty_curation.sources import load_source
 
     with _errors():
-        for path in (out, out.parent / HISTOGRAM_FILE):
+        for path in card_paths(out):
             check_output_file(path, overwrite=overwrite, inputs=[scored, *([template] if template else [])])
         written, figure = write_card(load_source(scored), out, repo_id, template=template, license=license)
         typer.echo(f"card: {written}\nhistogram: {figure}")

@@ -46,6 +46,8 @@ MARKER_FILE = ".curate-output.json"
 DATASET_FILES = ("dataset_dict.json", "state.json")
 #: The file types a figure (`--plot`) is written as.
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+#: The file types an HTML page (`report --out`) is written as: never a data or state file.
+PAGE_SUFFIXES = (".html", ".htm")
 
 
 def check_output(
@@ -208,12 +210,12 @@ def check_output_file(
     example = f"{option} {str(out / ('name' + (suffixes[0] if suffixes else '')))!r}"
     if out.is_dir() or spelled.endswith(("/", os.sep)):
         raise ConfigError(f"{option} {spelled!r} is a folder; pass a file path, e.g. {example}.")
+    _refuse_readers_and_runs(out, inputs=inputs, option=option)
     if suffixes and out.suffix.lower() not in suffixes:
         raise ConfigError(
             f"{option} {spelled!r}: cannot write a {out.suffix or 'file without a suffix'!s} file here; "
             f"end it with one of {', '.join(suffixes)}."
         )
-    _refuse_readers_and_runs(out, inputs=inputs, option=option)
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ConfigError(f"{option} {spelled!r} already exists; pass --overwrite to replace it, or a new path.")
     return out
@@ -288,10 +290,17 @@ def _not_ours(folder: Path, earlier: tuple[str, ...]) -> str:
     return f"files difficulty-curation did not write (no {MARKER_FILE})"
 
 
-def _refuse_readers_and_runs(
-    out: Path, *, protect: Iterable[str | Path] = (), inputs: Iterable[str | Path] = (), option: str
+def refuse_inputs(
+    out: str | Path, *, inputs: Iterable[str | Path] = (), protect: Iterable[str | Path] = (), option: str = "--out"
 ) -> None:
-    """Refuse `out` where it is, holds or sits in something read (`inputs`, `protect`) or a scoring run."""
+    """Refuse `out` where it is, holds or sits in something this command reads (`inputs`, `protect`), by
+    real path (symlinks and `..` resolved) or as the same file under another name; a path that does not
+    exist (a Hub id) guards nothing.
+
+    Raises:
+        ConfigError: `out` would overwrite or write into an input.
+    """
+    out = Path(out).expanduser()
     real = out.resolve()
     for path, what in [
         *((p, "which this command reads") for p in inputs),
@@ -306,6 +315,14 @@ def _refuse_readers_and_runs(
                 f"{option} {str(out)!r} would overwrite or write into {str(path)!r}, {what}; "
                 f"pass a path outside it for {option}."
             )
+
+
+def _refuse_readers_and_runs(
+    out: Path, *, protect: Iterable[str | Path] = (), inputs: Iterable[str | Path] = (), option: str
+) -> None:
+    """Refuse `out` where it is, holds or sits in something read (`inputs`, `protect`) or a scoring run."""
+    refuse_inputs(out, inputs=inputs, protect=protect, option=option)
+    real = out.resolve()
     for folder in (real, *real.parents):
         if folder.name == RUN_STATE_DIR or (folder / RUN_STATE_DIR).exists():
             run = folder.parent if folder.name == RUN_STATE_DIR else folder

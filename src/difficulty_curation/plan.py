@@ -32,8 +32,9 @@ from difficulty_curation.outputs import RUN_STATE_DIR, atomic_file
 from difficulty_curation.prompts import row_reference
 from difficulty_curation.redact import get_logger
 from difficulty_curation.rollout_cache import RolloutCache, draws_identity
+from difficulty_curation.runners.preamble import RunInputs
 from difficulty_curation.runners.run_folder import score_to_dir
-from difficulty_curation.runners.run_state import PLAN_FILE
+from difficulty_curation.runners.run_state import PLAN_FILE, RunFolder
 from difficulty_curation.schema import pass_rate_interval
 from difficulty_curation.scoring import DifficultyScorer
 from difficulty_curation.splits import as_splits
@@ -167,6 +168,8 @@ def plan_run(
     )
     pilot_config = config.replace(num_rollouts=max_k, adaptive=False, keep_rollouts=True)
     pilot_scorer = DifficultyScorer(pilot_config, verifier=scorer.custom_verifier)
+    RunInputs(pilot_data, pilot_scorer, batch_size)  # columns and batch size, before the model loads
+    RunFolder.check_root(out_dir, inputs=[source] if source else ())
     started = time.perf_counter()
     _ = pilot_scorer.engine  # start-up apart: the throughput counts the pilot's scoring alone
     startup = time.perf_counter() - started

@@ -391,6 +391,11 @@ def mix(
     pools = {name: [i for i, v in enumerate(values) if bucket_of(v) == name] for name in PAPER_BUCKET_RANGES}
     available = {name: len(rows) for name, rows in pools.items()}
     scored = sum(available.values())
+    if not scored:
+        raise ConfigError(
+            f"the dataset has no scored rows to draw from ({len(values)} rows, every one failed to score); "
+            "fix what failed (`curate stats` lists the reasons) and score again."
+        )
     if num_rows > scored:
         raise ConfigError(
             f"rows={num_rows} is more than the {scored} scored rows in the dataset "

@@ -71,7 +71,14 @@ def write_export(
     selected = {split: select_rows(part, buckets) for split, part in splits.items()}
     if not any(len(part) for part in selected.values()):
         named = buckets if isinstance(buckets, str) else ", ".join(buckets or ())
-        which = f"in bucket(s) {named}" if buckets else "with a difficulty (every row failed to score)"
+        total = sum(len(part) for part in splits.values())
+        which = (
+            f"in bucket(s) {named}"
+            if buckets
+            else "with a difficulty (every row failed to score)"
+            if total
+            else f"at all (splits: {', '.join(f'{name} 0 rows' for name in splits)})"
+        )
         raise ConfigError(f"no rows to export: the dataset has none {which}; pass other --bucket values or rows.")
     with write_aside(out, overwrite=overwrite, earlier=(MARKER_FILE,)) as staging:
         files, counts, skipped, num_images = [], {}, [], 0
@@ -120,7 +127,7 @@ def readme_text(
     dataset_name: str,
 ) -> str:
     """The README.md of an export: what it holds, how to train on it, and the scores' provenance."""
-    from difficulty_curation.cards import _provenance_rows
+    from difficulty_curation.cards import _provenance_rows, markdown_cell
 
     kept = (
         "all scored rows"
@@ -146,15 +153,10 @@ def readme_text(
         "",
         "| field | value |",
         "| --- | --- |",
-        *(f"| {key} | {_cell(value)} |" for key, value in _provenance_rows(provenance)),
+        *(f"| {key} | {markdown_cell(value)} |" for key, value in _provenance_rows(provenance)),
         "",
     ]
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    """A value as one markdown table cell."""
-    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 __all__ = ["MARKER_FILE", "ExportResult", "Writer", "write_export"]

@@ -352,9 +352,12 @@ def _placeholder(reason: str) -> dict[str, str | None]:
     return {"src": None, "size": None, "class": None, "missing": reason}
 
 
-#: Characters HTML may not hold (C0 and C1 controls but tab and newline, DEL, surrogates, noncharacters)
-#: -> a visible stand-in: the Unicode control picture of a C0 control or DEL ("␀"), else U+FFFD.
+#: Characters HTML may not hold (C0 and C1 controls but tab and newline, DEL, surrogates, noncharacters),
+#: and the bidi embeddings, overrides and isolates that would show a row's text in another order than
+#: it holds ("7\u202e12" shown as "721") -> a visible stand-in: the Unicode control picture of a C0
+#: control or DEL ("␀"), else U+FFFD.
 _NOT_IN_HTML = {
+    **dict.fromkeys((*range(0x202A, 0x202F), *range(0x2066, 0x206A)), 0xFFFD),
     **{code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"},
     0x7F: 0x2421,
     **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),

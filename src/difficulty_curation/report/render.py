@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from difficulty_curation.errors import ConfigError
-from difficulty_curation.outputs import check_output_file, write_file
+from difficulty_curation.outputs import PAGE_SUFFIXES, check_output_file, write_file
 from difficulty_curation.redact import get_logger
 from difficulty_curation.report.page import ReportPage, html_text
 from difficulty_curation.splits import as_splits
@@ -86,7 +86,7 @@ def write_report(
     if isinstance(thumbnail_size, bool) or not isinstance(thumbnail_size, int) or not 8 <= thumbnail_size <= 1024:
         raise ConfigError(f"thumbnail_size must be an integer from 8 to 1024 pixels, got {thumbnail_size!r}.")
     inputs = [source for source in (scored, compare) if isinstance(source, (str, Path))]
-    out = check_output_file(out, overwrite=overwrite, inputs=inputs)
+    out = check_output_file(out, overwrite=overwrite, inputs=inputs, suffixes=PAGE_SUFFIXES)
     name = title or (Path(str(scored)).name if isinstance(scored, (str, Path)) else "scored dataset")
     splits = _load(scored, split)
     page = ReportPage(splits, thumbnail_size=thumbnail_size)
@@ -97,7 +97,13 @@ def write_report(
         context["comparison"] = page.comparison(compare, [name, compared_with])
     html = _template().render(title=name, **context)
     data = html.encode("utf-8")
-    write_file(out, lambda temporary: temporary.write_bytes(data), overwrite=overwrite, inputs=inputs)
+    write_file(
+        out,
+        lambda temporary: temporary.write_bytes(data),
+        overwrite=overwrite,
+        inputs=inputs,
+        suffixes=PAGE_SUFFIXES,
+    )
     size = len(data)
     if size > MAX_REPORT_BYTES:
         logger.warning(

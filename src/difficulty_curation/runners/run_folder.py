@@ -83,6 +83,7 @@ def score_to_dir(
         source=source,
         pilot=pilot,
     )
+    RunFolder.check_root(out_dir, inputs=[source] if source else ())
     run = RunFolder.open(out_dir, spec, overwrite=overwrite)
     try:
         if retry_failed:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from difficulty_curation.outputs import (
     MARKER_FILE,
     RUN_STATE_DIR,
     atomic_file,
+    refuse_inputs,
     swap_entries,
     sync_folder,
 )
@@ -102,14 +104,9 @@ class RunFolder:
         and `overwrite=True` never removes what a live run is writing.
         """
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
+        cls.check_root(root)
         state = root / RUN_STATE_DIR
         is_run = (state / "run.json").exists()
-        if not is_run and root.exists() and any(p.name != RUN_STATE_DIR for p in root.iterdir()):
-            raise RunStateError(
-                f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
-            )
         lock = RunLock(state).acquire()
         try:
             if is_run and (overwrite or cls.read_spec(root).pilot):  # a pilot's rollouts stay in the cache
@@ -136,6 +133,25 @@ class RunFolder:
             raise
         folder.lock = lock
         return folder
+
+    @staticmethod
+    def check_root(root: str | Path, *, inputs: Iterable[str | Path] = ()) -> None:
+        """Refuse `root` as a run folder before any work (or model load): a file, a folder holding
+        files that are not a scoring run, or one that is, holds or sits in one of `inputs` (the source).
+
+        Raises:
+            ConfigError: `root` is a file or would write into an input.
+            RunStateError: `root` holds files that are not a scoring run.
+        """
+        root = Path(root)
+        refuse_inputs(root, inputs=inputs)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"output {str(root)!r} is a file; pass a folder path for --out.")
+        is_run = (root / RUN_STATE_DIR / "run.json").exists()
+        if not is_run and root.exists() and any(p.name != RUN_STATE_DIR for p in root.iterdir()):
+            raise RunStateError(
+                f"{str(root)!r} already holds files that are not a scoring run; choose an empty or new folder."
+            )
 
     def close(self) -> None:
         """Release the folder's lock."""
