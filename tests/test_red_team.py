@@ -164,3 +164,21 @@ def test_plan_refuses_a_run_folder_inside_its_source_before_it_loads_the_model(e
     )
     assert refused(result, "which this command reads"), result.output
     assert files(source) == before and not (source / "pilot").exists()
+
+
+def python_blocks(card: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", card, flags=re.S)
+
+
+def test_a_merged_cards_training_snippet_names_no_mean_as_a_model_and_parses():
+    merged = merge_scores([scored_run([0.0, 0.5], model="a"), scored_run([0.5, 1.0], model="b")], names=["a", "b"])
+    (snippet,) = [block for block in python_blocks(str(render_card(merged, "me/x"))) if "SFTTrainer(" in block]
+    compile(snippet, "card", "exec")
+    assert "mean of" not in snippet and 'model="your-org/your-model"' in snippet
+
+
+def test_a_model_name_with_a_quote_leaves_the_cards_training_snippet_valid_python():
+    scored = scored_run([0.0, 0.5], model='org/odd"name\\')
+    (snippet,) = [block for block in python_blocks(str(render_card(scored, "me/x"))) if "SFTTrainer(" in block]
+    compile(snippet, "card", "exec")
+    assert 'org/odd\\"name' in snippet

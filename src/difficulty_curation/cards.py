@@ -7,6 +7,7 @@ wrote into it, so a folder scored days earlier still gets a complete card. No to
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -117,6 +118,7 @@ def render_card(
             comparison_rows=comparison_rows(provenance.get("comparison") or {}),
             comparison_corner=_comparison_corner(provenance.get("comparison")),
             plan=describe_plan(provenance["plan"]) if isinstance(provenance.get("plan"), Mapping) else None,
+            trainer_model=trainer_model(provenance),
             report=report,
         )
     except TemplateError as error:  # a syntax error, an unknown filter, a missing include
@@ -124,6 +126,14 @@ def render_card(
         raise ConfigError(
             f"card template {str(template_file)!r} has a Jinja error{where}: {error.message or error}; fix the template."
         ) from None
+
+
+def trainer_model(provenance: Mapping[str, Any]) -> str:
+    """The model the card's training snippet fine-tunes, as a Python string literal: the model that scored
+    the rows, or a placeholder for merged scores (their `model` is "mean of ...", no model to load)."""
+    merged = isinstance(provenance.get("merged_runs"), Mapping) and not provenance.get("difficulty_model")
+    model = provenance.get("model")
+    return json.dumps("your-org/your-model" if merged or not isinstance(model, str) or not model else model)
 
 
 def describe_mix(recipe: Mapping[str, Any]) -> str:
