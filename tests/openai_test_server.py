@@ -12,7 +12,8 @@ revoked mid-run), echo the Authorization header in its error bodies as careless 
 (`GET /stats`). With `--vllm-child-seeds` it seeds the children of an `n>1` request `seed, seed+1, ...`
 as vLLM does (child i = the `n=1` answer seeded `seed + i`); without it, in a way of its own (child i is
 not that answer), so the openai backend's start-up probe finds one request per rollout is needed.
-With `--ignore-seed` it draws every request anew whatever its `seed`, as many hosted APIs do.
+With `--ignore-seed` it draws every request anew whatever its `seed`, as many hosted APIs do; with
+`--content-parts` it answers each `content` as a list of two text parts, as some servers do.
 The probe's requests (`user` = `PROBE_USER`) are answered without counting towards `/stats` or the
 injected failures, which target the scoring requests.
 
@@ -49,6 +50,7 @@ class State:
         echo_auth: bool = False,
         vllm_child_seeds: bool = False,
         ignore_seed: bool = False,
+        content_parts: bool = False,
     ) -> None:
         self.engine, self.api_key, self.fail_first = engine, api_key, fail_first
         self.reject_first, self.revoke_after, self.echo_auth = reject_first, revoke_after, echo_auth
@@ -56,6 +58,7 @@ class State:
         self.vllm_child_seeds = vllm_child_seeds
         self.ignore_seed = ignore_seed  # as many hosted APIs: each request draws anew, whatever its seed
         self.draws = 0
+        self.content_parts = content_parts  # answer `content` as a list of text parts, as some servers do
         self.lock, self.generate_lock = threading.Lock(), threading.Lock()
         self.requests = self.in_flight = self.max_in_flight = 0
 
@@ -162,9 +165,20 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     (outcome,) = state.engine.generate([request], rollout.num_rollouts)
             if isinstance(outcome, RowError):
                 return 400, {"error": {"message": str(outcome)}}
+
             # the engine's own finish reason: "length" when the answer hit max_tokens
+            def content(text: str) -> str | list[dict]:
+                if not state.content_parts:
+                    return text
+                half = len(text) // 2
+                return [{"type": "text", "text": text[:half]}, {"type": "text", "text": text[half:]}]
+
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": text.finish_reason}
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": content(text)},
+                    "finish_reason": text.finish_reason,
+                }
                 for i, text in enumerate(outcome)
             ]
             return 200, {"object": "chat.completion", "model": body.get("model"), "choices": choices}
@@ -183,6 +197,7 @@ def main() -> None:
     parser.add_argument("--echo-auth", action="store_true")
     parser.add_argument("--vllm-child-seeds", action="store_true")
     parser.add_argument("--ignore-seed", action="store_true")
+    parser.add_argument("--content-parts", action="store_true")
     args = parser.parse_args()
     engine = TransformersEngine(ScoringConfig(model=args.model), device="cpu")
     state = State(
@@ -194,6 +209,7 @@ def main() -> None:
         args.echo_auth,
         vllm_child_seeds=args.vllm_child_seeds,
         ignore_seed=args.ignore_seed,
+        content_parts=args.content_parts,
     )
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)

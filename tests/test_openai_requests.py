@@ -119,3 +119,16 @@ def test_adaptive_against_a_server_that_honours_seed_runs_without_a_warning(othe
         )
     assert not [record for record in caplog.records if "seed" in record.getMessage()]
     assert read_provenance(scored)["openai_seed_honoured"] is True
+
+
+def test_content_answered_as_text_parts_is_judged_as_the_joined_text(other_server, trained_vlm, digits):
+    process, parts_url = start_openai_server(trained_vlm, "--content-parts")
+    try:
+        rows = digits.select(range(3))
+        as_parts = score_dataset(rows, scorer_for(trained_vlm, parts_url, child_seeds=False), progress=False)
+        as_text = score_dataset(rows, scorer_for(trained_vlm, other_server, child_seeds=False), progress=False)
+    finally:
+        process.kill()
+        process.wait()
+    assert as_parts["rollouts"] == as_text["rollouts"] and as_parts["difficulty"] == as_text["difficulty"]
+    assert not any("[{" in text for rollouts in as_parts["rollouts"] for text in rollouts)  # never Python's repr
