@@ -128,6 +128,12 @@ def test_the_plan_reports_answer_lengths_against_max_new_tokens(planned):
         assert 1 <= lengths["smallest_limit"] <= 4
 
 
+def test_the_pilots_token_rate_counts_every_generated_token_end_of_sequence_included(planned):
+    throughput = planned[0]["throughput"]
+    per_rollout = throughput["tokens_per_second"] / throughput["rollouts_per_second"]
+    assert 1 <= per_rollout <= 4  # at least the end-of-sequence token, at most max_new_tokens
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

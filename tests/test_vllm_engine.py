@@ -357,6 +357,15 @@ def test_rollout_j_of_a_row_is_the_same_draw_whatever_k_batch_or_first_rollout(e
     assert len({text for rollouts in eight["rollouts"] for text in rollouts}) > 8  # really sampled
 
 
+def test_a_plan_prices_an_adaptive_vllm_row_by_the_windows_the_engine_draws(engine, trained_vlm):
+    # `curate plan` counts what adaptive costs on vLLM as whole windows: the row decided at rollout 1
+    # still drew its first window, one decided just past it drew the next window too
+    scorer = vllm_scorer(trained_vlm, engine, num_rollouts=8, adaptive=True)
+    first, later = scorer.engine.adaptive_windows
+    stops = (1, first, first + 1, 8)
+    assert [scorer.adaptive_drawn(stop, 8) for stop in stops] == [first, first, min(first + later, 8), 8]
+
+
 def test_adaptive_streams_a_prefix_of_the_full_draw_with_the_same_bucket_row_by_row(engine, trained_vlm, digits):
     from difficulty_curation.engines.base import AdaptiveEngine
 

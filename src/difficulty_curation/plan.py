@@ -317,7 +317,8 @@ def answer_lengths(scorer: DifficultyScorer, rows: list[list[Completion]], max_n
         )
     else:
         result["smallest_limit"] = int(limit)
-    result["_tokens_per_row"] = sum(min(count, max_new_tokens) for count in counts) / len(rows)
+    # generated tokens: a finished answer's end-of-sequence token too, a cut-off one max_new_tokens
+    result["_tokens_per_row"] = sum(min(n, max_new_tokens) for n in needed) / len(rows)
     return result
 
 
