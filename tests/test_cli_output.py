@@ -167,3 +167,10 @@ def test_a_hostile_value_in_an_error_is_one_short_line_without_control_character
 
 def test_a_path_longer_than_the_file_system_allows_is_one_error_line():
     _one_error_line(runner.invoke(app, ["stats", "a" * 300]), "longer than the file system allows")
+
+
+def test_compare_cuts_a_very_long_run_name_in_its_summary_lines(runs):
+    long_name = "n" * 5000
+    result = invoke("compare", runs["a"], runs["b"], "--name", long_name, "--name", "b")
+    assert result.exit_code == 0, result.output
+    assert long_name not in result.output and "characters cut]" in result.output

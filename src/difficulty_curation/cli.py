@@ -688,7 +688,7 @@ def export(
             f"({', '.join(result.files)}); {len(result.skipped)} rows could not be exported."
         )
         for skipped_split, row, reason in result.skipped[:10]:
-            typer.echo(f"  row {row} of {skipped_split}: {reason}")
+            typer.echo(f"  row {row} of {_shown(skipped_split)}: {_shown(reason)}")
 
 
 @app.command()
@@ -790,21 +790,21 @@ def compare(
         )
         typer.echo(
             f"{result.matched} rows in every run; only in one run: "
-            + ", ".join(f"{n} {c}" for n, c in result.only_in.items())
+            + ", ".join(f"{_shown(n)} {c}" for n, c in result.only_in.items())
             + f". {result.bucket_changes} rows changed bucket; "
             + (
                 f"mean change {result.mean_delta}, mean |change| {result.mean_abs_delta}, "
                 f"Spearman rank correlation {result.rank_correlation if result.rank_correlation is not None else 'not defined'}."
                 if result.mean_delta is not None
-                else f"no scored rows: no row was scored by both {first} and {last}."
+                else f"no scored rows: no row was scored by both {_shown(first)} and {_shown(last)}."
             )
         )
         if result.noise is not None:
             noise_floor = result.noise
             typer.echo(
-                f"Noise floor ({' vs '.join(noise_floor.names)}): 95% of seed-to-seed changes are <= "
+                f"Noise floor ({' vs '.join(map(_shown, noise_floor.names))}): 95% of seed-to-seed changes are <= "
                 f"{noise_floor.floor}; {noise_floor.exceeding_rows} rows ({noise_floor.exceeding_share:.0%}) "
-                f"moved more than that between {first} and {last}."
+                f"moved more than that between {_shown(first)} and {_shown(last)}."
             )
         answers = any("majority_answer" in row for row in result.moved)
         _table(
