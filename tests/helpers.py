@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import subprocess
 import sys
@@ -70,6 +71,32 @@ def start_openai_server(model, *extra):
     line = process.stdout.readline()
     assert line.startswith("listening on "), line
     return process, line.split()[-1]
+
+
+@contextlib.contextmanager
+def openai_server(model, *extra):
+    """`tests/openai_test_server.py` serving `model` for the block: its base URL; stopped afterwards."""
+    process, url = start_openai_server(model, *extra)
+    try:
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
+def curate(*args):
+    """`curate ARGS` through Typer's test runner (every argument as a string)."""
+    from typer.testing import CliRunner
+
+    from difficulty_curation.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def refused(result, message):
+    """The command stopped with one `Error:` line holding `message`."""
+    output = result.output.strip()
+    return result.exit_code == 2 and message in output and len(output.splitlines()) == 1
 
 
 #: Sampling hot enough that the cold-started model often writes past 2 tokens: some rows are cut off

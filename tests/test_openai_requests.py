@@ -9,7 +9,7 @@ import logging
 
 import httpx
 import pytest
-from helpers import start_openai_server
+from helpers import openai_server
 
 from difficulty_curation import score_difficulty
 from difficulty_curation.engines.openai import OpenAIEngine, child_seeds_match
@@ -24,18 +24,14 @@ def served(url):
 
 @pytest.fixture(scope="module")
 def vllm_like(trained_vlm):
-    process, url = start_openai_server(trained_vlm, "--vllm-child-seeds")
-    yield url
-    process.kill()
-    process.wait()
+    with openai_server(trained_vlm, "--vllm-child-seeds") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def other_server(trained_vlm):
-    process, url = start_openai_server(trained_vlm)
-    yield url
-    process.kill()
-    process.wait()
+    with openai_server(trained_vlm) as url:
+        yield url
 
 
 def scorer_for(model, url, *, child_seeds=None, **options):
@@ -96,10 +92,8 @@ def test_adaptive_rounds_in_window_requests_are_a_prefix_of_the_full_draw(vllm_l
 
 @pytest.fixture(scope="module")
 def seedless_server(trained_vlm):
-    process, url = start_openai_server(trained_vlm, "--ignore-seed")
-    yield url
-    process.kill()
-    process.wait()
+    with openai_server(trained_vlm, "--ignore-seed") as url:
+        yield url
 
 
 def test_adaptive_against_a_server_that_ignores_seed_warns_and_records_it(seedless_server, trained_vlm, digits, caplog):
@@ -122,13 +116,9 @@ def test_adaptive_against_a_server_that_honours_seed_runs_without_a_warning(othe
 
 
 def test_content_answered_as_text_parts_is_judged_as_the_joined_text(other_server, trained_vlm, digits):
-    process, parts_url = start_openai_server(trained_vlm, "--content-parts")
-    try:
-        rows = digits.select(range(3))
+    rows = digits.select(range(3))
+    with openai_server(trained_vlm, "--content-parts") as parts_url:
         as_parts = score_dataset(rows, scorer_for(trained_vlm, parts_url, child_seeds=False), progress=False)
-        as_text = score_dataset(rows, scorer_for(trained_vlm, other_server, child_seeds=False), progress=False)
-    finally:
-        process.kill()
-        process.wait()
+    as_text = score_dataset(rows, scorer_for(trained_vlm, other_server, child_seeds=False), progress=False)
     assert as_parts["rollouts"] == as_text["rollouts"] and as_parts["difficulty"] == as_text["difficulty"]
     assert not any("[{" in text for rollouts in as_parts["rollouts"] for text in rollouts)  # never Python's repr

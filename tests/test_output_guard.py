@@ -6,26 +6,13 @@ import stat
 
 import pytest
 from datasets import DatasetDict, load_from_disk
+from helpers import curate, refused
 from report_data import KINDS, scored_digits
-from typer.testing import CliRunner
 
-from difficulty_curation.cli import app
 from difficulty_curation.compare import merge_scores
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.outputs import RUN_STATE_DIR, atomic_file, check_output, write_aside
 from difficulty_curation.sources import load_source, save_dataset
-
-runner = CliRunner()
-
-
-def curate(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def refused(result, message):
-    """The command stopped with one `Error:` line holding `message`."""
-    output = result.output.strip()
-    return result.exit_code == 2 and message in output and len(output.splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

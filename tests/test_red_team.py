@@ -3,26 +3,13 @@
 import re
 
 import pytest
+from helpers import curate, refused
 from merged_data import scored_run
-from typer.testing import CliRunner
 
 from difficulty_curation.cards import render_card, write_card
-from difficulty_curation.cli import app
 from difficulty_curation.compare import merge_scores
 from difficulty_curation.errors import ConfigError
 from difficulty_curation.sources import load_source, save_dataset
-
-runner = CliRunner()
-
-
-def curate(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def refused(result, message):
-    """The command stopped with one `Error:` line holding `message`."""
-    output = result.output.strip()
-    return result.exit_code == 2 and message in output and len(output.splitlines()) == 1
 
 
 def files(folder):
