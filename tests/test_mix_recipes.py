@@ -73,5 +73,5 @@ def test_a_one_row_dataset_mixes_and_an_empty_bucket_is_named(scored):
     assert mix(one, "medium=1", num_rows=1)["problem"][:] == ["q0"]
     with pytest.raises(ConfigError, match="easy needs 1, has 0"):
         mix(one, "easy=0.5,medium=0.5", num_rows=1)
-    with pytest.raises(ConfigError, match="more than the 0 scored rows"):
+    with pytest.raises(ConfigError, match="no scored rows to draw from"):
         mix(scored_run([None, None]), "easy=1", num_rows=1)

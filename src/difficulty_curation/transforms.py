@@ -367,14 +367,14 @@ def mix(
     (`model_view`: the drawn rows carry that model's difficulty).
 
     The draw depends on the recipe, the seed and the rows' content only: buckets are drawn in name
-    order and each bucket's rows in the order of their content fingerprints (`compare.row_keys`'s hash,
+    order and each bucket's rows in the order of their content fingerprints (`fingerprints.content_keys`,
     over every column), so the same recipe written in another order, or the same rows stored in
     another order, draw the same rows.
 
     Example:
         >>> train = mix(scored, "medium=0.8,easy=0.2", num_rows=1000, seed=0)  # doctest: +SKIP
     """
-    from difficulty_curation.compare.runs import content_keys
+    from difficulty_curation.fingerprints import content_keys
     from difficulty_curation.provenance import attach_provenance, read_provenance
 
     one_split_only(dataset, "mix takes one split; call it per split, e.g. mix(scored['train'], ...).")

@@ -5,8 +5,6 @@ Rows are matched by a fingerprint of their content (prompt, images, reference an
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import unicodedata
 from collections import Counter
@@ -20,6 +18,7 @@ from datasets import Dataset, DatasetDict
 from difficulty_curation.answers import extractor_for
 from difficulty_curation.columns import Columns
 from difficulty_curation.errors import ConfigError
+from difficulty_curation.fingerprints import row_fingerprints
 from difficulty_curation.provenance import read_provenance
 from difficulty_curation.verifiers import normalize_label
 
@@ -115,52 +114,7 @@ def row_keys(dataset: Dataset, provenance: dict[str, Any]) -> list[str]:
             f"none of the columns the run's provenance names ({prompt}, {answer}) is in the dataset; "
             f"its columns: {', '.join(dataset.column_names)}. Pass the folders `curate score` wrote."
         )
-    return _fingerprints(dataset, roles)
-
-
-def content_keys(dataset: Dataset) -> list[str]:
-    """A fingerprint of each row's whole content (every column, images as their bytes), `#2`, `#3`...
-    after repeats: the same rows give the same keys in any order (what `mix` draws in)."""
-    return _fingerprints(dataset, {name: name for name in dataset.column_names})
-
-
-def _fingerprints(dataset: Dataset, roles: dict[str, str]) -> list[str]:
-    """sha256 of each row's values of `roles` (label -> column), hashed under their labels; images undecoded."""
-    from datasets import Image
-
-    from difficulty_curation.schema import replace_image_features
-
-    view = dataset.select_columns(list(dict.fromkeys(roles.values())))
-    images = set()
-    for name, feature in view.features.items():
-        if replace_image_features(feature, None) != feature:  # holds images: hash their bytes, never decode them
-            images.add(name)
-            view = view.cast_column(name, replace_image_features(feature, Image(decode=False)))
-    seen: Counter[str] = Counter()
-    keys = []
-    rows = (dict(zip(batch, values)) for batch in view.iter(batch_size=1000) for values in zip(*batch.values()))
-    for row in rows:
-        digest = hashlib.sha256()
-        for label, name in roles.items():
-            digest.update(label.encode() + b"\0")
-            value = row[name]
-            if name in images:
-                for cell in value if isinstance(value, list) else [value]:
-                    if isinstance(cell, dict):
-                        digest.update(cell.get("bytes") or str(cell.get("path")).encode())
-                    else:
-                        digest.update(str(cell).encode())
-            else:
-                digest.update(json.dumps(value, sort_keys=True, default=_bytes_text).encode())
-            digest.update(b"\1")
-        key = digest.hexdigest()[:16]
-        seen[key] += 1
-        keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
-    return keys
-
-
-def _bytes_text(value: Any) -> str:
-    return value.hex() if isinstance(value, bytes) else str(value)
+    return row_fingerprints(dataset, roles)
 
 
 def majority_answers(dataset: Dataset) -> list[str | None] | None:
@@ -197,4 +151,4 @@ def _one_split(run: RunLike, split: str | None, label: str) -> tuple[Dataset, st
     return dataset, where, str(dataset.split) if dataset.split is not None else None
 
 
-__all__ = ["RunLike", "ScoredRun", "content_keys", "load_runs", "majority_answers", "row_keys", "run_names"]
+__all__ = ["RunLike", "ScoredRun", "load_runs", "majority_answers", "row_keys", "run_names"]
