@@ -33,3 +33,28 @@ def test_the_quick_study_runs_every_arm_in_both_conditions_and_resumes(tmp_path)
     again = subprocess.run(command, check=True, timeout=600, capture_output=True, text=True)
     assert " s  ID " not in again.stdout
     assert (tmp_path / "results.md").read_text() == table
+
+
+@pytest.mark.slow
+def test_the_quick_study_with_a_prior_reports_retention_and_both_conditions_side_by_side(tmp_path):
+    common = ["--quick", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    subprocess.run([sys.executable, str(STUDY), *common, "--seeds", "1"], check=True, timeout=3600, capture_output=True)
+    prior = [sys.executable, str(STUDY), *common, "--prior", "--seeds", "1", "2", "--jobs", "2"]
+    subprocess.run(prior, check=True, timeout=3600, capture_output=True)
+    raw = {p.name: json.loads(p.read_text()) for p in (tmp_path / "raw-prior").glob("*.json")}
+    assert sorted(raw) == ["seed1-clean.json", "seed1-noisy.json", "seed2-clean.json", "seed2-noisy.json"]
+    for result in raw.values():
+        assert result["complete"] and result["settings"]["prior"]["steps"] == 20
+        assert set(result["accuracy"]) | set(result["skipped"]) == {"prior (zero-shot)", "cold start", *ARMS}
+        for accuracy in result["accuracy"].values():
+            assert set(accuracy) == {"ID", "rotated", "slanted", "printed"}
+    # one prior for every seed: its zero-shot accuracy is the same in each result
+    assert len({json.dumps(r["accuracy"]["prior (zero-shot)"]) for r in raw.values()}) == 1
+    # the first study's raw results are untouched by the second condition
+    assert sorted(p.name for p in (tmp_path / "raw").glob("*.json")) == ["seed1-clean.json", "seed1-noisy.json"]
+    table = (tmp_path / "results.md").read_text()
+    assert "### Side by side: without and with a prior" in table
+    assert "| hard - SFT (all) |" in table and "printed (retention)" in table
+    assert "## From random weights (the first study)" in table and "## From the prior (`--prior`)" in table
+    assert (tmp_path / "accuracy-prior.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "results-prior.json").read_text())["settings"]["prior"]["rows"] == 256

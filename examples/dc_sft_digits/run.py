@@ -33,9 +33,11 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from prior import PriorRecipe, ensure_prior, printed_digits
 
 from difficulty_curation import audit_hard_rows, filter_difficulty, score_difficulty, score_to_dir, stratify
 from difficulty_curation.demo import build_tiny_vlm, cold_start, digits_dataset, ensure_demo_model
@@ -85,6 +87,20 @@ SETTINGS = Settings()
 QUICK = replace(SETTINGS, cold_start_steps=20, pool_rows=64, test_rows=20, steps=2)
 
 
+@dataclass(frozen=True)
+class PriorSettings(Settings):
+    """The second condition (`--prior`): every setting above, but the cold start begins from the prior
+    (`prior.py`) instead of random weights, and every model is also tested on the prior's own task."""
+
+    prior: PriorRecipe = field(default_factory=PriorRecipe)
+
+
+PRIOR_SETTINGS = PriorSettings()
+PRIOR_QUICK = PriorSettings(**{**asdict(QUICK), "prior": PriorRecipe(rows=256, steps=20, retention_rows=20)})
+#: the held-out printed digits (the prior's own task), not out of distribution: what an arm keeps of the prior
+RETENTION = "printed"
+
+
 # --------------------------------------------------------------------------------------------- running
 
 
@@ -94,6 +110,7 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
     if all(r["complete"] for r in results.values()):
         return
     cold = _cold_start(seed, settings, work)
+    prior = ensure_prior(settings.prior) if isinstance(settings, PriorSettings) else None
     pool = digits_dataset(split="train").select(
         range(settings.cold_start_rows, settings.cold_start_rows + settings.pool_rows)
     )
@@ -121,6 +138,8 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
         name: digits_dataset(split="test", rendition=name, num_rows=settings.test_rows)
         for name in settings.ood_renditions
     }
+    if prior is not None:
+        tests[RETENTION] = printed_digits(settings.prior.retention_rows, seed=settings.prior.seed)
     cold_report = None
     for condition in CONDITIONS:
         result = results[condition]
@@ -130,6 +149,8 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
             result.update(scoring_cost)  # the first, generating pass; a resumed one would undercount
         if condition == "noisy":
             result["noise"] = _noise_report(scored["noisy"], corrupted)
+        if prior is not None and "prior (zero-shot)" not in result["accuracy"]:
+            result["accuracy"]["prior (zero-shot)"] = _evaluate(prior, tests, settings)
         if "cold start" not in result["accuracy"]:
             cold_report = cold_report or _evaluate(cold, tests, settings)
             result["accuracy"]["cold start"] = cold_report
@@ -165,13 +186,21 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
 
 
 def _cold_start(seed: int, settings: Settings, work: Path) -> Path:
-    """Seed 0's full-size cold start is the `make demo` model (same build, same seed): reuse or cache it."""
-    if seed == 0 and settings.cold_start_steps == SETTINGS.cold_start_steps:
+    """Seed 0's full-size cold start is the `make demo` model (same build, same seed): reuse or cache it.
+
+    With a prior, every seed's cold start begins from a copy of the one prior instead of random weights.
+    """
+    with_prior = isinstance(settings, PriorSettings)
+    if seed == 0 and settings.cold_start_steps == SETTINGS.cold_start_steps and not with_prior:
         return ensure_demo_model()
     cold = work / "cold"
     if not (cold / "sft_options.json").exists():  # written last: a crashed cold start is redone
         shutil.rmtree(cold, ignore_errors=True)
-        build_tiny_vlm(cold, seed=seed)
+        if with_prior:
+            # the prior's own record and options stay behind: the cold start writes its own, last
+            shutil.copytree(ensure_prior(settings.prior), cold, ignore=shutil.ignore_patterns("prior.json", "sft_*"))
+        else:
+            build_tiny_vlm(cold, seed=seed)
         cold_start(cold, steps=settings.cold_start_steps, num_rows=settings.cold_start_rows, seed=seed, progress=False)
     return cold
 
@@ -295,13 +324,18 @@ def load_raw(raw_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return by_condition
 
 
+def splits_of(settings: dict[str, Any]) -> list[str]:
+    """The test sets of a study: ID, the OOD renditions and, with a prior, the retention test."""
+    return ["ID", *settings["ood_renditions"], *([RETENTION] if "prior" in settings else [])]
+
+
 def summary(by_condition: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Every number the report shows, from the raw results."""
     out: dict[str, Any] = {}
     for condition, runs in by_condition.items():
-        splits = [s for s in ("ID", *(runs[0]["settings"]["ood_renditions"] if runs else ())) if runs]
+        splits = splits_of(runs[0]["settings"]) if runs else []
         arms = {}
-        for arm in ("cold start", *ARMS):
+        for arm in ("prior (zero-shot)", "cold start", *ARMS):
             arms[arm] = {}
             for split in splits:
                 values = [r["accuracy"][arm][split] for r in runs if arm in r["accuracy"]]
@@ -408,25 +442,67 @@ def _interval_table(
         n = cells[splits[0]]["n"]
         if not n:
             continue
-        row = []
-        for split in splits:
-            low, high = cells[split]["ci95"]
-            text = number(cells[split]["mean"]) + (f" [{number(low)}, {number(high)}]" if low is not None else "")
-            row.append(f"**{text}**" if bold and low is not None and (low > 0 or high < 0) else text)
-        lines.append(f"| {name} | {n} | " + " | ".join(row) + " |")
+        lines.append(f"| {name} | {n} | " + " | ".join(_cell(cells[split], number, bold) for split in splits) + " |")
     return lines
+
+
+def _cell(cell: dict[str, Any] | None, number: Any, bold: bool) -> str:
+    """mean [95% interval]; with `bold`, in bold when the interval excludes zero; – when there is nothing."""
+    if not cell or not cell["n"]:
+        return "–"
+    low, high = cell["ci95"]
+    text = number(cell["mean"]) + (f" [{number(low)}, {number(high)}]" if low is not None else "")
+    return f"**{text}**" if bold and low is not None and (low > 0 or high < 0) else text
+
+
+SPLIT_NAMES = {"ID": "ID", "rotated": "OOD rotated 25°", "slanted": "OOD slanted", RETENTION: "printed (retention)"}
+
+
+def side_by_side(without: dict[str, Any], with_prior: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The contrasts from random weights and from the prior in one table per label condition."""
+    splits = ["ID", *settings["ood_renditions"]]
+    lines = [
+        "Paired per-seed differences, percentage points [95% t-interval], from random weights (**none**) and from "
+        "the prior (**prior**); **bold** = the interval excludes zero. The last column is the prior's own "
+        "printed-digit task (retention)."
+    ]
+    for condition in CONDITIONS:
+        ours, theirs = without.get(condition), with_prior.get(condition)
+        if not ours or not theirs:
+            continue
+        header = [f"{SPLIT_NAMES[s]}: {who}" for s in splits for who in ("none", "prior")] + ["printed: prior"]
+        lines += [
+            "",
+            f"#### {condition} labels (n = seeds: none {len(ours['seeds'])}, prior {len(theirs['seeds'])})",
+            "",
+        ]
+        lines += ["| contrast | " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(header)]
+        for name in ours["contrasts"]:
+            cells = [
+                _cell(part["contrasts"][name].get(split), _signed, True) for split in splits for part in (ours, theirs)
+            ]
+            cells.append(_cell(theirs["contrasts"][name].get(RETENTION), _signed, True))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
     """The report: per-arm accuracy, paired contrasts, noise, compute."""
-    splits = ["ID", *settings["ood_renditions"]]
-    names = {"ID": "ID", "rotated": "OOD rotated 25°", "slanted": "OOD slanted"}
+    splits, names = splits_of(settings), SPLIT_NAMES
     lines = [
         f"Every arm: {settings['steps']} optimizer steps from the same cold start, lr {settings['learning_rate']:g}; "
         f"SFT {settings['sft_batch_size']} rows/step; GRPO {settings['grpo_batch_size']} prompts/step x "
         f"{settings['grpo_generations']} generations, temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}. "
         "Greedy accuracy in %, mean over seeds [95% t-interval]; n = seeds with that arm finished.",
     ]
+    if "prior" in settings:
+        prior = settings["prior"]
+        lines[0] = (
+            f"Every cold start begins from one prior (`prior.py`: {prior['steps']} full-SFT steps of "
+            f"{prior['batch_size']} rows on {prior['rows']} printed digits, letters, symbols, dot counts and "
+            f"digit comparisons, seed {prior['seed']}), not from random weights. **printed (retention)**: "
+            f"{prior['retention_rows']} held-out printed digits, the prior's own task. " + lines[0]
+        )
     for condition in CONDITIONS:
         part = result.get(condition)
         if not part or not part["seeds"]:
@@ -492,7 +568,7 @@ def plot(result: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    splits = ["ID", *settings["ood_renditions"]]
+    splits = splits_of(settings)
     figure, panels = plt.subplots(1, 2, figsize=(12, 4), dpi=100, sharey=True)
     for axes, condition in zip(panels, CONDITIONS):
         part = result.get(condition)
@@ -526,18 +602,35 @@ def plot(result: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+#: per study: its raw folder, its result and plot files, and its heading in the report
+STUDIES = {
+    "none": ("raw", "results.json", "accuracy.png", "From random weights (the first study)"),
+    "prior": ("raw-prior", "results-prior.json", "accuracy-prior.png", "From the prior (`--prior`)"),
+}
+
+
 def report(out: Path, readme: Path | None) -> str:
-    """Rebuild results.json, results.md, accuracy.png (and the README block) from `out/raw`."""
-    by_condition = load_raw(out / "raw")
-    runs = [r for rs in by_condition.values() for r in rs]
-    if not runs:
-        raise SystemExit(f"no raw results in {out / 'raw'}")
-    settings = runs[0]["settings"]
-    result = summary(by_condition)
-    (out / "results.json").write_text(json.dumps({"settings": settings, **result}, indent=1))
-    text = markdown(result, settings)
+    """Rebuild results*.json, results.md, accuracy*.png (and the README block) from `out/raw*`."""
+    parts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for study, (raw, result_file, plot_file, _) in STUDIES.items():
+        by_condition = load_raw(out / raw) if (out / raw).is_dir() else {}
+        runs = [r for rs in by_condition.values() for r in rs]
+        if runs:
+            settings, result = runs[0]["settings"], summary(by_condition)
+            (out / result_file).write_text(json.dumps({"settings": settings, **result}, indent=1))
+            plot(result, settings, out / plot_file)
+            parts[study] = settings, result
+    if not parts:
+        raise SystemExit(f"no raw results in {out / 'raw'} or {out / 'raw-prior'}")
+    if len(parts) == 1:
+        text = markdown(parts[next(iter(parts))][1], parts[next(iter(parts))][0])
+    else:
+        text = "### Side by side: without and with a prior\n\n" + side_by_side(
+            parts["none"][1], parts["prior"][1], parts["prior"][0]
+        )
+        for study, (settings, result) in parts.items():
+            text += f"\n## {STUDIES[study][3]}\n\n" + markdown(result, settings)
     (out / "results.md").write_text(text)
-    plot(result, settings, out / "accuracy.png")
     if readme is not None and readme.exists():
         start, end = "<!-- results:start -->", "<!-- results:end -->"
         page = readme.read_text()
@@ -559,6 +652,7 @@ def run_in_processes(args: argparse.Namespace) -> None:
     groups = [args.seeds[job :: args.jobs] for job in range(args.jobs)]
     threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     common = ["--out", str(args.out), "--work", str(args.work), *(["--quick"] if args.quick else [])]
+    common += ["--prior"] if args.prior else []
     processes = [
         subprocess.Popen(
             [sys.executable, __file__, "--seeds", *map(str, seeds), *common], env={**os.environ, **threads}
@@ -588,7 +682,13 @@ def main() -> None:
         default=1,
         help="run the seeds in this many processes side by side, one torch thread each (2 on a 2-core machine)",
     )
-    parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw")
+    parser.add_argument(
+        "--prior",
+        action="store_true",
+        help="the second condition: cold-start from a broadly pretrained prior (built once, cached) instead of "
+        "random weights; raw results in OUT/raw-prior",
+    )
+    parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw and OUT/raw-prior")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, once per arm
@@ -599,17 +699,21 @@ def main() -> None:
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     readme = HERE / "README.md" if args.out.resolve() == (HERE / "results").resolve() else None
-    settings = QUICK if args.quick else SETTINGS
+    settings = (PRIOR_QUICK if args.quick else PRIOR_SETTINGS) if args.prior else (QUICK if args.quick else SETTINGS)
+    if isinstance(settings, PriorSettings) and not args.report:
+        started = time.perf_counter()
+        prior = ensure_prior(settings.prior, progress=not args.quick)  # before any process starts, on every core
+        print(f"prior: {prior} ({time.perf_counter() - started:.0f} s)", flush=True)
     if args.jobs > 1 and not args.report:
         run_in_processes(args)
         print(report(args.out, readme))
         return
     if not args.report:
-        raw_dir = args.out / "raw"
+        raw_dir = args.out / ("raw-prior" if args.prior else "raw")
         raw_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         for seed in args.seeds:
-            work = args.work / (f"quick-seed{seed}" if args.quick else f"seed{seed}")
+            work = args.work / (("quick-" if args.quick else "") + ("prior-" if args.prior else "") + f"seed{seed}")
             work.mkdir(parents=True, exist_ok=True)
             run_seed(seed, settings, raw_dir, work)
             shutil.rmtree(work, ignore_errors=True)
