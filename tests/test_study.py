@@ -55,6 +55,6 @@ def test_the_quick_study_with_a_prior_reports_retention_and_both_conditions_side
     table = (tmp_path / "results.md").read_text()
     assert "### Side by side: without and with a prior" in table
     assert "| hard - SFT (all) |" in table and "printed (retention)" in table
-    assert "## From random weights (the first study)" in table and "## From the prior (`--prior`)" in table
+    assert "### From random weights (the first study)" in table and "### From the prior (`--prior`)" in table
     assert (tmp_path / "accuracy-prior.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "results-prior.json").read_text())["settings"]["prior"]["rows"] == 256

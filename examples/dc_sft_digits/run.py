@@ -486,8 +486,9 @@ def side_by_side(without: dict[str, Any], with_prior: dict[str, Any], settings: 
     return "\n".join(lines) + "\n"
 
 
-def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The report: per-arm accuracy, paired contrasts, noise, compute."""
+def markdown(result: dict[str, Any], settings: dict[str, Any], *, level: int = 3) -> str:
+    """The report: per-arm accuracy, paired contrasts, noise, compute; its headings at `level`."""
+    heading = "#" * level
     splits, names = splits_of(settings), SPLIT_NAMES
     lines = [
         f"Every arm: {settings['steps']} optimizer steps from the same cold start, lr {settings['learning_rate']:g}; "
@@ -506,12 +507,12 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
     for condition in CONDITIONS:
         part = result.get(condition)
         if not part or not part["seeds"]:
-            lines += ["", f"### {condition} labels: no results yet"]
+            lines += ["", f"{heading} {condition} labels: no results yet"]
             continue
         title = (
             "clean labels" if condition == "clean" else f"noisy labels ({settings['noise_fraction']:.0%} of the pool)"
         )
-        lines += ["", f"### {title}: seeds {part['seeds']} (finished: {part['complete_seeds']})", ""]
+        lines += ["", f"{heading} {title}: seeds {part['seeds']} (finished: {part['complete_seeds']})", ""]
         lines += _interval_table("arm", part["arms"], splits, names, _pct, bold=False)
         if part.get("bucket_sizes_mean"):
             sizes = ", ".join(f"{b} {n:.0f}" for b, n in part["bucket_sizes_mean"].items())
@@ -527,7 +528,7 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
         landed, sizes = noise["landed"], noise["bucket_sizes"]
         lines += [
             "",
-            f"### Where the corrupted labels land ({noise['seeds']} seeds, {noise['corrupted']} corrupted rows)",
+            f"{heading} Where the corrupted labels land ({noise['seeds']} seeds, {noise['corrupted']} corrupted rows)",
             "",
             "| bucket | corrupted rows | share of corrupted | share of bucket |",
             "| --- | ---: | ---: | ---: |",
@@ -546,7 +547,7 @@ def markdown(result: dict[str, Any], settings: dict[str, Any]) -> str:
     if compute.get("n"):
         lines += [
             "",
-            f"### Compute (clean condition, mean over {compute['n']} seeds; this machine, see README)",
+            f"{heading} Compute (clean condition, mean over {compute['n']} seeds; this machine, see README)",
             "",
             "| arm | wall-clock s | CPU s |",
             "| --- | ---: | ---: |",
@@ -629,7 +630,7 @@ def report(out: Path, readme: Path | None) -> str:
             parts["none"][1], parts["prior"][1], parts["prior"][0]
         )
         for study, (settings, result) in parts.items():
-            text += f"\n## {STUDIES[study][3]}\n\n" + markdown(result, settings)
+            text += f"\n### {STUDIES[study][3]}\n\n" + markdown(result, settings, level=4)
     (out / "results.md").write_text(text)
     if readme is not None and readme.exists():
         start, end = "<!-- results:start -->", "<!-- results:end -->"
