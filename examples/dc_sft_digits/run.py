@@ -1,7 +1,8 @@
 """DC-SFT against SFT and GRPO in miniature: real digits, offline, on a CPU, many seeds, paired intervals.
 
     python examples/dc_sft_digits/run.py                    # the study: seeds 0-9, clean and noisy labels
-    python examples/dc_sft_digits/run.py --report           # only rebuild results.md, the plot and the README table
+    python examples/dc_sft_digits/run.py --prior --jobs 2   # the same from a pretrained prior (prior.py), + retention
+    python examples/dc_sft_digits/run.py --report           # only rebuild results.md, the plots and the README tables
     python examples/dc_sft_digits/run.py --quick --out /tmp/q   # a minutes-long smoke run (the slow test)
 
 Per seed: (1) build a tiny LLaVA from configs and cold-start it with full SFT on the first 400 training
@@ -14,7 +15,11 @@ LoRA-GRPO on all rows and on medium rows, rewarded by the scoring verifier; (5) 
 and the cold start with greedy decoding on the 360 test digits (ID) and on two renditions of them
 fixed in `difficulty_curation.demo` before any run: rotated 25 degrees and slanted (OOD).
 
-Every setting is in `SETTINGS` and fixed before the multi-seed run. Each (seed, condition) writes
+`--prior` runs the same study a second time, each cold start beginning from one broadly pretrained
+prior (`prior.py`) instead of random weights, and tests every model on the prior's own printed-digit
+task too (retention); the report shows both conditions side by side.
+
+Every setting is in `SETTINGS` (and `PRIOR_SETTINGS`) and fixed before the multi-seed run. Each (seed, condition) writes
 `results/raw/seed<S>-<condition>.json` after every arm, so an interrupted run loses at most one arm
 and resumes where it stopped; `--report` recomputes every table from those files alone.
 """
