@@ -129,7 +129,11 @@ def build_prior(path: Path, recipe: PriorRecipe, *, progress: bool = False) -> P
             progress_label="Prior",
         )
         (trained / "prior.json").write_text(json.dumps(asdict(recipe), indent=1))
-        trained.rename(path)
+        try:
+            trained.rename(path)
+        except OSError:  # another process finished the same prior first: use that one
+            if not (path / "prior.json").exists():
+                raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path
