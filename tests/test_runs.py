@@ -278,3 +278,29 @@ def test_rescoring_a_run_with_pass_rate_intervals_replaces_them(tiny_vlm, twelve
     rescored = rescore_dir(out, correct_threshold=0.25, out_dir=tmp_path / "again", progress=False)
     assert rescored.column_names.count("pass_rate_low") == 1 and rescored.column_names.count("difficulty") == 1
     assert all(low <= 1 - d + 1e-6 for low, d in zip(rescored["pass_rate_low"], rescored["difficulty"]))
+
+
+def test_half_written_files_of_a_killed_run_are_removed_when_it_resumes(
+    tiny_vlm, twelve_digits, reference_run, tmp_path, caplog
+):
+    import tempfile
+
+    out = tmp_path / "run"
+    first, _ = counted_scorer(tiny_vlm)
+    score_to_dir(twelve_digits, first, out, batch_size=4, progress=False)
+    shards = out / STATE_DIR / "shards"
+    (shards / "train-00000002.parquet").unlink()
+    # what atomic_file leaves when its process is killed mid-write: a shard, the manifest, a plan (not the run's)
+    stale = [
+        tempfile.mkstemp(prefix=".train-00000002.parquet.", suffix=".parquet", dir=shards)[1],
+        tempfile.mkstemp(prefix=".manifest.json.", suffix=".json", dir=out / STATE_DIR)[1],
+    ]
+    others = tempfile.mkstemp(prefix=".plan.json.", suffix=".json", dir=out / STATE_DIR)[1]
+    again, engine = counted_scorer(tiny_vlm)
+    with caplog.at_level("INFO"):
+        result = score_to_dir(twelve_digits, again, out, batch_size=4, progress=False)
+    assert not any(os.path.exists(path) for path in stale) and "half-written" in caplog.text
+    assert os.path.exists(others)  # a plan may be writing it: only the run's own files are the run's to remove
+    assert sorted(p.name for p in shards.iterdir()) == [f"train-0000000{i}.parquet" for i in range(3)]
+    assert engine.requests == []  # the batch came back from the rollout cache
+    assert scores(result) == scores(reference_run)

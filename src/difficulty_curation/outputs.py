@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -185,6 +186,29 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         sync_folder(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+#: `atomic_file`'s temporary name for `X.ext`: `.X.ext.` + mkstemp's 8 random characters + `.ext`
+_STAGING_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?")
+
+
+def remove_stale_staging(folder: str | Path, *, of: Iterable[str] | None = None) -> list[str]:
+    """Delete the temporary files `atomic_file` left in `folder` when a process died mid-write (only those
+    of the files named in `of`, when given); returns their names.
+
+    Call it only while holding the lock of every writer of those files (`RunLock`): a live writer's
+    temporary file looks the same.
+    """
+    folder, names = Path(folder), None if of is None else set(of)
+    removed = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
+        match = _STAGING_NAME.fullmatch(entry.name)
+        if not match or (names is not None and match["name"] not in names):
+            continue
+        if match["name"].endswith(match["suffix"] or "") and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 def check_output_file(

@@ -38,6 +38,7 @@ from difficulty_curation.outputs import (
     RUN_STATE_DIR,
     atomic_file,
     refuse_inputs,
+    remove_stale_staging,
     swap_entries,
     sync_folder,
 )
@@ -109,6 +110,11 @@ class RunFolder:
         is_run = (state / "run.json").exists()
         lock = RunLock(state).acquire()
         try:
+            # what a process that died mid-write left; only this run writes these files, and it holds the lock
+            stale = remove_stale_staging(state, of=("run.json", "manifest.json"))
+            stale += remove_stale_staging(state / "shards")
+            if stale:
+                logger.info("removed %d half-written files of an interrupted run: %s", len(stale), ", ".join(stale))
             if is_run and (overwrite or cls.read_spec(root).pilot):  # a pilot's rollouts stay in the cache
                 _unfinish(root)  # first: from here on every reader sees an unfinished run, not the old data
                 shutil.rmtree(state / "shards", ignore_errors=True)
