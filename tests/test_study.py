@@ -58,3 +58,14 @@ def test_the_quick_study_with_a_prior_reports_retention_and_both_conditions_side
     assert "### From random weights (the first study)" in table and "### From the prior (`--prior`)" in table
     assert (tmp_path / "accuracy-prior.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "results-prior.json").read_text())["settings"]["prior"]["rows"] == 256
+    # the equal-passes follow-up: each SFT arm's steps scale with its rows; no GRPO arms
+    passes = [sys.executable, str(STUDY), *common, "--prior", "--equal-passes", "--seeds", "1"]
+    subprocess.run(passes, check=True, timeout=3600, capture_output=True)
+    for result in (json.loads(p.read_text()) for p in (tmp_path / "raw-prior-passes").glob("*.json")):
+        assert result["complete"] and result["settings"]["sft_steps"] == "equal passes"
+        assert set(result["skipped"]) >= {"GRPO (all)", "GRPO (medium)"}
+        for arm, steps in result["train_steps"].items():
+            assert steps == max(1, round(2 * result["train_rows"][arm] / 64)), arm
+    assert "SFT arms at equal passes" in (tmp_path / "results.md").read_text()
+    refused = subprocess.run([sys.executable, str(STUDY), "--equal-passes"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "pass --prior too" in refused.stderr

@@ -102,6 +102,23 @@ class PriorSettings(Settings):
 
 PRIOR_SETTINGS = PriorSettings()
 PRIOR_QUICK = PriorSettings(**{**asdict(QUICK), "prior": PriorRecipe(rows=256, steps=20, retention_rows=20)})
+
+
+@dataclass(frozen=True)
+class EqualPassesSettings(PriorSettings):
+    """A follow-up (`--prior --equal-passes`): every SFT arm passes over its own rows as often as SFT (all)
+    does in `steps` steps (fewer steps for a smaller bucket), as DC-SFT saves compute; no GRPO arms."""
+
+    sft_steps: str = "equal passes"
+
+
+def arm_steps(arm_rows: int, settings: Settings) -> int:
+    """An arm's optimizer steps: `settings.steps`, or with equal passes that many scaled by the arm's share of the pool."""
+    if isinstance(settings, EqualPassesSettings):
+        return max(1, round(settings.steps * arm_rows / settings.pool_rows))
+    return settings.steps
+
+
 #: the held-out printed digits (the prior's own task), not out of distribution: what an arm keeps of the prior
 RETENTION = "printed"
 
@@ -171,6 +188,9 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
         for arm, rows in training.items():
             if arm in result["accuracy"] or arm in result["skipped"]:
                 continue
+            if arm in GRPO_ARMS and isinstance(settings, EqualPassesSettings):
+                result["skipped"][arm] = "not part of the equal-passes follow-up"
+                continue
             if len(rows) == 0:
                 result["skipped"][arm] = "no rows"
                 _save(raw_dir, result)
@@ -181,6 +201,7 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
             result["train_wall_s"][arm] = time.perf_counter() - wall
             result["train_cpu_s"][arm] = time.process_time() - cpu
             result["train_rows"][arm] = len(rows)
+            result.setdefault("train_steps", {})[arm] = arm_steps(len(rows), settings)
             result["accuracy"][arm] = _evaluate(model, tests, settings)
             shutil.rmtree(folder, ignore_errors=True)
             _save(raw_dir, result)
@@ -242,7 +263,7 @@ def _noise_report(scored: Any, corrupted: dict[int, tuple[str, str]]) -> dict[st
 
 
 def _train(arm: str, rows: Any, cold: Path, folder: Path, settings: Settings, seed: int) -> Path:
-    common = {"learning_rate": settings.learning_rate, "max_steps": settings.steps, "seed": seed}
+    common = {"learning_rate": settings.learning_rate, "max_steps": arm_steps(len(rows), settings), "seed": seed}
     if arm in GRPO_ARMS:
         options = GRPOOptions(
             **common,
@@ -501,6 +522,20 @@ def markdown(result: dict[str, Any], settings: dict[str, Any], *, level: int = 3
         f"{settings['grpo_generations']} generations, temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}. "
         "Greedy accuracy in %, mean over seeds [95% t-interval]; n = seeds with that arm finished.",
     ]
+    if settings.get("sft_steps") == "equal passes":
+        lines[0] = (
+            lines[0]
+            .replace(
+                f"Every arm: {settings['steps']} optimizer steps from the same cold start",
+                f"Every SFT arm passes over its own rows as often as SFT (all) does in {settings['steps']} steps "
+                f"({settings['steps']} x rows / {settings['pool_rows']} steps; no GRPO arms), from the same cold start",
+            )
+            .replace(
+                f"; GRPO {settings['grpo_batch_size']} prompts/step x {settings['grpo_generations']} generations, "
+                f"temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}",
+                "",
+            )
+        )
     if "prior" in settings:
         prior = settings["prior"]
         lines[0] = (
@@ -612,7 +647,17 @@ def plot(result: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
 STUDIES = {
     "none": ("raw", "results.json", "accuracy.png", "From random weights (the first study)"),
     "prior": ("raw-prior", "results-prior.json", "accuracy-prior.png", "From the prior (`--prior`)"),
+    "prior-passes": (
+        "raw-prior-passes",
+        "results-prior-passes.json",
+        "accuracy-prior-passes.png",
+        "From the prior, SFT arms at equal passes (`--prior --equal-passes`, a follow-up)",
+    ),
 }
+
+
+def _study(args: argparse.Namespace) -> str:
+    return "prior-passes" if args.equal_passes else "prior" if args.prior else "none"
 
 
 def report(out: Path, readme: Path | None) -> str:
@@ -627,13 +672,15 @@ def report(out: Path, readme: Path | None) -> str:
             plot(result, settings, out / plot_file)
             parts[study] = settings, result
     if not parts:
-        raise SystemExit(f"no raw results in {out / 'raw'} or {out / 'raw-prior'}")
+        raise SystemExit(f"no raw results in {out}/raw*")
     if len(parts) == 1:
         text = markdown(parts[next(iter(parts))][1], parts[next(iter(parts))][0])
     else:
-        text = "### Side by side: without and with a prior\n\n" + side_by_side(
-            parts["none"][1], parts["prior"][1], parts["prior"][0]
-        )
+        text = ""
+        if "none" in parts and "prior" in parts:
+            text = "### Side by side: without and with a prior\n\n" + side_by_side(
+                parts["none"][1], parts["prior"][1], parts["prior"][0]
+            )
         for study, (settings, result) in parts.items():
             text += f"\n### {STUDIES[study][3]}\n\n" + markdown(result, settings, level=4)
     (out / "results.md").write_text(text)
@@ -659,6 +706,7 @@ def run_in_processes(args: argparse.Namespace) -> None:
     threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     common = ["--out", str(args.out), "--work", str(args.work), *(["--quick"] if args.quick else [])]
     common += ["--prior"] if args.prior else []
+    common += ["--equal-passes"] if args.equal_passes else []
     processes = [
         subprocess.Popen(
             [sys.executable, __file__, "--seeds", *map(str, seeds), *common], env={**os.environ, **threads}
@@ -694,7 +742,13 @@ def main() -> None:
         help="the second condition: cold-start from a broadly pretrained prior (built once, cached) instead of "
         "random weights; raw results in OUT/raw-prior",
     )
-    parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw and OUT/raw-prior")
+    parser.add_argument(
+        "--equal-passes",
+        action="store_true",
+        help="with --prior, a follow-up: each SFT arm passes over its rows as often as SFT (all) does (fewer steps for "
+        "smaller buckets), no GRPO arms; raw results in OUT/raw-prior-passes",
+    )
+    parser.add_argument("--report", action="store_true", help="only rebuild the report from OUT/raw*")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, once per arm
@@ -705,7 +759,11 @@ def main() -> None:
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     readme = HERE / "README.md" if args.out.resolve() == (HERE / "results").resolve() else None
+    if args.equal_passes and not args.prior:
+        parser.error("--equal-passes is a follow-up of the prior condition: pass --prior too")
     settings = (PRIOR_QUICK if args.quick else PRIOR_SETTINGS) if args.prior else (QUICK if args.quick else SETTINGS)
+    if args.equal_passes:
+        settings = EqualPassesSettings(**{**asdict(settings), "prior": settings.prior})
     if isinstance(settings, PriorSettings) and not args.report:
         started = time.perf_counter()
         prior = ensure_prior(settings.prior, progress=not args.quick)  # before any process starts, on every core
@@ -715,11 +773,11 @@ def main() -> None:
         print(report(args.out, readme))
         return
     if not args.report:
-        raw_dir = args.out / ("raw-prior" if args.prior else "raw")
+        raw_dir = args.out / STUDIES[_study(args)][0]
         raw_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         for seed in args.seeds:
-            work = args.work / (("quick-" if args.quick else "") + ("prior-" if args.prior else "") + f"seed{seed}")
+            work = args.work / (("quick-" if args.quick else "") + f"{_study(args)}-seed{seed}")
             work.mkdir(parents=True, exist_ok=True)
             run_seed(seed, settings, raw_dir, work)
             shutil.rmtree(work, ignore_errors=True)
