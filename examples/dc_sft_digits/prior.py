@@ -12,6 +12,7 @@ rows and, trained with the same seed, the same model.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -67,16 +68,23 @@ class PriorRecipe:
     retention_rows: int = 360  # the held-out printed-digit test (the retention measure)
 
 
-def printed_digits(num_rows: int, *, seed: int) -> Any:
-    """The prior's own task, held out: printed digits drawn as in pretraining, from another seed."""
-    return _dataset([_digit_row(random.Random(f"printed-{seed}-{i}")) for i in range(num_rows)])
+def printed_digits(recipe: PriorRecipe) -> Any:
+    """The prior's own task, held out: `recipe.retention_rows` printed digits drawn as in pretraining,
+    from other random streams than the pretraining rows."""
+    rows = [_digit_row(random.Random(f"printed-{recipe.seed}-{i}"), recipe) for i in range(recipe.retention_rows)]
+    return _dataset(rows)
 
 
 def pretraining_rows(recipe: PriorRecipe) -> Any:
     """The pretraining mixture: `recipe.rows` rows of the five tasks, drawn with `recipe.seed`."""
     tasks, weights = zip(*TASKS.items())
-    makers = {"digit": _digit_row, "letter": _letter_row, "symbol": _symbol_row, "count": _count_row}
-    makers["larger"] = _larger_row
+    makers = {
+        "digit": _digit_row,
+        "letter": _letter_row,
+        "symbol": _symbol_row,
+        "count": _count_row,
+        "larger": _larger_row,
+    }
     rows = []
     for i in range(recipe.rows):
         rng = random.Random(f"prior-{recipe.seed}-{i}")
@@ -142,27 +150,22 @@ def build_prior(path: Path, recipe: PriorRecipe, *, progress: bool = False) -> P
 # --------------------------------------------------------------------------------------------- drawing
 
 
-def _fonts() -> list[Path]:
+@functools.cache
+def _fonts() -> tuple[Any, ...]:
+    """matplotlib's bundled fonts of `FONTS`, loaded once at 64 points."""
     import matplotlib
+    from PIL import ImageFont
 
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    return [folder / name for name in FONTS]
+    return tuple(ImageFont.truetype(str(folder / name), 64) for name in FONTS)
 
 
-_FONT_CACHE: dict[tuple[Path, int], Any] = {}
-
-
-def _glyph_scan(text: str, rng: random.Random, recipe: PriorRecipe | None = None) -> np.ndarray:
+def _glyph_scan(text: str, rng: random.Random, recipe: PriorRecipe) -> np.ndarray:
     """`text` drawn as a 32x32 bitmap with a random font, size, stroke, offset, rotation, slant and
     noise, counted in 4x4 blocks into an 8x8 scan of 0-16 (how the handwritten scans were made)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    recipe = recipe or PriorRecipe()
-    font_path = rng.choice(_fonts())
-    key = (font_path, 64)
-    if key not in _FONT_CACHE:
-        _FONT_CACHE[key] = ImageFont.truetype(str(font_path), 64)
-    font = _FONT_CACHE[key]
+    font = rng.choice(_fonts())
     big = Image.new("L", (160, 160), 0)
     ImageDraw.Draw(big).text(
         (80, 80), text, font=font, fill=255, anchor="mm", stroke_width=rng.choice((0, 0, 1, 2, 3)), stroke_fill=255
@@ -199,7 +202,7 @@ def _image(scan: np.ndarray) -> Any:
     return Image.fromarray(np.clip(scan * (255 / 16), 0, 255).astype(np.uint8), mode="L")
 
 
-def _digit_row(rng: random.Random, recipe: PriorRecipe | None = None) -> dict[str, Any]:
+def _digit_row(rng: random.Random, recipe: PriorRecipe) -> dict[str, Any]:
     digit = rng.choice("0123456789")
     return {"image": _image(_glyph_scan(digit, rng, recipe)), "problem": DIGIT_PROMPT, "solution": digit}
 

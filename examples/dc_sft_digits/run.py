@@ -161,7 +161,7 @@ def run_seed(seed: int, settings: Settings, raw_dir: Path, work: Path) -> None:
         for name in settings.ood_renditions
     }
     if prior is not None:
-        tests[RETENTION] = printed_digits(settings.prior.retention_rows, seed=settings.prior.seed)
+        tests[RETENTION] = printed_digits(settings.prior)
     cold_report = None
     for condition in CONDITIONS:
         result = results[condition]
@@ -516,34 +516,31 @@ def markdown(result: dict[str, Any], settings: dict[str, Any], *, level: int = 3
     """The report: per-arm accuracy, paired contrasts, noise, compute; its headings at `level`."""
     heading = "#" * level
     splits, names = splits_of(settings), SPLIT_NAMES
-    lines = [
-        f"Every arm: {settings['steps']} optimizer steps from the same cold start, lr {settings['learning_rate']:g}; "
-        f"SFT {settings['sft_batch_size']} rows/step; GRPO {settings['grpo_batch_size']} prompts/step x "
-        f"{settings['grpo_generations']} generations, temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}. "
-        "Greedy accuracy in %, mean over seeds [95% t-interval]; n = seeds with that arm finished.",
-    ]
+    steps, grpo = settings["steps"], ""
     if settings.get("sft_steps") == "equal passes":
-        lines[0] = (
-            lines[0]
-            .replace(
-                f"Every arm: {settings['steps']} optimizer steps from the same cold start",
-                f"Every SFT arm passes over its own rows as often as SFT (all) does in {settings['steps']} steps "
-                f"({settings['steps']} x rows / {settings['pool_rows']} steps; no GRPO arms), from the same cold start",
-            )
-            .replace(
-                f"; GRPO {settings['grpo_batch_size']} prompts/step x {settings['grpo_generations']} generations, "
-                f"temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}",
-                "",
-            )
+        arms = (
+            f"Every SFT arm passes over its own rows as often as SFT (all) does in {steps} steps "
+            f"({steps} x rows / {settings['pool_rows']} steps; no GRPO arms), from the same cold start"
         )
+    else:
+        arms = f"Every arm: {steps} optimizer steps from the same cold start"
+        grpo = (
+            f"; GRPO {settings['grpo_batch_size']} prompts/step x {settings['grpo_generations']} generations, "
+            f"temperature {settings['grpo_temperature']}, beta {settings['grpo_beta']}"
+        )
+    prior_line = ""
     if "prior" in settings:
         prior = settings["prior"]
-        lines[0] = (
+        prior_line = (
             f"Every cold start begins from one prior (`prior.py`: {prior['steps']} full-SFT steps of "
             f"{prior['batch_size']} rows on {prior['rows']} printed digits, letters, symbols, dot counts and "
             f"digit comparisons, seed {prior['seed']}), not from random weights. **printed (retention)**: "
-            f"{prior['retention_rows']} held-out printed digits, the prior's own task. " + lines[0]
+            f"{prior['retention_rows']} held-out printed digits, the prior's own task. "
         )
+    lines = [
+        f"{prior_line}{arms}, lr {settings['learning_rate']:g}; SFT {settings['sft_batch_size']} rows/step{grpo}. "
+        "Greedy accuracy in %, mean over seeds [95% t-interval]; n = seeds with that arm finished."
+    ]
     for condition in CONDITIONS:
         part = result.get(condition)
         if not part or not part["seeds"]:
@@ -674,7 +671,8 @@ def report(out: Path, readme: Path | None) -> str:
     if not parts:
         raise SystemExit(f"no raw results in {out}/raw*")
     if len(parts) == 1:
-        text = markdown(parts[next(iter(parts))][1], parts[next(iter(parts))][0])
+        ((settings, result),) = parts.values()
+        text = markdown(result, settings)
     else:
         text = ""
         if "none" in parts and "prior" in parts:
